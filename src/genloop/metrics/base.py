@@ -1,0 +1,48 @@
+"""The protocol of metrics: ``metric(generated, real) -> dict[str, float]``.
+
+Generated samples come first, real second (DESIGN.md §3). A metric may cache statistics of the
+real data in :meth:`Metric.prepare`, which the loop calls once per run with the held-out real
+set; ``__call__`` must give the same numbers whether or not ``prepare`` ran. Metrics that need
+the fitted model (held-out likelihood) set ``requires_model = True`` and receive it as
+``model=``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from genloop.models.base import GenerativeModel
+
+
+class Metric(ABC):
+    """A distance or score between generated and real samples."""
+
+    name: ClassVar[str] = ""
+    #: The metric needs the fitted model (passed as ``model=``), e.g. held-out NLL.
+    requires_model: ClassVar[bool] = False
+
+    def prepare(self, real: np.ndarray) -> None:
+        """Cache statistics of ``real`` (called once per run). Default: nothing."""
+        del real
+
+    @abstractmethod
+    def __call__(
+        self,
+        generated: np.ndarray,
+        real: np.ndarray,
+        *,
+        model: GenerativeModel | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> dict[str, float]:
+        """The metric's values, keyed by name (e.g. ``{"w2": 0.12}``)."""
+
+    def get_params(self) -> dict[str, Any]:
+        """Constructor options (for the resolved config)."""
+        import inspect
+
+        sig = inspect.signature(type(self).__init__)
+        return {p: getattr(self, p) for p in sig.parameters if p != "self" and hasattr(self, p)}
