@@ -1,0 +1,227 @@
+"""The generation loop (the paper's Algorithm 1 with the variants of :mod:`genloop.loop.schemes`).
+
+:func:`run_loop` is a generator: it yields one :class:`GenerationRecord` per generation, so a
+caller can stop, store and resume it. Every generation t draws its randomness from
+independent streams ``stage_rng(seed, t, stage)``; the loop's state after generation t is just
+(the fitted model, the synthetic pool), which is why a run resumed from a checkpoint yields
+exactly the records of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from genloop._validation import check_array
+from genloop.data.base import DataSource
+from genloop.errors import ConfigError
+from genloop.loop.schemes import SCHEMES, assemble, parse_lambda, real_count, synthetic_count
+from genloop.metrics.base import Metric
+from genloop.models.base import GenerativeModel
+from genloop.rng import stage_rng
+
+log = logging.getLogger(__name__)
+
+Retrain = Literal["finetune", "scratch"]
+
+
+@dataclass
+class GenerationRecord:
+    """What one generation produced.
+
+    ``metrics`` are computed on ``n_eval`` fresh samples of ``model`` (kept in ``samples``)
+    against the held-out real set; ``synthetic`` is the set drawn from the previous model to
+    train this generation (empty at generation 0); ``seconds`` is the wall time of the whole
+    generation and ``timings`` splits it into ``sample`` (drawing synthetic data), ``fit``,
+    ``eval`` (drawing evaluation samples and computing metrics) and ``other``.
+    """
+
+    generation: int
+    n_real: int
+    n_synthetic: int
+    metrics: dict[str, float]
+    model: GenerativeModel
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+    samples: np.ndarray | None = field(default=None, repr=False)
+    synthetic: np.ndarray | None = field(default=None, repr=False)
+
+
+@dataclass
+class LoopState:
+    """Where a loop stands after a completed generation: enough to resume it exactly.
+
+    ``pool`` holds every synthetic set drawn so far (only the accumulate schemes read it; it
+    is empty otherwise).
+    """
+
+    generation: int
+    model: GenerativeModel
+    pool: list[np.ndarray] = field(default_factory=list)
+
+
+def _resolve_model(model: GenerativeModel | str) -> GenerativeModel:
+    if isinstance(model, str):
+        from genloop.models import make_model
+
+        return make_model(model)
+    if not isinstance(model, GenerativeModel):
+        raise ConfigError(f"model must be a GenerativeModel or a registered name, got {type(model).__name__}")
+    return model
+
+
+def _resolve_metrics(metrics: Sequence[Metric | str | Mapping[str, Any]]) -> list[Metric]:
+    from genloop.metrics import make_metric
+
+    out: list[Metric] = []
+    for m in metrics:
+        if isinstance(m, Metric):
+            out.append(m)
+        elif isinstance(m, str):
+            out.append(make_metric(m))
+        elif isinstance(m, Mapping):
+            opts = dict(m)
+            name = opts.pop("name", None)
+            if not isinstance(name, str):
+                raise ConfigError(f"a metric given as a mapping needs a 'name', got {dict(m)!r}")
+            out.append(make_metric(name, **opts))
+        else:
+            raise ConfigError(f"cannot use {m!r} as a metric")
+    return out
+
+
+def evaluate(
+    model: GenerativeModel,
+    metrics: Sequence[Metric],
+    heldout: np.ndarray,
+    *,
+    n_eval: int,
+    rng: np.random.Generator,
+) -> tuple[dict[str, float], np.ndarray]:
+    """Draw ``n_eval`` samples from ``model`` and compute every metric against ``heldout``."""
+    samples = model.sample(n_eval, rng=rng)
+    values: dict[str, float] = {}
+    for metric in metrics:
+        out = metric(samples, heldout, model=model if metric.requires_model else None, rng=rng)
+        for key, val in out.items():
+            if key in values:
+                raise ConfigError(f"two metrics report the same key {key!r}; configure only one")
+            values[key] = float(val)
+    return values, samples
+
+
+def run_loop(
+    model: GenerativeModel | str,
+    real: np.ndarray,
+    *,
+    lam: float | str,
+    generations: int,
+    scheme: str = "replace",
+    retrain: Retrain = "finetune",
+    seed: int = 0,
+    metrics: Sequence[Metric | str | Mapping[str, Any]] = (),
+    heldout: np.ndarray | None = None,
+    source: DataSource | None = None,
+    n_eval: int | None = None,
+    resume: LoopState | None = None,
+) -> Iterator[GenerationRecord]:
+    """Iteratively retrain ``model`` on mixes of ``real`` and its own samples.
+
+    Generation 0 fits the n real samples (θ_0 = A(D_real)); generation t = 1 … ``generations``
+    fits the mix built by ``scheme`` from D_real and ⌊λ·n⌋ samples of θ_{t-1}
+    (Bertrand et al. 2024, Algorithm 1). ``retrain="finetune"`` warm-starts each fit from the
+    previous generation's parameters, ``"scratch"`` does not.
+
+    Args:
+        model: an unfitted model (cloned every generation, never fitted in place) or a
+            registered model name.
+        real: D_real, shape ``(n, *event_shape)``.
+        lam: λ, the synthetic-to-real ratio, in [0, ∞]; ``"inf"`` = fully synthetic.
+        generations: number of retraining generations after generation 0.
+        scheme: ``replace`` | ``accumulate`` | ``accumulate-subsample`` | ``fresh``.
+        seed: the run's seed; every generation and stage gets its own stream from it.
+        metrics: metric objects, registered names, or ``{"name": ..., **options}``.
+        heldout: real samples for evaluation (default: ``real``).
+        source: the data source; required by ``fresh`` to draw new real data.
+        n_eval: samples drawn per generation for the metrics (default: ``len(heldout)``).
+        resume: the state after a completed generation; the loop continues after it.
+
+    Yields:
+        one :class:`GenerationRecord` per generation, in order.
+    """
+    lam = parse_lambda(lam)
+    real = check_array(real, name="real data", min_samples=1)
+    if scheme not in SCHEMES:
+        raise ConfigError(f"unknown scheme {scheme!r}; known schemes: {', '.join(SCHEMES)}")
+    if retrain not in ("finetune", "scratch"):
+        raise ConfigError(f"retrain must be 'finetune' or 'scratch', got {retrain!r}")
+    if isinstance(generations, bool) or not isinstance(generations, int) or generations < 0:
+        raise ConfigError(f"generations must be an integer >= 0, got {generations!r}")
+    if scheme == "fresh" and (source is None or not source.infinite):
+        raise ConfigError("scheme 'fresh' needs a data source that can draw new samples (an infinite source)")
+    prototype = _resolve_model(model)
+    metric_objs = _resolve_metrics(metrics)
+    heldout = real if heldout is None else check_array(heldout, name="held-out data")
+    n = real.shape[0]
+    n_eval = heldout.shape[0] if n_eval is None else int(n_eval)
+    if n_eval < 1:
+        raise ConfigError(f"n_eval must be >= 1, got {n_eval}")
+    for metric in metric_objs:
+        metric.prepare(heldout)
+
+    k = synthetic_count(lam, n)
+    if resume is None:
+        prev: GenerativeModel | None = None
+        pool: list[np.ndarray] = []
+        start = 0
+    else:
+        prev, pool, start = resume.model, list(resume.pool), resume.generation + 1
+    keep_pool = scheme in ("accumulate", "accumulate-subsample")
+
+    for t in range(start, generations + 1):
+        t0 = time.perf_counter()
+        timings = {"sample": 0.0, "fit": 0.0, "eval": 0.0}
+        synthetic: np.ndarray | None = None
+        if t == 0:
+            X, n_real, n_synth = real, n, 0
+        else:
+            assert prev is not None
+            ts = time.perf_counter()
+            synthetic = prev.sample(k, rng=stage_rng(seed, t, "sample")) if k else real[:0]
+            timings["sample"] = time.perf_counter() - ts
+            if keep_pool:
+                pool.append(synthetic)
+            if math.isinf(lam):
+                real_part = real[:0]
+            elif scheme == "fresh":
+                real_part = source.sample(real_count(lam, n), rng=stage_rng(seed, t, "fresh"))  # type: ignore[union-attr]
+            else:
+                real_part = real
+            mix = assemble(scheme, real=real_part, synthetic=synthetic, pool=pool, lam=lam,
+                           rng=stage_rng(seed, t, "subsample"))
+            X, n_real, n_synth = mix.X, mix.n_real, mix.n_synthetic
+        tf = time.perf_counter()
+        fitted = prototype.clone().fit(
+            X, rng=stage_rng(seed, t, "fit"), init=prev if (retrain == "finetune" and prev is not None) else None
+        )
+        timings["fit"] = time.perf_counter() - tf
+        te = time.perf_counter()
+        values: dict[str, float] = {}
+        samples = None
+        if metric_objs:
+            values, samples = evaluate(fitted, metric_objs, heldout, n_eval=n_eval, rng=stage_rng(seed, t, "eval"))
+        timings["eval"] = time.perf_counter() - te
+        seconds = time.perf_counter() - t0
+        timings["other"] = max(seconds - timings["sample"] - timings["fit"] - timings["eval"], 0.0)
+        log.debug("generation %d: n_real=%d n_synthetic=%d %s", t, n_real, n_synth, values)
+        yield GenerationRecord(
+            generation=t, n_real=n_real, n_synthetic=n_synth, metrics=values, model=fitted,
+            seconds=seconds, timings=timings, samples=samples, synthetic=synthetic,
+        )
+        prev = fitted

@@ -1,0 +1,311 @@
+"""The base class of neural generative families (flows, flow matching, diffusion).
+
+A family subclasses :class:`TorchGenerativeModel`, declares an explicit typed constructor, e.g.
+``(network: NetworkConfig = ..., train: TrainConfig = ..., <family options>)``, stores every
+argument under its own name, and implements two pieces:
+
+* :meth:`TorchGenerativeModel.loss` — the per-example objective ``(B,)`` (EDM's ``loss.py``);
+* :meth:`TorchGenerativeModel.generate` — the sampler: ``n`` events drawn with a network.
+
+The base does the rest of the :class:`~genloop.models.base.GenerativeModel` contract: building
+the network (override :meth:`build_net` for another architecture, e.g. a zuko flow or a
+preconditioning wrapper), warm starts per ``train.carry_over``, the device, the shared
+:func:`~genloop.models.neural.trainer.train` loop, batched sampling with the EMA network, and
+checkpoints as named numpy arrays (no pickle).
+
+Data scaling convention
+-----------------------
+Networks work in a *model space* ``z = (x - shift) / scale``:
+
+* vectors ``(n, d)`` are standardised per feature with the training set's mean and standard
+  deviation (a constant feature gets scale 1), so one set of hyper-parameters suits data of
+  any units;
+* images ``(n, C, H, W)`` already arrive in [-1, 1] (the data-source contract) and are used as
+  they are (``shift = 0``, ``scale = 1``), as in the official EDM / DDPM / OT-CFM code.
+
+``shift_`` and ``scale_`` are stored in the state; :meth:`sample` maps back with
+``x = shift + scale · z`` and density models add ``-Σ log scale`` to ``log p(z)``. On a warm
+start that carries weights or EMA the previous generation's scaling is kept, so the carried
+network keeps its meaning.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from abc import abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+from typing_extensions import Self
+
+from genloop._validation import check_array
+from genloop.errors import ConfigError, DataError
+from genloop.models.base import GenerativeModel
+from genloop.models.neural.networks import NetworkConfig, build_network
+from genloop.models.neural.trainer import TrainConfig, resolve_device, train
+from genloop.rng import torch_seed
+
+log = logging.getLogger(__name__)
+
+
+class TorchGenerativeModel(GenerativeModel):
+    """Abstract base of the neural families; see the module docstring for the contract.
+
+    Fitted attributes: ``net_`` (the trained network), ``ema_`` (its EMA or ``None``),
+    ``optimizer_state_`` (Adam's state dict), ``shift_`` / ``scale_`` (data scaling),
+    ``losses_`` (mean loss per step of the last fit), ``samples_seen_`` (samples seen by the
+    weights, summed over warm starts), ``event_shape_``.
+    """
+
+    network: NetworkConfig
+    train: TrainConfig
+    #: rows per network batch in :meth:`sample` / ``log_prob``; families may expose it as a
+    #: constructor option of the same name.
+    sample_batch_size: int = 4096
+    #: whether bf16 autocast is safe for this objective (flows' exact likelihoods say no).
+    amp_safe: ClassVar[bool] = True
+
+    net_: nn.Module
+    ema_: nn.Module | None
+    optimizer_state_: dict[str, Any] | None
+    shift_: np.ndarray
+    scale_: np.ndarray
+
+    # ---- what a family implements -------------------------------------------------------
+    @abstractmethod
+    def loss(self, net: nn.Module, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Per-example training loss ``(B,)`` of a model-space batch ``x`` ``(B, *event_shape)``.
+
+        ``generator`` lives on ``x.device``; draw all noise from it.
+        """
+
+    @abstractmethod
+    def generate(self, net: nn.Module, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` model-space samples ``(n, *event_shape_)`` drawn with ``net`` (no grad, eval mode).
+
+        ``generator`` lives on the network's device (:meth:`device_of`).
+        """
+
+    def build_net(self, event_shape: tuple[int, ...], generator: torch.Generator | None) -> nn.Module:
+        """A freshly initialised network for ``event_shape`` (override for other architectures)."""
+        return build_network(self.network, event_shape, generator=generator)
+
+    # ---- helpers for families -------------------------------------------------------------
+    @staticmethod
+    def device_of(net: nn.Module) -> torch.device:
+        """The device of ``net``'s first parameter or buffer (CPU when it has none)."""
+        for t in list(net.parameters()) + list(net.buffers()):
+            return t.device
+        return torch.device("cpu")
+
+    @property
+    def sampling_net(self) -> nn.Module:
+        """The network used to sample and evaluate: the EMA when there is one."""
+        self._check_fitted()
+        return self.ema_ if self.ema_ is not None else self.net_
+
+    # ---- fit -------------------------------------------------------------------------------
+    def _train_config(self) -> TrainConfig:
+        cfg = self.train
+        if not self.amp_safe and cfg.amp:
+            cfg = cfg.model_copy(update={"amp": False})
+        return cfg
+
+    def _check_init(self, init: GenerativeModel, event_shape: tuple[int, ...]) -> TorchGenerativeModel:
+        if not isinstance(init, TorchGenerativeModel) or type(init) is not type(self):
+            raise ConfigError(
+                f"warm start of {type(self).__name__} needs an init of the same family, got {type(init).__name__}"
+            )
+        if not init.is_fitted:
+            raise ConfigError("the init model of a warm start is not fitted")
+        if tuple(init.event_shape_) != tuple(event_shape):
+            raise DataError(f"warm start: data events have shape {event_shape}, the init model's {init.event_shape_}")
+        return init
+
+    def _fit_scaling(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if X.ndim == 2:
+            shift = X.mean(axis=0)
+            scale = X.std(axis=0)
+            scale = np.where(scale > 1e-12 * max(1.0, float(np.abs(shift).max(initial=0.0))), scale, 1.0)
+            return shift.astype(np.float64), scale.astype(np.float64)
+        if np.abs(X).max() > 1.0 + 1e-6:
+            log.warning("image data outside [-1, 1] (max |x| = %.3g); images are expected scaled to [-1, 1]", np.abs(X).max())
+        ones = (1,) * (X.ndim - 1)
+        return np.zeros(ones), np.ones(ones)
+
+    def fit(self, X: np.ndarray, *, rng: np.random.Generator, init: GenerativeModel | None = None) -> Self:
+        """Train on ``X`` ``(n, *event_shape)`` with the shared loop; warm start from ``init``.
+
+        ``train.carry_over`` decides what comes from ``init``: its weights, its EMA, Adam's
+        state. ``init`` is never mutated (its tensors are copied).
+        """
+        X = check_array(X, name="X", min_samples=2)
+        if X.ndim not in (2, 4):
+            raise DataError(f"X must be vectors (n, d) or images (n, C, H, W), got shape {X.shape}")
+        event_shape = tuple(int(s) for s in X.shape[1:])
+        generator = torch.Generator().manual_seed(torch_seed(rng))
+        carry: set[str] = set()
+        prev: TorchGenerativeModel | None = None
+        if init is not None:
+            prev = self._check_init(init, event_shape)
+            carry = set(self.train.carry_over)
+
+        if prev is not None and carry & {"weights", "ema"}:
+            shift, scale = np.array(prev.shift_, dtype=np.float64), np.array(prev.scale_, dtype=np.float64)
+        else:
+            shift, scale = self._fit_scaling(X)
+        Z = torch.as_tensor((X - shift) / scale, dtype=torch.float32)
+
+        net = self.build_net(event_shape, generator)
+        ema: nn.Module | None = None
+        optimizer_state: dict[str, Any] | None = None
+        seen_before = 0
+        if prev is not None:
+            if "weights" in carry:
+                _load(net, _cpu_state(prev.net_), "weights")
+                seen_before = int(prev.samples_seen_)
+            if "ema" in carry and prev.ema_ is not None:
+                ema = self.build_net(event_shape, None)
+                _load(ema, _cpu_state(prev.ema_), "EMA weights")
+            if "optimizer" in carry and prev.optimizer_state_ is not None:
+                optimizer_state = copy.deepcopy(prev.optimizer_state_)
+
+        result = train(net, self.loss, Z, self._train_config(), generator=generator, ema=ema, optimizer_state=optimizer_state)
+        self.net_ = result.net
+        self.ema_ = result.ema
+        self.optimizer_state_ = result.optimizer_state
+        self.losses_ = result.losses
+        self.samples_seen_ = seen_before + result.samples_seen
+        self.shift_, self.scale_ = shift, scale
+        self.event_shape_ = event_shape
+        return self
+
+    # ---- sample ----------------------------------------------------------------------------
+    def _prepare_net(self) -> tuple[nn.Module, torch.device]:
+        net = self.sampling_net
+        device = resolve_device(self.train.device)
+        net.to(device).eval()
+        return net, device
+
+    def sample(self, n: int, *, rng: np.random.Generator) -> np.ndarray:
+        """``n`` samples ``(n, *event_shape_)`` as float64, drawn in batches of
+        ``sample_batch_size`` with the EMA network when there is one."""
+        self._check_fitted()
+        if int(n) != n or n < 0:
+            raise ConfigError(f"n must be a non-negative integer, got {n}")
+        n = int(n)
+        net, device = self._prepare_net()
+        generator = torch.Generator(device=device).manual_seed(torch_seed(rng))
+        parts: list[np.ndarray] = []
+        bs = max(1, int(self.sample_batch_size))
+        with torch.no_grad():
+            for start in range(0, n, bs):
+                m = min(bs, n - start)
+                z = self.generate(net, m, generator)
+                if tuple(z.shape) != (m, *self.event_shape_):
+                    raise RuntimeError(f"generate returned shape {tuple(z.shape)}, expected {(m, *self.event_shape_)}")
+                parts.append(z.detach().to("cpu", torch.float64).numpy())
+        Z = np.concatenate(parts, axis=0) if parts else np.zeros((0, *self.event_shape_))
+        return self.shift_ + self.scale_ * Z
+
+    def to_model_space(self, X: np.ndarray) -> torch.Tensor:
+        """``(X - shift_) / scale_`` as a float32 tensor (for ``log_prob`` and diagnostics)."""
+        self._check_fitted()
+        return torch.as_tensor((np.asarray(X, dtype=np.float64) - self.shift_) / self.scale_, dtype=torch.float32)
+
+    @property
+    def log_scale_sum(self) -> float:
+        """``Σ log scale`` over one event: the log-Jacobian of the standardisation."""
+        self._check_fitted()
+        return float(np.sum(np.broadcast_to(np.log(self.scale_), self.event_shape_)))
+
+    # ---- state -----------------------------------------------------------------------------
+    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Arrays ``net.*``, ``ema.*`` (state dicts), ``optim.<i>.<key>`` (Adam moments),
+        ``shift`` / ``scale``; meta: event shape, optimizer param groups, samples seen."""
+        self._check_fitted()
+        arrays: dict[str, np.ndarray] = {"shift": np.asarray(self.shift_), "scale": np.asarray(self.scale_)}
+        for k, v in self.net_.state_dict().items():
+            arrays[f"net.{k}"] = _to_numpy(v)
+        if self.ema_ is not None:
+            for k, v in self.ema_.state_dict().items():
+                arrays[f"ema.{k}"] = _to_numpy(v)
+        optim_meta: dict[str, Any] | None = None
+        if self.optimizer_state_ is not None:
+            for idx, st in self.optimizer_state_["state"].items():
+                for key, v in st.items():
+                    arrays[f"optim.{int(idx)}.{key}"] = _to_numpy(torch.as_tensor(v))
+            optim_meta = {"param_groups": _jsonable(self.optimizer_state_["param_groups"])}
+        meta = {
+            "event_shape": list(self.event_shape_),
+            "has_ema": self.ema_ is not None,
+            "optimizer": optim_meta,
+            "samples_seen": int(getattr(self, "samples_seen_", 0)),
+            "final_loss": float(self.losses_[-1]) if getattr(self, "losses_", None) else None,
+        }
+        return arrays, meta
+
+    def set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """Rebuild the networks from the constructor options and load ``arrays``."""
+        event_shape = tuple(int(s) for s in meta["event_shape"])
+        net = self.build_net(event_shape, None)
+        net.load_state_dict(_sub_state(arrays, "net."))
+        ema = None
+        if meta.get("has_ema"):
+            ema = self.build_net(event_shape, None)
+            ema.load_state_dict(_sub_state(arrays, "ema."))
+            ema.eval().requires_grad_(False)
+        optimizer_state = None
+        if meta.get("optimizer") is not None:
+            state: dict[int, dict[str, torch.Tensor]] = {}
+            for k, v in arrays.items():
+                if k.startswith("optim."):
+                    _, idx, key = k.split(".", 2)
+                    state.setdefault(int(idx), {})[key] = torch.from_numpy(np.array(v))
+            optimizer_state = {"state": state, "param_groups": copy.deepcopy(meta["optimizer"]["param_groups"])}
+        self.net_ = net.eval()
+        self.ema_ = ema
+        self.optimizer_state_ = optimizer_state
+        self.shift_ = np.asarray(arrays["shift"], dtype=np.float64)
+        self.scale_ = np.asarray(arrays["scale"], dtype=np.float64)
+        self.samples_seen_ = int(meta.get("samples_seen", 0))
+        self.losses_ = [] if meta.get("final_loss") is None else [float(meta["final_loss"])]
+        self.event_shape_ = event_shape
+
+
+def _to_numpy(t: torch.Tensor) -> np.ndarray:
+    t = t.detach().to("cpu")
+    if t.dtype == torch.bfloat16:
+        t = t.float()
+    return np.ascontiguousarray(t.numpy())
+
+
+def _load(net: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ConfigError(f"warm start: cannot copy the init model's {what} (different architecture?): {exc}") from None
+
+
+def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").clone() for k, v in module.state_dict().items()}
+
+
+def _sub_state(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith(prefix)}
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return obj.item() if obj.numel() == 1 else obj.tolist()
+    return obj
+
+
+__all__ = ["TorchGenerativeModel"]

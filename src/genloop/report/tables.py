@@ -1,0 +1,80 @@
+"""Plain-text and Markdown tables of run metrics (``genloop show``)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from genloop.errors import ConfigError
+from genloop.store.run import RunStore
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
+            return f"{value:.3e}"
+        return f"{value:.4g}"
+    return str(value)
+
+
+def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None, *, markdown: bool = False) -> str:
+    """Rows of dicts as an aligned text table (or a Markdown table)."""
+    if not rows:
+        return "(no rows)"
+    if columns is None:
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+    cells = [[_fmt(row.get(c, "")) for c in columns] for row in rows]
+    if markdown:
+        head = "| " + " | ".join(columns) + " |"
+        rule = "|" + "|".join("---" for _ in columns) + "|"
+        return "\n".join([head, rule] + ["| " + " | ".join(r) + " |" for r in cells])
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
+    return "\n".join(lines)
+
+
+def run_summary_rows(folder: str | Path) -> list[dict[str, Any]]:
+    """One row per run of an experiment folder: λ, seed, state and the last generation's metrics."""
+    from genloop.sweep import find_runs
+
+    rows = []
+    for run in find_runs(folder):
+        store = RunStore(run)
+        metrics = store.read_metrics()
+        status = store.status()
+        row: dict[str, Any] = {
+            "lam": run.parent.name.split("=", 1)[1],
+            "seed": run.name.split("=", 1)[1],
+            "state": status.get("state", "?"),
+        }
+        if metrics:
+            row.update(metrics[-1])
+        rows.append(row)
+    return rows
+
+
+def show_text(folder: str | Path, *, all_generations: bool = False) -> str:
+    """What ``genloop show`` prints for a run folder or an experiment folder."""
+    from genloop.sweep import find_runs
+
+    folder = Path(folder)
+    if not folder.exists():
+        raise ConfigError(f"run folder not found: {folder}")
+    runs = find_runs(folder)
+    if not runs:
+        raise ConfigError(f"{folder} holds no genloop run (no status.json found)")
+    if runs == [folder]:
+        store = RunStore(folder)
+        status = store.status()
+        head = f"{folder}  state={status.get('state', '?')}  last generation={status.get('last_generation', -1)}"
+        return head + "\n" + format_table(store.read_metrics())
+    parts = [f"{folder}: {len(runs)} runs (last generation of each)", format_table(run_summary_rows(folder))]
+    if all_generations:
+        for run in runs:
+            parts += ["", f"== {run.relative_to(folder)}", format_table(RunStore(run).read_metrics())]
+    return "\n".join(parts)
