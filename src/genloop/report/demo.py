@@ -70,7 +70,7 @@ def run_demo(out: str | Path, *, quick: bool = False, jobs: int = 2) -> list[Pat
     n, gens, seeds = (20, 40, 20) if quick else (20, 300, 100)
     curves = gaussian_collapse(n=n, generations=gens, seeds=seeds, lambdas=[math.inf, 1.0, 0.5])
     t = np.arange(gens + 1)
-    theory = {f"theory, fully synthetic: c4(n)^t, n = {n}": expected_sigma_ratio(n, t, estimator="unbiased")}
+    theory = {f"theory, fully synthetic: c4(n)^t, n = {n}": np.array([expected_sigma_ratio(n, int(g), "unbiased") for g in t])}
     written.append(plot_sigma_ratio(curves, theory, out / "gaussian_collapse.png",
                                     title=f"Gaussian collapse, n = {n}, unbiased estimator"))
     gauss_rows = []

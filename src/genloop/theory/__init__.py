@@ -1,0 +1,76 @@
+"""Closed forms and estimators of the stability theory of iterative retraining (DESIGN.md §2.2).
+
+* :mod:`genloop.theory.gaussian` — Gaussian collapse under fully synthetic refitting.
+* :mod:`genloop.theory.expfam` — exponential families in the mixed (replace) loop.
+* :mod:`genloop.theory.jacobian` — the exact Jacobian J = λ(A+λB)^{-1}B and the paper's
+  Theorem 1/2 quantities for any :class:`ParametricDensity`.
+* :mod:`genloop.theory.report` — per-λ tables (``genloop theory``).
+"""
+
+from __future__ import annotations
+
+from genloop.theory.expfam import (
+    expfam_mean_trajectory,
+    expfam_rate,
+    fully_synthetic_mean_covariance,
+    gaussian_mle_mean_covariance,
+    known_variance_mean_variance,
+    replace_contraction,
+    stationary_covariance_approx,
+)
+from genloop.theory.gaussian import (
+    c4,
+    expected_covariance_ratio,
+    expected_sigma_ratio,
+    generalized_variance_moment,
+    log_generalized_variance_cdf,
+    log_generalized_variance_quantile,
+    sigma_ratio_band,
+    sigma_ratio_cdf,
+    sigma_ratio_quantile,
+)
+from genloop.theory.jacobian import (
+    GaussianDensity,
+    ParametricDensity,
+    StabilityAnalysis,
+    StudentTDensity,
+    analyze,
+    paper_condition,
+    paper_rate,
+    retraining_jacobian,
+    retraining_map,
+    spectral_radius,
+)
+from genloop.theory.report import SUPPORTED_MODELS, format_theory_table, theory_rows
+
+__all__ = [
+    "c4",
+    "expected_sigma_ratio",
+    "expected_covariance_ratio",
+    "generalized_variance_moment",
+    "log_generalized_variance_cdf",
+    "log_generalized_variance_quantile",
+    "sigma_ratio_cdf",
+    "sigma_ratio_quantile",
+    "sigma_ratio_band",
+    "expfam_rate",
+    "expfam_mean_trajectory",
+    "replace_contraction",
+    "known_variance_mean_variance",
+    "gaussian_mle_mean_covariance",
+    "stationary_covariance_approx",
+    "fully_synthetic_mean_covariance",
+    "ParametricDensity",
+    "GaussianDensity",
+    "StudentTDensity",
+    "StabilityAnalysis",
+    "analyze",
+    "retraining_jacobian",
+    "retraining_map",
+    "spectral_radius",
+    "paper_condition",
+    "paper_rate",
+    "SUPPORTED_MODELS",
+    "theory_rows",
+    "format_theory_table",
+]

@@ -19,6 +19,7 @@ network is a deterministic function of its seed and nothing touches torch's glob
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Literal
 
@@ -351,28 +352,39 @@ def build_network(
             kind = "unet"
         else:
             raise ConfigError(f"network kind 'auto' needs events of shape (d,) or (C, H, W), got {event_shape}")
-    embedding = _time_embedding(cfg)
-    if kind == "mlp":
-        if len(event_shape) != 1:
-            raise ConfigError(f"network kind 'mlp' needs vector events (d,), got shape {event_shape}")
-        net: nn.Module = MLPNet(
-            event_shape[0], hidden=cfg.hidden, depth=cfg.depth, embed_dim=cfg.embed_dim,
-            activation=cfg.activation, embedding=embedding,
-        )
-    else:
-        if len(event_shape) != 3:
-            raise ConfigError(f"network kind 'unet' needs image events (C, H, W), got shape {event_shape}")
-        C, H, W = event_shape
-        net = UNet(
-            C, resolution=max(H, W), channels=cfg.channels, channel_mult=cfg.channel_mult,
-            num_res_blocks=cfg.num_res_blocks, attn_resolutions=cfg.attn_resolutions, dropout=cfg.dropout,
-            norm_groups=cfg.norm_groups, head_channels=cfg.head_channels, embed_dim=cfg.embed_dim,
-            activation=cfg.activation, embedding=embedding,
-        )
+    with untouched_global_rng():  # torch's constructors draw a default init we overwrite
+        embedding = _time_embedding(cfg)
+        if kind == "mlp":
+            if len(event_shape) != 1:
+                raise ConfigError(f"network kind 'mlp' needs vector events (d,), got shape {event_shape}")
+            net: nn.Module = MLPNet(
+                event_shape[0], hidden=cfg.hidden, depth=cfg.depth, embed_dim=cfg.embed_dim,
+                activation=cfg.activation, embedding=embedding,
+            )
+        else:
+            if len(event_shape) != 3:
+                raise ConfigError(f"network kind 'unet' needs image events (C, H, W), got shape {event_shape}")
+            C, H, W = event_shape
+            net = UNet(
+                C, resolution=max(H, W), channels=cfg.channels, channel_mult=cfg.channel_mult,
+                num_res_blocks=cfg.num_res_blocks, attn_resolutions=cfg.attn_resolutions, dropout=cfg.dropout,
+                norm_groups=cfg.norm_groups, head_channels=cfg.head_channels, embed_dim=cfg.embed_dim,
+                activation=cfg.activation, embedding=embedding,
+            )
     if generator is None:
         generator = torch.Generator().manual_seed(0)
     init_parameters_(net, generator)
     return net
+
+
+def untouched_global_rng() -> contextlib.AbstractContextManager[None]:
+    """Run module constructors without changing torch's global CPU RNG state.
+
+    ``nn.Linear`` and friends draw a default initialisation from the global RNG when they are
+    built; :func:`init_parameters_` overwrites it from an explicit generator, and this context
+    restores the global state afterwards, so building a network has no side effect.
+    """
+    return torch.random.fork_rng(devices=[])
 
 
 def init_parameters_(module: nn.Module, generator: torch.Generator) -> nn.Module:
@@ -425,6 +437,7 @@ __all__ = [
     "FourierEmbedding",
     "build_network",
     "init_parameters_",
+    "untouched_global_rng",
     "UNET_CIFAR10",
     "UNET_FFHQ64",
 ]

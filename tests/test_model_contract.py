@@ -1,0 +1,163 @@
+"""The GenerativeModel contract, checked for every registered model family.
+
+The suite is parametrised over ``genloop.models.available_models()``, so a family added later
+is covered automatically once it has an entry in ``FAST_OPTIONS`` (small, fast constructor
+options) and, when it does not model 2-D vectors, in ``DATA`` (a function of a numpy Generator
+returning its training array). A registered family without a ``FAST_OPTIONS`` entry makes
+``test_every_registered_model_has_fast_options`` fail (naming it), and its contract checks are
+skipped with a message pointing there. To add a check, write a test taking the ``contract``
+fixture: each family is fitted once per module and shared (tests must not refit or mutate it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+from genloop.data import make_data
+from genloop.models import GenerativeModel, NotFittedError, available_models, make_model
+from genloop.models.io import load_model, save_model
+
+_TINY_NEURAL: dict[str, Any] = {
+    "network": {"hidden": 16, "depth": 2},
+    "train": {"samples": 512, "batch_size": 64, "device": "cpu"},
+}
+
+#: Small, fast constructor options for each registered model name.
+FAST_OPTIONS: dict[str, dict[str, Any]] = {
+    "gaussian": {"estimator": "unbiased"},
+    "gmm": {"n_components": 4, "max_iter": 50},
+    "kde": {"bandwidth": "scott"},
+    # neural families: a tiny MLP, a few hundred training samples, a few sampling steps
+    "cfm": {**_TINY_NEURAL, "solver": "euler", "steps": 4},
+    "otcfm": {**_TINY_NEURAL, "solver": "euler", "steps": 4},
+    "ddpm": {**_TINY_NEURAL, "T": 50, "sample_steps": 5},
+    "edm": {**_TINY_NEURAL, "num_steps": 4},
+}
+
+
+def two_moons(rng: np.random.Generator, n: int = 256) -> np.ndarray:
+    """The default training data: ``n`` 2-D two-moons points, float64."""
+    return make_data("two_moons", noise=0.05).sample(n, rng=rng)
+
+
+#: Training data per model name (default: :func:`two_moons`).
+DATA: dict[str, Callable[[np.random.Generator], np.ndarray]] = {}
+
+MODEL_NAMES = available_models()
+N_SAMPLES = 64
+
+
+@dataclass
+class Contract:
+    name: str
+    options: dict[str, Any]
+    X: np.ndarray
+    model: GenerativeModel
+
+
+def _fresh(name: str) -> GenerativeModel:
+    return make_model(name, **FAST_OPTIONS[name])
+
+
+@pytest.fixture(scope="module", params=MODEL_NAMES)
+def contract(request: pytest.FixtureRequest) -> Contract:
+    name = request.param
+    if name not in FAST_OPTIONS:
+        pytest.skip(f"model {name!r} has no FAST_OPTIONS entry: see test_every_registered_model_has_fast_options")
+    X = DATA.get(name, two_moons)(np.random.default_rng(0))
+    model = _fresh(name)
+    fitted = model.fit(X, rng=np.random.default_rng(1))
+    assert fitted is model, "fit must return self"
+    return Contract(name, FAST_OPTIONS[name], X, model)
+
+
+def test_every_registered_model_has_fast_options() -> None:
+    missing = [name for name in MODEL_NAMES if name not in FAST_OPTIONS]
+    if missing:
+        pytest.fail(
+            f"registered model(s) {', '.join(missing)} have no FAST_OPTIONS entry in tests/test_model_contract.py, "
+            "so the model contract is not checked for them; add small, fast constructor options "
+            "(and a DATA entry when the model is not a 2-D vector model)"
+        )
+    unknown = sorted(set(FAST_OPTIONS) - set(MODEL_NAMES))
+    assert not unknown, f"FAST_OPTIONS names unregistered model(s): {', '.join(unknown)}"
+
+
+def _state_snapshot(model: GenerativeModel) -> tuple[dict[str, np.ndarray], Any]:
+    arrays, meta = model.get_state()
+    return {k: np.array(v, copy=True) for k, v in arrays.items()}, meta
+
+
+def _assert_same_state(a: tuple[dict[str, np.ndarray], Any], b: tuple[dict[str, np.ndarray], Any]) -> None:
+    assert a[0].keys() == b[0].keys()
+    for key in a[0]:
+        np.testing.assert_array_equal(a[0][key], b[0][key], err_msg=f"state array {key!r} changed")
+    assert a[1] == b[1]
+
+
+def test_registered_name_and_event_shape(contract: Contract) -> None:
+    assert contract.model.name == contract.name
+    assert contract.model.is_fitted
+    assert contract.model.event_shape_ == contract.X.shape[1:]
+
+
+def test_sample_shape_and_seeds(contract: Contract) -> None:
+    model = contract.model
+    a = model.sample(N_SAMPLES, rng=np.random.default_rng(7))
+    assert a.shape == (N_SAMPLES, *model.event_shape_)
+    assert np.all(np.isfinite(a))
+    np.testing.assert_array_equal(a, model.sample(N_SAMPLES, rng=np.random.default_rng(7)))
+    assert not np.array_equal(a, model.sample(N_SAMPLES, rng=np.random.default_rng(8)))
+
+
+def test_log_prob_shape(contract: Contract) -> None:
+    model = contract.model
+    if not model.has_log_prob:
+        with pytest.raises(NotImplementedError):
+            model.log_prob(contract.X[:4])
+        return
+    lp = model.log_prob(contract.X[:10])
+    assert lp.shape == (10,) and np.all(np.isfinite(lp))
+
+
+def test_save_load_round_trip(contract: Contract, tmp_path) -> None:
+    model = contract.model
+    loaded = load_model(save_model(model, tmp_path / contract.name))
+    assert type(loaded) is type(model)
+    assert loaded.get_params() == model.get_params()
+    assert loaded.event_shape_ == model.event_shape_
+    np.testing.assert_array_equal(
+        loaded.sample(N_SAMPLES, rng=np.random.default_rng(3)), model.sample(N_SAMPLES, rng=np.random.default_rng(3))
+    )
+    if model.has_log_prob:
+        np.testing.assert_array_equal(loaded.log_prob(contract.X), model.log_prob(contract.X))
+
+
+def test_clone_is_unfitted_with_equal_params(contract: Contract) -> None:
+    clone = contract.model.clone()
+    assert type(clone) is type(contract.model)
+    assert not clone.is_fitted
+    assert clone.get_params() == contract.model.get_params()
+    with pytest.raises(NotFittedError):
+        clone.sample(2, rng=np.random.default_rng(0))
+
+
+def test_warm_start_does_not_mutate_init(contract: Contract) -> None:
+    init = contract.model
+    before = _state_snapshot(init)
+    X_new = DATA.get(contract.name, two_moons)(np.random.default_rng(5))
+    warm = init.clone()
+    assert warm.fit(X_new, rng=np.random.default_rng(6), init=init) is warm
+    _assert_same_state(before, init.get_state())
+    assert warm.sample(4, rng=np.random.default_rng(0)).shape == (4, *init.event_shape_)
+
+
+def test_unfitted_model_raises(contract: Contract) -> None:
+    with pytest.raises(NotFittedError):
+        _fresh(contract.name).sample(3, rng=np.random.default_rng(0))
+    with pytest.raises(NotFittedError):
+        _fresh(contract.name).get_state()
