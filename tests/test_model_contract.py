@@ -36,6 +36,7 @@ FAST_OPTIONS: dict[str, dict[str, Any]] = {
     "otcfm": {**_TINY_NEURAL, "solver": "euler", "steps": 4},
     "ddpm": {**_TINY_NEURAL, "T": 50, "sample_steps": 5},
     "edm": {**_TINY_NEURAL, "num_steps": 4},
+    "flow": {"transforms": 2, "hidden_features": [16, 16], "train": _TINY_NEURAL["train"]},
 }
 
 

@@ -153,7 +153,10 @@ def _component_covariances(model: GMMModel) -> np.ndarray:
 def _reference_log_prob(model: GMMModel, X: np.ndarray) -> np.ndarray:
     covs = _component_covariances(model)
     comp = np.stack(
-        [np.log(w) + stats.multivariate_normal(mu, c).logpdf(X) for w, mu, c in zip(model.weights_, model.means_, covs)],
+        [
+            np.log(w) + stats.multivariate_normal(mu, c).logpdf(X)
+            for w, mu, c in zip(model.weights_, model.means_, covs)
+        ],
         axis=1,
     )
     return logsumexp(comp, axis=1)

@@ -196,13 +196,13 @@ def test_ema_follows_the_halflife_formula() -> None:
 
     data = torch.linspace(2.0, 3.0, 8)[:, None]
     res = train(Scalar(0.0), loss, data, cfg, generator=_gen(0))
-    values = trajectory[1:] + [float(res.net.p)]
+    values = trajectory[1:] + [res.net.p.item()]
     ema = trajectory[0]
     for p in values:
         ema = beta * ema + (1 - beta) * p
     assert len(values) == 10
-    assert float(res.ema.p) == pytest.approx(ema, rel=1e-5)
-    assert abs(float(res.ema.p) - float(res.net.p)) > 1e-3  # the EMA lags the weights
+    assert res.ema.p.item() == pytest.approx(ema, rel=1e-5)
+    assert abs(res.ema.p.item() - res.net.p.item()) > 1e-3  # the EMA lags the weights
     assert halflife_from_decay(0.9999, 128) == pytest.approx(128 * math.log(0.5) / math.log(0.9999))
     assert 0.5 ** (128 / halflife_from_decay(0.9999, 128)) == pytest.approx(0.9999)
 

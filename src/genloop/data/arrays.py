@@ -85,7 +85,9 @@ class NpySource(_FileSource):
         try:
             return np.load(file, allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
-            raise DataError(f"npy file {self.path} cannot be read as a numeric array (allow_pickle=False): {exc}") from None
+            raise DataError(
+                f"npy file {self.path} cannot be read as a numeric array (allow_pickle=False): {exc}"
+            ) from None
 
 
 @register_data("csv")

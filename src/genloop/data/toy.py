@@ -188,7 +188,9 @@ class GaussianSource(DataSource):
             except ValueError as exc:
                 raise ConfigError(f"gaussian data: cov must be a {d} x {d} list of lists of numbers ({exc})") from None
             if sigma.shape != (d, d):
-                raise ConfigError(f"gaussian data: cov must be {d} x {d} to match mean of length {d}, got shape {sigma.shape}")
+                raise ConfigError(
+                    f"gaussian data: cov must be {d} x {d} to match mean of length {d}, got shape {sigma.shape}"
+                )
             if not np.all(np.isfinite(sigma)):
                 raise ConfigError("gaussian data: cov has non-finite entries")
             if not np.allclose(sigma, sigma.T, rtol=1e-10, atol=1e-12):

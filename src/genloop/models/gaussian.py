@@ -90,8 +90,9 @@ class GaussianModel(GenerativeModel):
     def log_prob(self, X: np.ndarray) -> np.ndarray:
         """Exact log N(x; mean_, covariance_) of each row of ``X``.
 
-        A singular covariance (a fully collapsed fit) gives the density on its support
-        (pseudo-determinant), as ``scipy.stats.multivariate_normal(allow_singular=True)``.
+        When the covariance is not positive definite (a fully collapsed fit) this follows
+        ``scipy.stats.multivariate_normal(allow_singular=True)``: the density on the support
+        (pseudo-determinant), -inf off it and for a zero covariance.
         """
         self._check_fitted()
         d = self.event_shape_[0]

@@ -87,7 +87,7 @@ def run_demo(out: str | Path, *, quick: bool = False, jobs: int = 2) -> list[Pat
     # 2. Two moons, GMM and KDE -----------------------------------------------------------------
     toy_gens, toy_n = (4, 300) if quick else (20, 1000)
     toy_tables: list[str] = []
-    for model in ({"name": "gmm", "n_components": 8}, {"name": "kde", "bandwidth": "scott"}):
+    for model in ({"name": "gmm", "n_components": 8}, {"name": "kde", "bandwidth": 0.1}):
         cfg = parse_config(toy_config(model, generations=toy_gens, n=toy_n))
         folder = out / f"two_moons-{model['name']}"
         run_experiment(cfg, folder, resume=True, jobs=jobs)

@@ -80,7 +80,8 @@ def theory_rows(
     Keys: ``model``, ``lam``, ``m`` (= ⌊λn⌋), ``exact_rate``, ``expfam_rate`` (None when the
     model is not an exponential family), ``kappa_max``, ``alpha``, ``L``, ``eps``,
     ``eps_floor`` (W1 between two model samples of the same sizes: the estimator's noise floor),
-    ``paper_condition`` (bool), ``paper_rho`` (inf where undefined), ``stationary_sd``
+    ``paper_condition`` (bool), ``paper_rho`` (inf where undefined), ``paper_lambda_max``
+    (1/(2(1+Lε/α)): the largest λ Theorem 1 certifies), ``stationary_sd``
     (sqrt of the trace of the linearised stationary covariance of θ; inf at λ = ∞),
     ``theorem2_radius`` (at confidence 1-δ; inf where ρ ≥ 1).
 
@@ -124,6 +125,7 @@ def theory_rows(
                 "eps_floor": an.extras["eps_floor"],
                 "paper_condition": an.paper_condition(lam),
                 "paper_rho": rho,
+                "paper_lambda_max": 0.5 / (1.0 + an.L * an.eps / an.alpha) if an.alpha > 0 else 0.0,
                 "stationary_sd": spread,
                 "theorem2_radius": theorem2_radius(a, b, int(n), delta, rho),
             }
@@ -154,6 +156,7 @@ _COLUMNS = [
     ("expfam_rate", "lam/(1+lam)"),
     ("paper_condition", "Thm 1 cond."),
     ("paper_rho", "Thm 1 rho"),
+    ("paper_lambda_max", "Thm 1 max lambda"),
     ("stationary_sd", "stationary sd"),
     ("theorem2_radius", "Thm 2 radius"),
     ("kappa_max", "kappa_max"),
@@ -164,12 +167,20 @@ _COLUMNS = [
 ]
 
 
-def format_theory_table(rows: Sequence[dict[str, Any]]) -> str:
-    """A Markdown table of :func:`theory_rows` output (one line per row)."""
+_PER_MODEL = {"kappa_max", "alpha", "L", "eps", "eps_floor", "paper_lambda_max"}
+
+
+def format_theory_table(rows: Sequence[dict[str, Any]], *, compact: bool = False) -> str:
+    """A Markdown table of :func:`theory_rows` output (one line per row).
+
+    ``compact`` drops the columns that are the same for every λ of a model (κ_max, α, L, ε,
+    the W1 noise floor, Theorem 1's largest certified λ).
+    """
     if not rows:
         return ""
-    header = [title for _, title in _COLUMNS]
-    body = [[_fmt(row.get(key)) for key, _ in _COLUMNS] for row in rows]
+    columns = [c for c in _COLUMNS if not (compact and c[0] in _PER_MODEL)]
+    header = [title for _, title in columns]
+    body = [[_fmt(row.get(key)) for key, _ in columns] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
     lines = [
         "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",

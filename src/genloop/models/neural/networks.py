@@ -387,7 +387,9 @@ def untouched_global_rng() -> contextlib.AbstractContextManager[None]:
     return torch.random.fork_rng(devices=[])
 
 
-def init_parameters_(module: nn.Module, generator: torch.Generator) -> nn.Module:
+def init_parameters_(
+    module: nn.Module, generator: torch.Generator, *, others: Literal["raise", "normal"] = "raise"
+) -> nn.Module:
     """Re-initialise every ``Linear`` / ``Conv`` / norm layer of ``module`` from ``generator``.
 
     Linear and convolution layers get PyTorch's default scheme (Kaiming-uniform weights with
@@ -395,7 +397,9 @@ def init_parameters_(module: nn.Module, generator: torch.Generator) -> nn.Module
     layers flagged ``small_init`` (last convolution of a block, output layer) are scaled by
     1e-5, EDM's ``init_zero``; norms get ones / zeros; modules with a
     ``reset_parameters_with(generator)`` method (random Fourier features) use it. Any other
-    parameter raises, so nothing is left on the global RNG silently. Returns ``module``.
+    parameter raises (``others="raise"``), so nothing is left on the global RNG silently, or
+    is drawn from N(0, 1) (``others="normal"``: zuko's element-wise transforms). Returns
+    ``module``.
     """
     covered: set[int] = set()
     with torch.no_grad():
@@ -412,6 +416,15 @@ def init_parameters_(module: nn.Module, generator: torch.Generator) -> nn.Module
                     if getattr(m, "small_init", False):
                         m.bias.zero_()
                     covered.add(id(m.bias))
+            elif type(m).__name__ == "Linear" and isinstance(getattr(m, "weight", None), nn.Parameter):
+                # other libraries' linear layers (zuko.nn.Linear, possibly stacked): their own
+                # scheme, U(±1/√fan_in) for weight and bias, drawn from the generator
+                bound = 1 / math.sqrt(m.weight.shape[-1])
+                nn.init.uniform_(m.weight, -bound, bound, generator=generator)
+                covered.add(id(m.weight))
+                if getattr(m, "bias", None) is not None:
+                    nn.init.uniform_(m.bias, -bound, bound, generator=generator)
+                    covered.add(id(m.bias))
             elif isinstance(m, (nn.GroupNorm, nn.LayerNorm, nn.BatchNorm1d, nn.BatchNorm2d)):
                 if m.weight is not None:
                     nn.init.ones_(m.weight)
@@ -424,6 +437,12 @@ def init_parameters_(module: nn.Module, generator: torch.Generator) -> nn.Module
                 reset(generator)
                 covered.update(id(p) for p in m.parameters(recurse=False))
     missing = [name for name, p in module.named_parameters() if id(p) not in covered]
+    if missing and others == "normal":
+        with torch.no_grad():
+            for name, p in module.named_parameters():
+                if id(p) not in covered:
+                    p.copy_(torch.randn(p.shape, generator=generator, dtype=p.dtype))
+        missing = []
     if missing:
         raise TypeError(f"init_parameters_ does not know how to initialise: {', '.join(missing)}")
     return module
