@@ -39,12 +39,20 @@ def mixture_2d(rng: np.random.Generator, size: int) -> np.ndarray:
     return centers[comp] + rng.normal(size=(size, 2)) * np.array([0.6, 0.8])
 
 
+def two_moons(rng: np.random.Generator, size: int) -> np.ndarray:
+    """genloop's two_moons data set (noise 0.05), as in examples/two_moons_gmm.yaml."""
+    from genloop.data import make_data
+
+    return make_data("two_moons", noise=0.05).sample(size, rng=rng)
+
+
 CASES = [
     ("gaussian on N(0,1) (well specified)", "gaussian", {}, lambda rng: rng.normal(size=(20_000, 1))),
     ("gaussian on a 1-D two-mode mixture", "gaussian", {}, lambda rng: mixture_1d(rng, 5000)),
     ("student_t (dof 4) on the same mixture", "student_t", {"dof": 4.0}, lambda rng: mixture_1d(rng, 5000)),
     ("student_t (free dof) on a heavy-tailed mixture", "student_t", {"learn_dof": True}, lambda rng: heavy_1d(rng, 5000)),
     ("gaussian on a 2-D two-blob mixture", "gaussian", {}, lambda rng: mixture_2d(rng, 2000)),
+    ("gmm (8 components) on two moons", "gmm", {"n_components": 8}, lambda rng: two_moons(rng, 1000)),
 ]
 
 

@@ -1,5 +1,8 @@
 """The paper's Gaussian collapse (Bertrand et al. 2024, §2.2), run through the real loop.
 
+(The 1-D law, its median and its probability bands are checked in test_theory_loop.py; here
+the d-dimensional version and the effect of real data in the mix.)
+
 Fully synthetic retraining makes σ_t a product of independent factors, so
 E[σ_t]/σ_0 = c4(n)^t for the unbiased estimator and c4(n)^t ((n-1)/n)^(t/2) for the MLE.
 Each check compares a Monte Carlo mean over many seeds with the closed form within
@@ -34,9 +37,9 @@ def sigma_ratios(n: int, d: int, lam: float, generations: int, seeds: int, estim
 
 @pytest.mark.slow
 @pytest.mark.parametrize("estimator", ["unbiased", "mle"])
-@pytest.mark.parametrize("n, d", [(10, 1), (25, 1), (20, 3)])
+@pytest.mark.parametrize("n, d", [(12, 3)])
 def test_fully_synthetic_mean_sigma_follows_c4(estimator, n, d):
-    gens, seeds = 30, 1500
+    gens, seeds = 30, 1000
     ratios = sigma_ratios(n, d, math.inf, gens, seeds, estimator)
     per_step = c4(n) * (1.0 if estimator == "unbiased" else math.sqrt((n - 1) / n))
     for t in (1, 5, 15, 30):

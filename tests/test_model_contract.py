@@ -162,3 +162,20 @@ def test_unfitted_model_raises(contract: Contract) -> None:
         _fresh(contract.name).sample(3, rng=np.random.default_rng(0))
     with pytest.raises(NotFittedError):
         _fresh(contract.name).get_state()
+
+
+def test_every_torch_parameter_receives_a_gradient(contract: Contract) -> None:
+    from genloop.models.neural.base import TorchGenerativeModel
+
+    model = contract.model
+    if not isinstance(model, TorchGenerativeModel):
+        pytest.skip(f"model {contract.name!r} is not a torch model")
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    net = model.build_net(model.event_shape_, g)
+    net.train()
+    Z = model.to_model_space(contract.X[:32])
+    model.loss(net, Z, g).mean().backward()
+    missing = [n for n, p in net.named_parameters() if p.requires_grad and (p.grad is None or not torch.any(p.grad != 0))]
+    assert not missing, f"parameters of {contract.name!r} without gradient: {missing}"

@@ -141,6 +141,8 @@ def test_budget_in_samples_and_epochs() -> None:
         TrainConfig(samples=10, epochs=1.0)
     with pytest.raises(ConfigError, match="only one"):
         make_model("cfm", train={"samples": 10, "epochs": 1.0})
+    with pytest.raises(ConfigError, match="carry_over"):
+        make_model("cfm", train={"carry_over": ["weights", "momentum"]})
 
 
 def test_epochs_visit_every_row_once() -> None:
@@ -205,6 +207,26 @@ def test_ema_follows_the_halflife_formula() -> None:
     assert abs(res.ema.p.item() - res.net.p.item()) > 1e-3  # the EMA lags the weights
     assert halflife_from_decay(0.9999, 128) == pytest.approx(128 * math.log(0.5) / math.log(0.9999))
     assert 0.5 ** (128 / halflife_from_decay(0.9999, 128)) == pytest.approx(0.9999)
+
+
+def test_ema_rampup_caps_the_halflife() -> None:
+    # EDM: h_k = min(halflife, ratio * samples seen before step k); beta_k = 0.5 ** (B / h_k)
+    cfg = TrainConfig(samples=40, batch_size=4, lr=0.05, ema_halflife_samples=8.0, ema_rampup_ratio=0.5, device="cpu")
+    assert ema_beta(cfg, 0) == 0.0  # the first step copies the weights
+    assert ema_beta(cfg, 8) == pytest.approx(0.5 ** (4 / 4))
+    assert ema_beta(cfg, 400) == pytest.approx(0.5 ** (4 / 8))
+    trajectory: list[float] = []
+
+    def loss(net, x, g):
+        trajectory.append(net.p.detach().item())
+        return _sq_loss(net, x, g)
+
+    res = train(Scalar(0.0), loss, torch.linspace(2.0, 3.0, 8)[:, None], cfg, generator=_gen(0))
+    values = trajectory[1:] + [res.net.p.item()]
+    ema = trajectory[0]
+    for k, p in enumerate(values):
+        ema = ema_beta(cfg, 4 * k) * ema + (1 - ema_beta(cfg, 4 * k)) * p
+    assert res.ema.p.item() == pytest.approx(ema, rel=1e-5)
 
 
 def test_learning_rate_warmup_schedule() -> None:

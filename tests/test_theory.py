@@ -342,15 +342,29 @@ def _mixture_quadrature() -> tuple[np.ndarray, np.ndarray]:
     return x[:, None], p * h
 
 
+def _mixture3_quadrature() -> tuple[np.ndarray, np.ndarray]:
+    """Trapezoid nodes/weights of 0.5 N(-2, 0.6²) + 0.3 N(0.5, 0.8²) + 0.2 N(2.5, 1.5²)."""
+    h = 0.01
+    x = np.arange(-25.0, 25.0 + h / 2, h)
+    p = (0.5 * scipy.stats.norm.pdf(x, -2.0, 0.6) + 0.3 * scipy.stats.norm.pdf(x, 0.5, 0.8)
+         + 0.2 * scipy.stats.norm.pdf(x, 2.5, 1.5))
+    return x[:, None], p * h
+
+
 @pytest.mark.parametrize(
-    "model",
-    [StudentTDensity(dof=4.0), StudentTDensity(dof=4.0, learn_dof=True), GaussianDensity(1)],
-    ids=["student_t", "student_t_free_dof", "gaussian"],
+    "model,data",
+    [
+        (StudentTDensity(dof=4.0), _mixture_quadrature),
+        (StudentTDensity(dof=4.0, learn_dof=True), _mixture_quadrature),
+        (GaussianDensity(1), _mixture_quadrature),
+        (jacobian.GMMDensity(2, 1), _mixture3_quadrature),
+    ],
+    ids=["student_t", "student_t_free_dof", "gaussian", "gmm2_on_3_modes"],
 )
-def test_exact_jacobian_matches_finite_differences_of_retraining_map(model: jacobian.ParametricDensity) -> None:
-    # Misspecified fits to a two-component mixture; G_λ computed by Newton on the quadrature
+def test_exact_jacobian_matches_finite_differences_of_retraining_map(model: jacobian.ParametricDensity, data) -> None:
+    # Misspecified fits to a Gaussian mixture; G_λ computed by Newton on the quadrature
     # objective E_data[log p_θ] + λ E_{p_θ'}[log p_θ]; central differences with step 1e-4.
-    x, w = _mixture_quadrature()
+    x, w = data()
     theta = model.fit(x, w)
     A = jacobian.expected_neg_hessian(model, theta, x, w)
     B = model.fisher(theta)
@@ -370,8 +384,8 @@ def test_exact_jacobian_matches_finite_differences_of_retraining_map(model: jaco
         assert np.max(np.abs(J - J_fd)) < 1e-6  # measured ~1e-9
         if model.exponential_family:
             np.testing.assert_allclose(J, lam / (1 + lam) * np.eye(p), atol=1e-8)
-        else:  # genuinely not λ/(1+λ): the misspecified t has κ ≠ 1
-            assert abs(jacobian.spectral_radius(A, B, lam) - lam / (1 + lam)) > 1e-2
+        else:  # genuinely not λ/(1+λ): misspecified non-exponential models have κ ≠ 1
+            assert abs(jacobian.spectral_radius(A, B, lam) - lam / (1 + lam)) > 1e-3
 
 
 def test_per_sample_hessians_and_lipschitz_estimate_gaussian() -> None:
@@ -476,3 +490,155 @@ def test_theory_rows_bad_input() -> None:
         theory_rows("gaussian", {}, real, [-0.5], 50, rng=rng)
     with pytest.raises(ConfigError, match="1-D"):
         theory_rows("student_t", {}, rng.normal(size=(50, 2)), [0.5], 50, rng=rng)
+
+
+# ============================================================ mixtures and the Monte Carlo Fisher
+class _StudentTNoQuadrature(StudentTDensity):
+    def quadrature(self, theta: torch.Tensor) -> None:  # type: ignore[override]
+        return None
+
+
+def test_monte_carlo_fisher_matches_closed_form() -> None:
+    nu, n_mc = 5.0, 100_000
+    model = _StudentTNoQuadrature(dof=nu)
+    theta = torch.tensor([0.2, 0.5], dtype=torch.float64)
+    B = model.fisher(theta, rng=np.random.default_rng(18), n_mc=n_mc)
+    sigma = math.exp(0.5)
+    closed = np.diag([(nu + 1) / ((nu + 3) * sigma**2), 2 * nu / (nu + 3)])
+    # score outer product: per-entry sd of s_i s_j is at most ~3x the entry for ν = 5
+    assert np.all(np.abs(B - closed) < K_SE * 3.0 * np.sqrt(np.outer(np.diag(closed), np.diag(closed)) / n_mc))
+    with pytest.raises(ConfigError, match="rng"):
+        model.fisher(theta)
+
+
+def test_gmm_density_log_prob_fit_and_analysis() -> None:
+    rng = np.random.default_rng(19)
+    model = jacobian.GMMDensity(2, 1)
+    x = np.concatenate([rng.normal(-2.0, 0.5, 400), rng.normal(1.0, 1.0, 600)])[:, None]
+    theta = model.fit(x)
+    log_w, mus, Ls = (a.detach().numpy() for a in model.unpack(theta))
+    ref = np.log(
+        sum(np.exp(log_w[k]) * scipy.stats.norm.pdf(x[:, 0], mus[k, 0], Ls[k, 0, 0]) for k in range(2))
+    )
+    np.testing.assert_allclose(model.log_prob(torch.as_tensor(x), theta).numpy(), ref, rtol=1e-10)
+    grad = torch.autograd.functional.jacobian(lambda th: model.log_prob(torch.as_tensor(x), th).mean(), theta)
+    assert float(grad.abs().max()) < 1e-8  # EM polished by Newton: a stationary point
+    assert sorted(np.round(mus[:, 0], 0).tolist()) == [-2.0, 1.0]
+    # pack/unpack round trip
+    covs = np.einsum("kij,klj->kil", Ls, Ls)
+    np.testing.assert_allclose(model.pack(np.exp(log_w), mus, covs).numpy(), theta.numpy(), atol=1e-12)
+    rows = theory_rows("gmm", {"n_components": 2}, x, [0.5, 2.0], 1000, rng=rng)
+    for r in rows:
+        assert 0 < r["exact_rate"] < 1 and r["expfam_rate"] is None
+    assert rows[0]["exact_rate"] < rows[1]["exact_rate"]
+    with pytest.raises(ConfigError, match="full"):
+        theory_rows("gmm", {"n_components": 2, "covariance_type": "diag"}, x, [0.5], 1000, rng=rng)
+
+
+def test_theory_text_for_a_config() -> None:
+    from genloop.config import parse_config
+    from genloop.theory.cli import theory_text
+
+    doc = {
+        "data": {"name": "gaussian", "n": 60, "mean": [0.0]},
+        "model": {"name": "gaussian", "estimator": "mle"},
+        "loop": {"generations": 3, "lambdas": [0.5, 2, "inf"], "scheme": "accumulate"},
+    }
+    text = theory_text(parse_config(doc))
+    table = [line for line in text.splitlines() if line.startswith("| gaussian")]
+    assert len(table) == 3
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in table]
+    assert cells[0][3] == "0.3333" and cells[1][3] == "0.6667" and cells[2][3] == "1"  # exact rate λ/(1+λ)
+    assert "'replace' scheme" in text  # the accumulate scheme is flagged
+    expect = gaussian.expected_sigma_ratio(60, 3, "mle")
+    assert f"E[sigma_T]/sigma_0 = {expect:.4g}" in text  # the collapse line at λ = ∞
+    doc["model"] = {"name": "kde"}
+    with pytest.raises(ConfigError, match="supported models: gaussian, gmm, student_t"):
+        theory_text(parse_config(doc))
+
+
+# ============================================================ torch modules (generic adapter)
+class _GaussModule(torch.nn.Module):
+    """log N(x; loc, exp(log_scale)²) as a module: the same θ = (μ, log σ) as GaussianDensity(1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loc = torch.nn.Parameter(torch.zeros(1))
+        self.log_scale = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = (x[:, 0] - self.loc) * torch.exp(-self.log_scale)
+        return -0.5 * u * u - self.log_scale - 0.5 * math.log(2 * math.pi)
+
+
+def _gauss_module_density(ridge: float = 0.0) -> jacobian.TorchModuleDensity:
+    return jacobian.TorchModuleDensity(
+        _GaussModule(),
+        lambda mod, x: mod(x),
+        lambda mod, n, gen: mod.loc + torch.exp(mod.log_scale) * torch.randn(n, 1, generator=gen, dtype=torch.float64),
+        1,
+        ridge=ridge,
+    )
+
+
+def test_torch_module_adapter_agrees_with_gaussian_density() -> None:
+    rng = np.random.default_rng(20)
+    x = np.concatenate([rng.normal(-2, 0.7, 300), rng.normal(1.5, 1.0, 300)])[:, None]
+    tm, gd = _gauss_module_density(), GaussianDensity(1)
+    th_m, th_g = tm.fit(x), gd.fit(x)
+    np.testing.assert_allclose(th_m.numpy(), th_g.numpy(), atol=1e-9)
+    np.testing.assert_allclose(
+        jacobian.expected_neg_hessian(tm, th_m, x), jacobian.expected_neg_hessian(gd, th_g, x), atol=1e-8
+    )
+    np.testing.assert_allclose(
+        jacobian.per_sample_hessians(tm, th_m, x[:20]), jacobian.per_sample_hessians(gd, th_g, x[:20]), atol=1e-8
+    )
+    a = tm.sample(th_m, 5, np.random.default_rng(3))
+    np.testing.assert_array_equal(a, tm.sample(th_m, 5, np.random.default_rng(3)))  # rng-driven
+    assert tm.n_params == 2 and tm.param_names() == ["loc[0]", "log_scale[0]"]
+
+
+def test_ridge_jacobian_matches_finite_differences() -> None:
+    # With weight decay r in every retraining, J = λ(A + rI + λB)^{-1}B exactly; the synthetic
+    # term uses the exact Gaussian points of p_θ' (same θ as GaussianDensity(1)).
+    x, w = _mixture_quadrature()
+    r, lam = 0.3, 1.5
+    tm, gd = _gauss_module_density(ridge=r), GaussianDensity(1)
+    theta = tm.fit(x, w)
+    A = jacobian.expected_neg_hessian(tm, theta, x, w) + r * np.eye(2)
+    B = gd.fisher(theta)
+    J = jacobian.retraining_jacobian(A, B, lam)
+
+    def G(th: torch.Tensor) -> np.ndarray:
+        return jacobian.retraining_map(tm, th, x, lam, data_weights=w, synthetic=gd.quadrature(th)).numpy()
+
+    np.testing.assert_allclose(G(theta), theta.numpy(), atol=1e-8)  # the penalised fit is a fixed point
+    J_fd = np.zeros((2, 2))
+    for j in range(2):
+        e = torch.zeros(2, dtype=torch.float64)
+        e[j] = 1e-4
+        J_fd[:, j] = (G(theta + e) - G(theta - e)) / 2e-4
+    np.testing.assert_allclose(J, J_fd, atol=1e-6)
+    # and the ridge matters: without it the rate would be λ/(1+λ)
+    assert jacobian.spectral_radius(A, B, lam) < lam / (1 + lam) - 1e-3
+
+
+def test_zuko_flow_analysis() -> None:
+    zuko = pytest.importorskip("zuko")
+    rng = np.random.default_rng(21)
+    x = np.stack([rng.normal(0, 1, 300), rng.normal(0, 1, 300) ** 2 * 0.5], axis=1)
+    flow = zuko.flows.MAF(features=2, transforms=1, hidden_features=(8,), activation=torch.nn.Tanh)
+    model = jacobian.TorchModuleDensity.from_zuko_flow(flow, 2, ridge=1e-2)
+    an = jacobian.analyze(model, x, rng=rng, n_fisher=5000, lipschitz_points=24, w1_samples=300)
+    theta = torch.as_tensor(an.theta_star)
+    grad = torch.autograd.functional.jacobian(
+        lambda th: model.log_prob(torch.as_tensor(x), th).mean() - 0.5e-2 * (th * th).sum(), theta
+    )
+    assert float(grad.abs().max()) < 1e-7  # L-BFGS + Newton reached a stationary point
+    assert an.alpha > 0  # A + r·I is positive definite at the penalised maximum
+    for lam in (0.1, 1.0, 10.0):
+        rate = an.spectral_radius(lam)
+        assert 0.0 <= rate < 1.0
+        assert rate == pytest.approx(jacobian.spectral_radius(an.A, an.B, lam), rel=1e-9)
+    x_draw = model.sample(theta, 7, np.random.default_rng(1))
+    assert x_draw.shape == (7, 2) and np.all(np.isfinite(x_draw))

@@ -60,15 +60,22 @@ def sqrtm_psd(S: np.ndarray) -> np.ndarray:
 
 
 def trace_sqrt_product(S1: np.ndarray, S2: np.ndarray) -> float:
-    """``tr (S1 S2)^{1/2}`` for PSD ``S1``, ``S2``, computed as ``sum sqrt(eig(S1^{1/2} S2 S1^{1/2}))``.
+    """``tr (S1 S2)^{1/2}`` for PSD ``S1``, ``S2`` via a symmetric eigenproblem in float64.
 
-    ``S1 S2`` is similar to the symmetric PSD matrix ``S1^{1/2} S2 S1^{1/2}``, so the trace of its
-    principal square root is the sum of the square roots of that matrix's (non-negative)
-    eigenvalues; a symmetric eigensolver gives them stably in float64.
+    ``S1 S2`` is similar to the symmetric PSD matrix ``L^T S2 L`` (``S1 = L L^T``, Cholesky) and,
+    when ``S1`` is singular, to ``S1^{1/2} S2 S1^{1/2}`` (``eigh`` square root); the trace of the
+    principal square root is the sum of the square roots of those (non-negative) eigenvalues.
+    Negative round-off eigenvalues are clipped to zero.
     """
-    r1 = sqrtm_psd(S1)
-    M = r1 @ np.asarray(S2, dtype=np.float64) @ r1
-    w = np.linalg.eigvalsh((M + M.T) / 2.0)
+    S1 = np.asarray(S1, dtype=np.float64)
+    S2 = np.asarray(S2, dtype=np.float64)
+    try:
+        L = scipy.linalg.cholesky((S1 + S1.T) / 2.0, lower=True, check_finite=False)
+        M = L.T @ S2 @ L
+    except np.linalg.LinAlgError:
+        r1 = sqrtm_psd(S1)
+        M = r1 @ S2 @ r1
+    w = scipy.linalg.eigvalsh((M + M.T) / 2.0, check_finite=False)
     return float(np.sum(np.sqrt(np.clip(w, 0.0, None))))
 
 

@@ -31,9 +31,11 @@ from genloop.theory.gaussian import (
 )
 from genloop.theory.jacobian import (
     GaussianDensity,
+    GMMDensity,
     ParametricDensity,
     StabilityAnalysis,
     StudentTDensity,
+    TorchModuleDensity,
     analyze,
     paper_condition,
     paper_rate,
@@ -63,6 +65,8 @@ __all__ = [
     "ParametricDensity",
     "GaussianDensity",
     "StudentTDensity",
+    "GMMDensity",
+    "TorchModuleDensity",
     "StabilityAnalysis",
     "analyze",
     "retraining_jacobian",

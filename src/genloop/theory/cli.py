@@ -9,6 +9,7 @@ import numpy as np
 
 from genloop.errors import ConfigError
 from genloop.rng import stage_rng
+from genloop.theory import gaussian
 from genloop.theory.report import SUPPORTED_MODELS, format_theory_table, theory_rows
 
 if TYPE_CHECKING:
@@ -49,5 +50,27 @@ def theory_text(cfg: RunConfig) -> str:
     if cfg.loop.scheme != "replace":
         lines.append(f"note: the predictions are for the paper's 'replace' scheme; this config uses {cfg.loop.scheme!r}.")
     if any(math.isinf(lam) for lam in cfg.loop.lambdas):
-        lines.append("lambda = inf (fully synthetic) has no stationary law: see genloop.theory.gaussian for collapse.")
+        lines.append("lambda = inf (fully synthetic) has no stationary law (the rows say inf).")
+        if cfg.model.name == "gaussian":
+            lines.append(_collapse_line(cfg, real.shape[1]))
     return "\n".join(lines) + "\n\n" + format_theory_table(rows, compact=True)
+
+
+def _collapse_line(cfg: RunConfig, d: int) -> str:
+    """Gaussian collapse predictions (paper, Section 2.2) at the config's last generation."""
+    estimator = cfg.model.options.get("estimator", "mle")
+    n, T = cfg.data.n, cfg.loop.generations
+    if n < d + 1:
+        return f"Gaussian collapse: n = {n} samples cannot refit a {d}-dimensional covariance."
+    if d == 1:
+        lo, med, hi = gaussian.sigma_ratio_band(n, T, estimator, level=0.9)
+        return (
+            f"Gaussian collapse at lambda = inf after {T} generations ({estimator}): "
+            f"E[sigma_T]/sigma_0 = {gaussian.expected_sigma_ratio(n, T, estimator):.4g}, "
+            f"median {med:.4g}, 90% band [{lo:.4g}, {hi:.4g}]"
+        )
+    return (
+        f"Gaussian collapse at lambda = inf after {T} generations ({estimator}): "
+        f"E[Sigma_T] = {gaussian.expected_covariance_ratio(n, T, estimator):.4g} Sigma_0, "
+        f"E[det Sigma_T / det Sigma_0] = {gaussian.generalized_variance_moment(n, d, T, estimator):.4g}"
+    )

@@ -47,7 +47,10 @@ __all__ = [
     "ParametricDensity",
     "GaussianDensity",
     "StudentTDensity",
+    "GMMDensity",
+    "TorchModuleDensity",
     "expected_neg_hessian",
+    "per_sample_scores",
     "per_sample_hessians",
     "retraining_jacobian",
     "generalized_eigenvalues",
@@ -110,15 +113,19 @@ def _newton_maximize(f: Callable[[Tensor], Tensor], theta0: Tensor, *, tol: floa
     fits converged to ~1e-12, which Newton reaches in a few steps (quasi-Newton would not).
     """
     theta = theta0.detach().clone()
-    fval = float(f(theta))
+    with torch.no_grad():
+        fval = float(f(theta))
     p = theta.numel()
     eye = torch.eye(p, dtype=torch.float64)
     for _ in range(max_iter):
         g = torch.autograd.functional.jacobian(f, theta).detach()
         if float(g.abs().max()) < tol:
             break
-        H = torch.autograd.functional.hessian(f, theta).detach()
+        H = torch.autograd.functional.hessian(f, theta, vectorize=True).detach()
         H = 0.5 * (H + H.T)
+        if not (bool(torch.isfinite(H).all()) and bool(torch.isfinite(g).all())):
+            log.warning("Newton fit stopped: non-finite gradient or Hessian")
+            break
         mu = 0.0
         scale = float(H.abs().max()) + 1e-12
         while True:
@@ -131,7 +138,8 @@ def _newton_maximize(f: Callable[[Tensor], Tensor], theta0: Tensor, *, tol: floa
         accepted = False
         while step > 1e-14:
             cand = theta + step * step_dir
-            fc = float(f(cand))
+            with torch.no_grad():
+                fc = float(f(cand))
             if math.isfinite(fc) and fc >= fval - 1e-14 * abs(fval):
                 accepted = True
                 break
@@ -157,6 +165,9 @@ class ParametricDensity(ABC):
     name: str = ""
     exponential_family: bool = False
     d: int = 1
+    #: weight decay r relative to the real data: the retraining objective is
+    #: E_data[log p_θ] + λ E_{p_θ'}[log p_θ] - (r/2)|θ|², so A gains r·I (docs/theory.md §3)
+    ridge: float = 0.0
 
     @property
     @abstractmethod
@@ -179,28 +190,43 @@ class ParametricDensity(ABC):
         """A starting point for the numerical maximum-likelihood fit."""
         raise NotImplementedError(f"{type(self).__name__} needs init_theta or its own fit")
 
-    def fit(self, x: np.ndarray, weights: np.ndarray | None = None, *, init: Tensor | None = None) -> Tensor:
-        """Weighted maximum likelihood argmax_θ Σ_i w_i log p_θ(x_i) (weights normalised)."""
+    def fit(
+        self, x: np.ndarray, weights: np.ndarray | None = None, *, init: Tensor | None = None, ridge: float | None = None
+    ) -> Tensor:
+        """Weighted maximum likelihood argmax_θ Σ_i w_i log p_θ(x_i) - (r/2)|θ|² (weights
+        normalised; r = ``ridge`` or, by default, ``self.ridge``)."""
         x = _check_x(x, self.d)
         w = _check_weights(weights, x.shape[0])
         xt, wt = _t(x), _t(w)
         theta0 = self.init_theta(x, w) if init is None else init.detach().clone().to(torch.float64)
-        return _newton_maximize(lambda th: (wt * self.log_prob(xt, th)).sum(), theta0)
+        r = float(self.ridge if ridge is None else ridge)
+        return _newton_maximize(lambda th: (wt * self.log_prob(xt, th)).sum() - 0.5 * r * (th * th).sum(), theta0)
 
     def quadrature(self, theta: Tensor) -> tuple[np.ndarray, np.ndarray] | None:
         """Nodes (m, d) and weights (m,) with Σ w f(x) ≈ E_{p_θ}[f], or None if none is known."""
         return None
 
     def fisher(self, theta: Tensor, *, rng: np.random.Generator | None = None, n_mc: int = 200_000) -> np.ndarray:
-        """B = -E_{p_θ}[∇²_θ log p_θ(x)], by :meth:`quadrature` when available, else Monte
-        Carlo with ``n_mc`` draws (relative error about 1/sqrt(n_mc))."""
+        """B = -E_{p_θ}[∇²_θ log p_θ(x)] = E_{p_θ}[s sᵀ] (s the score).
+
+        By :meth:`quadrature` (of the negative Hessian) when available; else Monte Carlo of the
+        score outer product over ``n_mc`` draws (positive semi-definite by construction;
+        relative error about 1/sqrt(n_mc)).
+        """
         quad = self.quadrature(theta)
         if quad is not None:
             nodes, w = quad
             return expected_neg_hessian(self, theta, nodes, w)
         if rng is None:
             raise ConfigError(f"{type(self).__name__} has no quadrature: fisher() needs an rng for Monte Carlo")
-        return expected_neg_hessian(self, theta, self.sample(theta, n_mc, rng))
+        acc = np.zeros((self.n_params, self.n_params))
+        done, chunk = 0, 20_000
+        while done < n_mc:
+            k = min(chunk, n_mc - done)
+            S = per_sample_scores(self, theta, self.sample(theta, k, rng))
+            acc += S.T @ S
+            done += k
+        return acc / n_mc
 
 
 class GaussianDensity(ParametricDensity):
@@ -346,6 +372,279 @@ class StudentTDensity(ParametricDensity):
         return x[:, None], w
 
 
+class GMMDensity(ParametricDensity):
+    """Mixture of K full-covariance Gaussians in R^d: θ = (logits of components 2..K (the first
+    is fixed at 0), the K means, the K log-Cholesky factors as in :class:`GaussianDensity`).
+
+    The maximum-likelihood fit runs weighted EM (from k-means with a fixed ``seed``, or from
+    ``init``) and polishes the result with damped Newton steps so that θ* is a stationary point
+    to ~1e-9 (plain EM stops far earlier, which would bias A). Not an exponential family; the
+    Fisher information uses a trapezoid quadrature in 1-D and Monte Carlo otherwise. Label
+    switching is harmless locally; the
+    bootstrap warm-starts from θ̂ to keep labels aligned.
+    """
+
+    name = "gmm"
+    exponential_family = False
+
+    def __init__(self, n_components: int, d: int, *, seed: int = 0, em_iter: int = 500) -> None:
+        if isinstance(n_components, bool) or not isinstance(n_components, (int, np.integer)) or n_components < 1:
+            raise ConfigError(f"n_components must be an integer >= 1, got {n_components!r}")
+        self.K = int(n_components)
+        self.gauss = GaussianDensity(d)
+        self.d = self.gauss.d
+        self.seed = int(seed)
+        self.em_iter = int(em_iter)
+        self._chol = self.gauss.n_params - self.d
+
+    @property
+    def n_params(self) -> int:
+        return (self.K - 1) + self.K * self.d + self.K * self._chol
+
+    def param_names(self) -> list[str]:
+        names = [f"logit[{k}]" for k in range(1, self.K)]
+        sub = self.gauss.param_names()
+        for k in range(self.K):
+            names += [f"c{k}.{nm}" for nm in sub]
+        return names
+
+    def unpack(self, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(log weights (K,), means (K, d), Cholesky factors (K, d, d)) from θ."""
+        K, d, c = self.K, self.d, self._chol
+        logits = torch.cat([torch.zeros(1, dtype=theta.dtype), theta[: K - 1]])
+        log_w = logits - torch.logsumexp(logits, 0)
+        rest = theta[K - 1 :].reshape(K, d + c)
+        mus, Ls = [], []
+        for k in range(K):
+            mu, L = self.gauss.unpack(rest[k])
+            mus.append(mu)
+            Ls.append(L)
+        return log_w, torch.stack(mus), torch.stack(Ls)
+
+    def pack(self, weights: np.ndarray, means: np.ndarray, covs: np.ndarray) -> Tensor:
+        """θ from mixture weights (K,), means (K, d) and covariances (K, d, d)."""
+        logits = np.log(weights[1:]) - np.log(weights[0])
+        parts = [_t(logits)] + [self.gauss.pack(means[k], covs[k]) for k in range(self.K)]
+        return torch.cat(parts)
+
+    def log_prob(self, x: Tensor, theta: Tensor) -> Tensor:
+        log_w, mus, Ls = self.unpack(theta)
+        diff = (x[None, :, :] - mus[:, None, :]).transpose(1, 2)  # (K, d, n)
+        z = torch.linalg.solve_triangular(Ls, diff, upper=False)
+        log_det = torch.log(torch.diagonal(Ls, dim1=1, dim2=2)).sum(1)
+        comp = -0.5 * (z * z).sum(1) - log_det[:, None] - 0.5 * self.d * math.log(2.0 * math.pi)
+        return torch.logsumexp(log_w[:, None] + comp, 0)
+
+    def sample(self, theta: Tensor, n: int, rng: np.random.Generator) -> np.ndarray:
+        log_w, mus, Ls = (a.detach().numpy() for a in self.unpack(theta.detach()))
+        w = np.exp(log_w)
+        k = rng.choice(self.K, size=int(n), p=w / w.sum())
+        z = rng.standard_normal((int(n), self.d))
+        return mus[k] + np.einsum("nij,nj->ni", Ls[k], z)
+
+    def quadrature(self, theta: Tensor) -> tuple[np.ndarray, np.ndarray] | None:
+        """For d = 1: the trapezoid rule on a uniform grid (step σ_min/40, ±14 σ_max beyond the
+        outer means) with weights p_θ(x) h. The integrands (Hessians of a log-mixture) are
+        analytic; their complex singularities only approach the real axis where the Gaussian
+        weight is negligible, so the error is far below 1e-10 (a per-component Gauss-Hermite
+        rule converges badly for the same reason). None for d > 1 (Monte Carlo Fisher)."""
+        if self.d != 1:
+            return None
+        log_w, mus, Ls = (a.detach().numpy() for a in self.unpack(theta.detach()))
+        sig = Ls[:, 0, 0]
+        h = float(sig.min()) / 40.0
+        lo = float(mus[:, 0].min() - 14.0 * sig.max())
+        hi = float(mus[:, 0].max() + 14.0 * sig.max())
+        x = np.arange(lo, hi + h / 2, h)[:, None]
+        w = h * np.exp(self.log_prob(_t(x), theta.detach()).numpy())
+        return x, w
+
+    def _em(self, x: np.ndarray, w: np.ndarray, weights: np.ndarray, means: np.ndarray, covs: np.ndarray):
+        eye = np.eye(self.d)
+        prev = -np.inf
+        for _ in range(self.em_iter):
+            # E step: responsibilities
+            logp = np.empty((x.shape[0], self.K))
+            for k in range(self.K):
+                L = np.linalg.cholesky(covs[k])
+                z = linalg.solve_triangular(L, (x - means[k]).T, lower=True)
+                logp[:, k] = (np.log(weights[k]) - 0.5 * (z * z).sum(0) - np.log(np.diag(L)).sum()
+                              - 0.5 * self.d * math.log(2 * math.pi))
+            top = logp.max(1, keepdims=True)
+            lse = top[:, 0] + np.log(np.exp(logp - top).sum(1))
+            ll = float(w @ lse)
+            r = np.exp(logp - lse[:, None]) * w[:, None]
+            # M step (weighted)
+            nk = r.sum(0) + 1e-300
+            weights = nk / nk.sum()
+            means = (r.T @ x) / nk[:, None]
+            for k in range(self.K):
+                diff = x - means[k]
+                covs[k] = (r[:, k, None] * diff).T @ diff / nk[k] + 1e-10 * eye
+            if ll - prev < 1e-10 * (1.0 + abs(ll)):
+                break
+            prev = ll
+        return weights, means, covs
+
+    def fit(self, x: np.ndarray, weights: np.ndarray | None = None, *, init: Tensor | None = None) -> Tensor:
+        x = _check_x(x, self.d)
+        w = _check_weights(weights, x.shape[0])
+        if x.shape[0] < self.K:
+            raise DataError(f"a {self.K}-component mixture needs at least {self.K} points, got {x.shape[0]}")
+        if init is None:
+            from sklearn.cluster import KMeans
+
+            km = KMeans(n_clusters=self.K, n_init=3, random_state=self.seed).fit(x, sample_weight=w)
+            labels = km.labels_
+            wk = np.array([w[labels == k].sum() for k in range(self.K)]) + 1e-12
+            means = km.cluster_centers_.copy()
+            covs = np.stack([
+                ((w[labels == k, None] * (x[labels == k] - means[k])).T @ (x[labels == k] - means[k])) / wk[k]
+                + 1e-6 * np.eye(self.d) for k in range(self.K)
+            ])
+            mix = wk / wk.sum()
+        else:
+            log_w, mus, Ls = (a.detach().numpy() for a in self.unpack(init.detach().to(torch.float64)))
+            mix, means, covs = np.exp(log_w), mus.copy(), np.einsum("kij,klj->kil", Ls, Ls)
+        mix, means, covs = self._em(x, w, mix, means, covs)
+        theta0 = self.pack(mix, means, covs)
+        xt, wt = _t(x), _t(w)
+        return _newton_maximize(lambda th: (wt * self.log_prob(xt, th)).sum(), theta0, tol=1e-9)
+
+
+class _Apply(torch.nn.Module):
+    """Runs ``fn(inner, *args)`` as its forward, so functional_call covers all of ``fn``."""
+
+    def __init__(self, inner: torch.nn.Module, fn: Callable[..., Tensor]) -> None:
+        super().__init__()
+        self.inner = inner
+        self.fn = fn
+
+    def forward(self, *args: object) -> Tensor:
+        return self.fn(self.inner, *args)
+
+
+class TorchModuleDensity(ParametricDensity):
+    """Any ``torch.nn.Module`` with a log-density; θ = its parameters, flattened.
+
+    ``log_prob_fn(module, x)`` returns log p(x) of shape (n,) and ``sample_fn(module, n,
+    generator)`` n samples (a ``torch.Generator`` seeded from the numpy ``rng``); both run
+    entirely inside ``torch.func.functional_call`` with the module's parameters replaced by θ,
+    so θ is differentiable even for modules that build lazy objects (zuko flows). :meth:`from_zuko_flow` builds both for a zuko flow (sampling by inverting
+    the flow's transform on base noise drawn with the generator).
+
+    ``fit`` maximises Σ w log p_θ - (ridge/2)|θ|² by full-batch L-BFGS from the module's
+    initial parameters (or ``init``), then damped Newton when θ has at most ``newton_max``
+    entries. Over-parametrised networks have flat directions (A singular): a positive
+    ``ridge`` r makes A + r·I positive definite. The retraining objective is then
+    E_data[log p_θ] + λ E_{p_θ'}[log p_θ] - (r/2)|θ|² (weight decay scaled to the real data, so
+    the fixed point θ* = argmax E_data[log p_θ] - (r/2)|θ|² does not depend on λ), and
+    J = λ(A + r·I + λB)^{-1}B is its exact Jacobian (:func:`analyze` adds r·I to A). Use smooth
+    activations (tanh, not ReLU): the Hessian of a piecewise-linear network ignores its kinks.
+    The module is copied and cast to float64; the caller's module is not touched.
+    """
+
+    name = "torch_module"
+    exponential_family = False
+
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        log_prob_fn: Callable[[torch.nn.Module, Tensor], Tensor],
+        sample_fn: Callable[[torch.nn.Module, int, torch.Generator], Tensor],
+        d: int,
+        *,
+        ridge: float = 0.0,
+        lbfgs_steps: int = 500,
+        newton_max: int = 300,
+    ) -> None:
+        import copy
+
+        if not math.isfinite(ridge) or ridge < 0:
+            raise ConfigError(f"ridge must be a finite number >= 0, got {ridge!r}")
+        self.module = copy.deepcopy(module).to(torch.float64)
+        self.log_prob_fn = log_prob_fn
+        self.sample_fn = sample_fn
+        self._lp = _Apply(self.module, log_prob_fn)
+        self._draw = _Apply(self.module, sample_fn)
+        self.d = int(d)
+        self.ridge = float(ridge)
+        self.lbfgs_steps = int(lbfgs_steps)
+        self.newton_max = int(newton_max)
+        named = [(k, v) for k, v in self.module.named_parameters() if v.requires_grad]
+        self._names = [k for k, _ in named]
+        self._shapes = [v.shape for _, v in named]
+        self._sizes = [v.numel() for _, v in named]
+        self.theta_init = torch.cat([v.detach().reshape(-1) for _, v in named]).clone()
+
+    @classmethod
+    def from_zuko_flow(cls, flow: torch.nn.Module, d: int, **options: object) -> TorchModuleDensity:
+        """Adapter for an unconditional zuko flow (``flow()`` is the distribution)."""
+
+        def log_prob_fn(module: torch.nn.Module, x: Tensor) -> Tensor:
+            return module().log_prob(x)
+
+        def sample_fn(module: torch.nn.Module, n: int, gen: torch.Generator) -> Tensor:
+            dist = module()
+            z = torch.randn(n, d, generator=gen, dtype=torch.float64)
+            z = dist.base.mean + dist.base.stddev * z  # type: ignore[attr-defined]
+            return dist.transform.inv(z)  # type: ignore[attr-defined]
+
+        return cls(flow, log_prob_fn, sample_fn, d, **options)  # type: ignore[arg-type]
+
+    @property
+    def n_params(self) -> int:
+        return int(sum(self._sizes))
+
+    def param_names(self) -> list[str]:
+        return [f"{nm}[{i}]" for nm, size in zip(self._names, self._sizes) for i in range(size)]
+
+    def _params(self, theta: Tensor) -> dict[str, Tensor]:
+        parts = torch.split(theta, self._sizes)
+        return {f"inner.{nm}": p.reshape(shape) for nm, p, shape in zip(self._names, parts, self._shapes)}
+
+    def log_prob(self, x: Tensor, theta: Tensor) -> Tensor:
+        return torch.func.functional_call(self._lp, self._params(theta), (x,))
+
+    def sample(self, theta: Tensor, n: int, rng: np.random.Generator) -> np.ndarray:
+        from genloop.rng import torch_seed
+
+        gen = torch.Generator().manual_seed(torch_seed(rng))
+        with torch.no_grad():
+            out = torch.func.functional_call(self._draw, self._params(theta.detach()), (int(n), gen))
+        return out.detach().numpy().reshape(int(n), self.d)
+
+    def init_theta(self, x: np.ndarray, weights: np.ndarray) -> Tensor:
+        return self.theta_init.clone()
+
+    def fit(
+        self, x: np.ndarray, weights: np.ndarray | None = None, *, init: Tensor | None = None, ridge: float | None = None
+    ) -> Tensor:
+        x = _check_x(x, self.d)
+        w = _check_weights(weights, x.shape[0])
+        xt, wt = _t(x), _t(w)
+        r = self.ridge if ridge is None else float(ridge)
+
+        def objective(th: Tensor) -> Tensor:
+            return (wt * self.log_prob(xt, th)).sum() - 0.5 * r * (th * th).sum()
+
+        theta = (self.theta_init if init is None else init).detach().clone().to(torch.float64).requires_grad_(True)
+        opt = torch.optim.LBFGS([theta], lr=1.0, max_iter=self.lbfgs_steps, tolerance_grad=1e-10,
+                                tolerance_change=1e-15, history_size=50, line_search_fn="strong_wolfe")
+
+        def closure() -> Tensor:
+            opt.zero_grad()
+            loss = -objective(theta)
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        theta = theta.detach()
+        if self.n_params <= self.newton_max:
+            theta = _newton_maximize(objective, theta, tol=1e-10, max_iter=50)
+        return theta
+
+
 # ---- A, B and per-sample Hessians -------------------------------------------------------------
 def expected_neg_hessian(model: ParametricDensity, theta: Tensor, x: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """-Σ_i w_i ∇²_θ log p_θ(x_i) (weights normalised; uniform by default).
@@ -356,9 +655,22 @@ def expected_neg_hessian(model: ParametricDensity, theta: Tensor, x: np.ndarray,
     x = _check_x(x, model.d)
     w = _t(_check_weights(weights, x.shape[0]))
     xt = _t(x)
-    H = torch.autograd.functional.hessian(lambda th: (w * model.log_prob(xt, th)).sum(), theta.detach())
+    H = torch.autograd.functional.hessian(lambda th: (w * model.log_prob(xt, th)).sum(), theta.detach(), vectorize=True)
     H = -H.numpy()
     return 0.5 * (H + H.T)
+
+
+def per_sample_scores(model: ParametricDensity, theta: Tensor, x: np.ndarray, *, chunk: int = 50_000) -> np.ndarray:
+    """∇_θ log p_θ(x_i) for each row, shape (n, p) (vectorised, in chunks)."""
+    x = _check_x(x, model.d)
+    th = theta.detach()
+
+    def single(th_: Tensor, xi: Tensor) -> Tensor:
+        return model.log_prob(xi[None, :], th_)[0]
+
+    grad = torch.func.vmap(torch.func.grad(single), in_dims=(None, 0))
+    parts = [grad(th, _t(x[i : i + chunk])).detach().numpy() for i in range(0, x.shape[0], chunk)]
+    return np.concatenate(parts)
 
 
 def per_sample_hessians(model: ParametricDensity, theta: Tensor, x: np.ndarray) -> np.ndarray:
@@ -587,7 +899,8 @@ def retraining_map(
     data_weights: np.ndarray | None = None,
     synthetic: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Tensor:
-    """G_λ(θ') = argmax_θ Σ w_i log p_θ(x_i) + λ E_{p_θ'}[log p_θ] (the paper's map, Section 3).
+    """G_λ(θ') = argmax_θ Σ w_i log p_θ(x_i) + λ E_{p_θ'}[log p_θ] (the paper's map, Section 3),
+    minus (r/2)|θ|² when the model has a ``ridge`` r.
 
     E_{p_θ'} uses ``model.quadrature(θ')`` (deterministic, so the map can be differentiated by
     finite differences) or the given ``synthetic`` nodes and weights.
@@ -603,6 +916,9 @@ def retraining_map(
     xs, ws = _check_x(quad[0], model.d, "synthetic"), _check_weights(quad[1], len(quad[1]))
     X = np.concatenate([x, xs])
     W = np.concatenate([w, lam * ws])
+    if model.ridge:
+        # fit normalises the weights to sum 1: rescale the penalty of the (1+λ)-mass objective
+        return model.fit(X, W, init=theta_prev, ridge=model.ridge / (1.0 + lam))
     return model.fit(X, W, init=theta_prev)
 
 
@@ -655,17 +971,21 @@ def analyze(
     rng: np.random.Generator,
     weights: np.ndarray | None = None,
     n_fisher: int = 200_000,
-    lipschitz_points: int = 256,
+    lipschitz_points: int | None = None,
     w1_samples: int = 2000,
 ) -> StabilityAnalysis:
     """Fit θ* on ``real`` and estimate A, B, κ, α, L and ε (paper, Theorem 1 quantities).
 
     ``weights`` turns ``real`` into a weighted point set (e.g. quadrature of a known p_data).
+    ``lipschitz_points`` defaults to 256 (96 for models with more than 20 parameters, where
+    each pair costs an SVD of a p × p matrix).
     """
+    if lipschitz_points is None:
+        lipschitz_points = 256 if model.n_params <= 20 else 96
     real = _check_x(real, model.d, "real")
     w = _check_weights(weights, real.shape[0])
     theta = model.fit(real, w)
-    A = expected_neg_hessian(model, theta, real, w)
+    A = expected_neg_hessian(model, theta, real, w) + float(model.ridge) * np.eye(model.n_params)
     B = model.fisher(theta, rng=rng, n_mc=n_fisher)
     kappa = generalized_eigenvalues(A, B)
     alpha = float(np.linalg.eigvalsh(A)[0])

@@ -226,10 +226,10 @@ def preprocess(x: torch.Tensor) -> torch.Tensor:
     """
     if x.ndim != 4 or x.shape[1] not in (1, 3):
         raise DataError(f"inception features need images (n, C, H, W) with C = 1 or 3, got shape {tuple(x.shape)}")
-    if x.shape[1] == 1:
-        x = x.expand(-1, 3, -1, -1)
     if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
         x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+    if x.shape[1] == 1:  # resize once, then replicate (a per-channel operation: same result)
+        x = x.expand(-1, 3, -1, -1)
     return x
 
 

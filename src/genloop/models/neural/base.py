@@ -181,6 +181,11 @@ class TorchGenerativeModel(GenerativeModel):
         self.samples_seen_ = seen_before + result.samples_seen
         self.shift_, self.scale_ = shift, scale
         self.event_shape_ = event_shape
+        log.info(
+            "%s fit: %d steps (%s), final loss %.5g", self.name or type(self).__name__, len(result.losses),
+            f"warm start, carried {sorted(carry)}" if prev is not None else "from scratch",
+            result.losses[-1] if result.losses else float("nan"),
+        )
         return self
 
     # ---- sample ----------------------------------------------------------------------------

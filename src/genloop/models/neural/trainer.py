@@ -10,8 +10,10 @@ owns is the schedule of the official image recipes:
   ``lr_k = lr · min(s_k / warmup_samples, 1)`` with ``s_k`` the samples seen after step ``k``;
 * gradient clipping by global norm (OT-CFM: 1.0);
 * an exponential moving average of the weights with a half-life in samples (EDM's
-  ``ema_halflife_kimg``): decay per step ``β = 0.5 ** (batch_size / halflife)``. A per-step
-  decay ``β`` (OT-CFM's 0.9999) converts with :func:`halflife_from_decay`;
+  ``ema_halflife_kimg``): decay per step ``β = 0.5 ** (batch_size / halflife)``, the half-life
+  optionally capped at ``ema_rampup_ratio`` × samples seen before the step (EDM's
+  ``ema_rampup_ratio``, 0.05 in its recipes). A per-step decay ``β`` (OT-CFM's 0.9999)
+  converts with :func:`halflife_from_decay`;
 * mixed precision (bfloat16 autocast) on CUDA only.
 
 Minibatches are drawn with the caller's ``torch.Generator`` (a fresh permutation per epoch),
@@ -62,6 +64,7 @@ class TrainConfig(pydantic.BaseModel):
     warmup_samples: int = pydantic.Field(0, ge=0)
     grad_clip: float | None = pydantic.Field(None, gt=0)
     ema_halflife_samples: float | None = pydantic.Field(None, gt=0)
+    ema_rampup_ratio: float | None = pydantic.Field(None, gt=0)
     weight_decay: float = pydantic.Field(0.0, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = pydantic.Field(1e-8, gt=0)
@@ -94,11 +97,16 @@ def learning_rate(cfg: TrainConfig, samples_seen: int) -> float:
     return cfg.lr * min(samples_seen / cfg.warmup_samples, 1.0)
 
 
-def ema_beta(cfg: TrainConfig) -> float:
-    """Per-step EMA decay ``β = 0.5 ** (batch_size / ema_halflife_samples)``."""
+def ema_beta(cfg: TrainConfig, samples_seen: int | None = None) -> float:
+    """Per-step EMA decay ``β = 0.5 ** (batch_size / h)`` with ``h = ema_halflife_samples``,
+    or ``h = min(ema_halflife_samples, ema_rampup_ratio · samples_seen)`` when a ramp-up ratio
+    is set (``samples_seen`` before the step; EDM ``training_loop.py``)."""
     if cfg.ema_halflife_samples is None:
         raise ConfigError("ema_halflife_samples is not set")
-    return 0.5 ** (cfg.batch_size / cfg.ema_halflife_samples)
+    halflife = cfg.ema_halflife_samples
+    if cfg.ema_rampup_ratio is not None and samples_seen is not None:
+        halflife = min(halflife, samples_seen * cfg.ema_rampup_ratio)
+    return 0.5 ** (cfg.batch_size / max(halflife, 1e-8))
 
 
 def halflife_from_decay(decay: float, batch_size: int) -> float:
@@ -178,10 +186,8 @@ def train(
     if cfg.ema_halflife_samples is not None:
         ema = copy.deepcopy(net) if ema is None else ema
         ema.to(device).eval().requires_grad_(False)
-        beta = ema_beta(cfg)
     else:
         ema = None
-        beta = 0.0
 
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
@@ -190,26 +196,44 @@ def train(
             optimizer.load_state_dict(optimizer_state)
         except (ValueError, KeyError) as exc:
             raise ConfigError(f"cannot restore the optimizer state (network changed?): {exc}") from exc
+        for group in optimizer.param_groups:  # this config's hyper-parameters win over the saved ones
+            group.update(betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
 
     steps = cfg.num_steps(n)
     B = min(cfg.batch_size, n)
     result = TrainResult(net=net, ema=ema, optimizer_state={})
-    perm = torch.randperm(n, generator=generator)
+    perm = torch.randperm(n, generator=generator).to(device)
     pos = 0
     seen = 0
+    pending: list[torch.Tensor] = []  # step losses kept on the device: no host sync per step
+
+    def flush(step: int) -> None:
+        if not pending:
+            return
+        values = torch.stack(pending).cpu()
+        first = len(result.losses)
+        result.losses.extend(values.tolist())
+        pending.clear()
+        bad = torch.nonzero(~torch.isfinite(values))
+        if len(bad):
+            k = first + int(bad[0])
+            raise FloatingPointError(
+                f"training loss is not finite at step {k} (lr={result.lrs[k]:g}); lower lr or clip gradients"
+            )
+
+    check_every = 1 if device.type == "cpu" else 100
     for step in range(steps):
         idx_parts = []
         need = B
         while need > 0:
             if pos >= n:
-                perm = torch.randperm(n, generator=generator)
+                perm = torch.randperm(n, generator=generator).to(device)
                 pos = 0
             take = min(need, n - pos)
             idx_parts.append(perm[pos : pos + take])
             pos += take
             need -= take
-        idx = torch.cat(idx_parts).to(device)
-        x = data[idx]
+        x = data[idx_parts[0] if len(idx_parts) == 1 else torch.cat(idx_parts)]
         seen += B
         lr = learning_rate(cfg, seen)
         for group in optimizer.param_groups:
@@ -219,18 +243,19 @@ def train(
         if per_example.ndim != 1 or per_example.shape[0] != x.shape[0]:
             raise ValueError(f"loss_fn must return per-example losses of shape ({x.shape[0]},), got {tuple(per_example.shape)}")
         loss = per_example.float().mean()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss is not finite at step {step} (lr={lr:g}); lower lr or clip gradients")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         optimizer.step()
         if ema is not None:
-            update_ema_(ema, net, beta)
-        result.losses.append(float(loss.detach()))
+            update_ema_(ema, net, ema_beta(cfg, seen - B))
+        pending.append(loss.detach())
         result.lrs.append(lr)
+        if (step + 1) % check_every == 0 or step + 1 == steps:
+            flush(step)
         if cfg.log_every and (step + 1) % cfg.log_every == 0:
+            flush(step)
             log.info("step %d/%d  samples %d  loss %.5f  lr %.3g", step + 1, steps, seen, result.losses[-1], lr)
     net.eval()
     result.samples_seen = seen

@@ -1,0 +1,314 @@
+"""Tests of the feature-space metrics: Fréchet distance, PRDC, KID, feature extractors.
+
+Oracles: POT's Bures–Wasserstein closed form, a scipy ``sqrtm`` FID, brute-force full distance
+matrices (scipy ``cdist``) for the k-NN metrics, direct double sums for KID, torchvision's
+published Inception-v3 parameter count, and invariances (batch size, channel replication).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import ot
+import pytest
+import scipy.linalg
+import torch
+from scipy.spatial.distance import cdist
+
+from genloop.errors import ConfigError, DataError
+from genloop.metrics import make_metric
+from genloop.metrics.frechet import FeatureStats, StatsCache, frechet_distance, frechet_distance_from_moments
+from genloop.metrics.prdc import kid, kth_nn_distances, prdc
+
+
+# ---- Fréchet distance -----------------------------------------------------------------------------
+
+
+def _scipy_fid(mu1: np.ndarray, S1: np.ndarray, mu2: np.ndarray, S2: np.ndarray) -> float:
+    covmean = scipy.linalg.sqrtm(S1 @ S2).real
+    return float(np.sum((mu1 - mu2) ** 2) + np.trace(S1) + np.trace(S2) - 2 * np.trace(covmean))
+
+
+def test_feature_stats_streaming_equals_batch_moments() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(503, 6)) * 3 + 100.0  # large offset: tests the centred merge
+    ref_mean, ref_cov = X.mean(0), np.cov(X.T)
+    for bs in (1, 7, 64, None):
+        st = FeatureStats.from_features(X, batch_size=bs)
+        assert st.n == 503
+        np.testing.assert_allclose(st.mean, ref_mean, rtol=1e-13)
+        np.testing.assert_allclose(st.cov, ref_cov, rtol=1e-10, atol=1e-12)
+
+
+def test_fid_zero_for_identical_sets() -> None:
+    X = np.random.default_rng(1).normal(size=(400, 32))
+    st = FeatureStats.from_features(X)
+    assert frechet_distance(st, st) == pytest.approx(0.0, abs=1e-9)
+    assert make_metric("fid", features="raw", disk_cache=False)(X, X)["fid"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_fid_equals_bures_wasserstein_squared_and_scipy_sqrtm() -> None:
+    rng = np.random.default_rng(2)
+    d = 24
+    X = rng.normal(size=(600, d)) @ rng.normal(size=(d, d))
+    Y = rng.normal(size=(500, d)) * 0.7 + 0.3
+    a, b = FeatureStats.from_features(X), FeatureStats.from_features(Y)
+    value = frechet_distance(a, b)
+    bw = float(ot.gaussian.bures_wasserstein_distance(a.mean, b.mean, a.cov, b.cov)) ** 2
+    assert value == pytest.approx(bw, rel=1e-9)
+    assert value == pytest.approx(_scipy_fid(a.mean, a.cov, b.mean, b.cov), rel=1e-9)
+    # Gaussian features with known parameters: FID between N(m, S) and N(0, I) in closed form
+    # for commuting covariances = ||m||^2 + sum (sqrt(s_i) - 1)^2
+    s, m = rng.uniform(0.2, 3.0, size=5), rng.normal(size=5)
+    expected = float(m @ m + np.sum((np.sqrt(s) - 1) ** 2))
+    assert frechet_distance_from_moments(m, np.diag(s), np.zeros(5), np.eye(5)) == pytest.approx(expected)
+
+
+def test_fid_metric_independent_of_batch_size_and_prepare(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(3)
+    G, R = rng.normal(size=(300, 1, 4, 4)), rng.normal(size=(350, 1, 4, 4)) * 1.3
+    ref = make_metric("fid", features="raw", disk_cache=False)(G, R)["fid"]
+    for bs in (1, 13, 1000):
+        m = make_metric("fid", features="raw", batch_size=bs, disk_cache=False)
+        m.prepare(R)
+        assert m(G, R)["fid"] == pytest.approx(ref, rel=1e-10)
+    # the statistics of another real set are not served from the in-memory cache
+    R2 = R + 1.0
+    assert m(G, R2)["fid"] == pytest.approx(
+        make_metric("fid", features="raw", disk_cache=False)(G, R2)["fid"], rel=1e-12
+    )
+
+
+def test_fid_disk_cache_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(4)
+    G, R = rng.normal(size=(100, 8)), rng.normal(size=(120, 8))
+    first = make_metric("fid", features="raw", cache_dir=str(tmp_path))(G, R)["fid"]
+    files = list((tmp_path / "stats").glob("*.safetensors"))
+    assert len(files) == 1 and files[0].with_name(files[0].name + ".json").is_file()
+    cached = FeatureStats.load(files[0])
+    np.testing.assert_array_equal(cached.mean, FeatureStats.from_features(R.astype(np.float64)).mean)
+    second = make_metric("fid", features="raw", cache_dir=str(tmp_path))(G, R)["fid"]
+    assert second == first
+    assert StatsCache(tmp_path / "stats").get("absent") is None
+
+
+def test_fid_rank_deficient_error() -> None:
+    rng = np.random.default_rng(5)
+    G, R = rng.normal(size=(10, 16)), rng.normal(size=(40, 16))
+    with pytest.raises(DataError, match="allow_rank_deficient"):
+        make_metric("fid", features="raw", disk_cache=False)(G, R)
+    value = make_metric("fid", features="raw", disk_cache=False, allow_rank_deficient=True)(G, R)["fid"]
+    assert math.isfinite(value) and value > 0
+
+
+# ---- PRDC -----------------------------------------------------------------------------------------
+
+
+def _bruteforce_prdc(fake: np.ndarray, real: np.ndarray, k: int) -> dict[str, float]:
+    """The full-distance-matrix definition (as the ``prdc`` package, with ``<=``)."""
+    rr, ff, rf = cdist(real, real), cdist(fake, fake), cdist(real, fake)
+    r_real = np.sort(rr, axis=1)[:, k]
+    r_fake = np.sort(ff, axis=1)[:, k]
+    return {
+        "precision": float((rf <= r_real[:, None]).any(axis=0).mean()),
+        "recall": float((rf <= r_fake[None, :]).any(axis=1).mean()),
+        "density": int((rf <= r_real[:, None]).sum()) / (k * fake.shape[0]),  # counts, then one division
+        "coverage": float((rf.min(axis=1) <= r_real).mean()),
+    }
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_prdc_equals_bruteforce_for_any_batch_size(k: int) -> None:
+    rng = np.random.default_rng(10 + k)
+    real = rng.normal(size=(157, 5))
+    fake = rng.normal(size=(131, 5)) * 1.2 + 0.2
+    expected = _bruteforce_prdc(fake, real, k)
+    for bs in (2, 7, 64, 1000):
+        got = prdc(fake, real, k=k, batch_size=bs, device="cpu", dtype="float64")
+        assert got == expected  # exact: the same counts
+    radii = kth_nn_distances(torch.as_tensor(real), k, batch_size=10)
+    np.testing.assert_allclose(radii.numpy(), np.sort(cdist(real, real), axis=1)[:, k], rtol=1e-10)
+
+
+def test_prdc_mode_collapse_vs_noisy_generator() -> None:
+    rng = np.random.default_rng(20)
+    centres = 10.0 * np.stack([np.cos(np.arange(10) * 2 * np.pi / 10), np.sin(np.arange(10) * 2 * np.pi / 10)], 1)
+    real = centres[rng.integers(0, 10, size=1000)] + 0.5 * rng.normal(size=(1000, 2))
+    collapsed = centres[0] + 0.5 * rng.normal(size=(1000, 2))  # one mode of ten
+    noisy = 8.0 * rng.normal(size=(1000, 2))  # covers everything, mostly off-manifold
+    c = prdc(collapsed, real, k=3, device="cpu")
+    n = prdc(noisy, real, k=3, device="cpu")
+    assert c["precision"] > 0.9 and c["recall"] < 0.2 and c["coverage"] < 0.15
+    assert n["precision"] < 0.5 and n["recall"] > 0.9
+    faithful = prdc(centres[rng.integers(0, 10, size=1000)] + 0.5 * rng.normal(size=(1000, 2)), real, device="cpu")
+    assert min(faithful["precision"], faithful["recall"], faithful["coverage"]) > 0.85
+    assert 0.8 < faithful["density"] < 1.25  # E[density] = 1 for identical distributions
+
+
+def test_prdc_metric_matches_function_and_prepare() -> None:
+    rng = np.random.default_rng(21)
+    G, R = rng.normal(size=(200, 1, 3, 3)), rng.normal(size=(220, 1, 3, 3))
+    expected = _bruteforce_prdc(G.reshape(200, -1), R.reshape(220, -1), 3)
+    m = make_metric("prdc", features="raw", distance_dtype="float64", knn_batch_size=17, device="cpu")
+    m.prepare(R)
+    assert m(G, R) == expected
+    assert set(make_metric("prdc", features="raw", device="cpu")(G, R)) == {"precision", "recall", "density", "coverage"}
+
+
+# ---- KID ------------------------------------------------------------------------------------------
+
+
+def test_kid_matches_direct_formula_and_is_unbiased() -> None:
+    rng = np.random.default_rng(30)
+    X, Y = rng.normal(size=(40, 3)), rng.normal(size=(30, 3)) + 0.5
+    got = kid(X, Y, n_subsets=1, subset_size=1000, rng=np.random.default_rng(0), device="cpu")
+    # subset_size capped at 30: one subset of 30 rows of X (in some order) and all of Y
+    idx = np.random.default_rng(0).choice(40, 30, replace=False)
+    x, m, d = X[idx], 30, 3
+
+    def k(a: np.ndarray, b: np.ndarray) -> float:
+        return (a @ b / d + 1) ** 3
+
+    kxx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j)
+    kyy = sum(k(Y[i], Y[j]) for i in range(m) for j in range(m) if i != j)
+    kxy = sum(k(a, b) for a in x for b in Y)
+    assert got["kid"] == pytest.approx((kxx + kyy) / (m * (m - 1)) - 2 * kxy / m**2, rel=1e-10)
+    assert got["kid_std"] == 0.0
+    # unbiased: mean over many independent same-distribution pairs is 0 within 4 standard errors
+    vals = [
+        kid(rng.normal(size=(50, 4)), rng.normal(size=(50, 4)), n_subsets=1, rng=rng, device="cpu")["kid"]
+        for _ in range(200)
+    ]
+    assert abs(np.mean(vals)) < 4 * np.std(vals) / math.sqrt(len(vals))
+    shifted = kid(rng.normal(size=(200, 4)) + 1, rng.normal(size=(200, 4)), n_subsets=10, subset_size=100, rng=rng, device="cpu")
+    assert shifted["kid"] > 10 * np.std(vals)
+
+
+def test_kid_metric_uses_rng() -> None:
+    rng = np.random.default_rng(31)
+    G, R = rng.normal(size=(120, 5)), rng.normal(size=(130, 5))
+    m = make_metric("kid", features="raw", n_subsets=5, subset_size=50, device="cpu")
+    a = m(G, R, rng=np.random.default_rng(1))
+    assert a == m(G, R, rng=np.random.default_rng(1))
+    assert a != m(G, R, rng=np.random.default_rng(2))
+
+
+def test_bad_feature_options() -> None:
+    with pytest.raises(ConfigError, match="features"):
+        make_metric("fid", features="vgg")
+    with pytest.raises(ConfigError, match="k and knn_batch_size"):
+        make_metric("prdc", features="raw", k=0)
+
+
+# ---- Inception plumbing (random weights; the real file is never needed) ------------------------------
+
+
+def _random_inception():  # type: ignore[no-untyped-def]
+    from genloop.metrics.features.inception import FIDInceptionV3
+
+    net = FIDInceptionV3()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if name.endswith("conv.weight"):
+                torch.nn.init.kaiming_normal_(p, generator=g)
+    return net.eval()
+
+
+def test_inception_architecture_matches_reference_layout() -> None:
+    from genloop.metrics.features.inception import FIDInceptionV3
+
+    net = FIDInceptionV3()
+    # torchvision's inception_v3 has 27,161,264 parameters with AuxLogits (3,326,696) and a
+    # 1000-way fc; the FID network has no AuxLogits and a 1008-way fc (+8 * 2049)
+    assert sum(p.numel() for p in net.parameters()) == 27_161_264 - 3_326_696 + 8 * 2049
+    sd = net.state_dict()
+    for key in ("Conv2d_1a_3x3.conv.weight", "Mixed_5b.branch_pool.bn.running_var",
+                "Mixed_6e.branch7x7dbl_5.conv.weight", "Mixed_7c.branch3x3dbl_3b.bn.bias"):  # fmt: skip
+        assert key in sd
+    assert sd["fc.weight"].shape == (1008, 2048)
+    assert sd["Mixed_6b.branch7x7_2.conv.weight"].shape == (128, 128, 1, 7)
+
+
+def test_inception_preprocess_resizes_and_replicates() -> None:
+    from genloop.metrics.features.inception import preprocess
+
+    x = torch.rand(2, 1, 28, 28) * 2 - 1
+    out = preprocess(x)
+    assert out.shape == (2, 3, 299, 299)
+    ref = torch.nn.functional.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+    assert torch.equal(out[:, 1:2], ref) and torch.equal(out[:, 0], out[:, 2])
+    big = torch.rand(1, 3, 299, 299)
+    assert torch.equal(preprocess(big), big)
+    with pytest.raises(DataError, match="C = 1 or 3"):
+        preprocess(torch.zeros(1, 2, 8, 8))
+
+
+@pytest.mark.slow
+def test_inception_features_shape_batching_and_weight_file_round_trip(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from genloop.metrics.features.inception import FID_WEIGHTS_FILE, InceptionFeatures
+
+    net = _random_inception()
+    rng = np.random.default_rng(40)
+    gray = rng.uniform(-1, 1, size=(3, 1, 16, 16)).astype(np.float32)
+    f_one = InceptionFeatures(net=net, batch_size=1, device="cpu")(gray)
+    f_all = InceptionFeatures(net=net, batch_size=3, device="cpu")(gray)
+    assert f_one.shape == (3, 2048) and np.all(np.isfinite(f_one)) and f_one.std() > 0
+    np.testing.assert_allclose(f_one, f_all, rtol=1e-4, atol=1e-5)
+    # gray input = the same image replicated to 3 channels
+    f_rgb = InceptionFeatures(net=net, batch_size=3, device="cpu")(np.repeat(gray, 3, axis=1))
+    np.testing.assert_allclose(f_rgb, f_all, rtol=1e-5, atol=1e-6)
+
+    # a weight file in pytorch-fid's format (no num_batches_tracked) loads by option, env, cache
+    state = {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
+    (tmp_path / "weights").mkdir()
+    path = tmp_path / "weights" / FID_WEIGHTS_FILE
+    torch.save(state, path)
+    monkeypatch.delenv("GENLOOP_INCEPTION_WEIGHTS", raising=False)
+    for kwargs in ({"weights_path": str(path)}, {"cache_dir": str(tmp_path)}):
+        loaded = InceptionFeatures(batch_size=3, device="cpu", **kwargs)
+        np.testing.assert_array_equal(loaded(gray), f_all)
+    monkeypatch.setenv("GENLOOP_INCEPTION_WEIGHTS", str(path))
+    assert InceptionFeatures(device="cpu").id.startswith("inception-fid:" + FID_WEIGHTS_FILE)
+    # a state dict of another network is refused, naming the keys
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "bad.pth")
+    with pytest.raises(ConfigError, match="missing keys"):
+        InceptionFeatures(weights_path=str(tmp_path / "bad.pth"), device="cpu")
+
+
+def test_inception_missing_weights_message(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("GENLOOP_INCEPTION_WEIGHTS", raising=False)
+    m = make_metric("fid", cache_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match="pt_inception-2015-12-05-6726825d.pth") as info:
+        m.prepare(np.zeros((4, 3, 8, 8)))
+    assert str(tmp_path / "weights") in str(info.value)
+    with pytest.raises(ConfigError, match="does not exist"):
+        make_metric("fid", weights_path=str(tmp_path / "nope.pth")).prepare(np.zeros((4, 3, 8, 8)))
+
+
+# ---- classifier features ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_classifier_deterministic_accurate_and_cached(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from genloop.metrics.features.classifier import ClassifierFeatures, load_digit_data
+
+    a = ClassifierFeatures("digits", seed=0, device="cpu", cache_dir=str(tmp_path / "a"))
+    b = ClassifierFeatures("digits", seed=0, device="cpu", cache_dir=str(tmp_path / "b"))
+    assert a.test_accuracy >= 0.97  # measured 0.983 on the 359 held-out digits (seed 0)
+    X, _ = load_digit_data("digits")
+    fa, fb = a(X[:300]), b(X[:300])
+    assert fa.shape == (300, 64)
+    np.testing.assert_array_equal(fa, fb)  # same seed -> bit-identical network and features
+    assert (tmp_path / "a" / "classifier" / "digits-seed0-v1.safetensors").is_file()
+    again = ClassifierFeatures("digits", seed=0, device="cpu", cache_dir=str(tmp_path / "a"), batch_size=7)
+    np.testing.assert_allclose(again(X[:300]), fa, rtol=1e-5, atol=1e-6)  # cached load, other batching
+    other = ClassifierFeatures("digits", seed=1, device="cpu", cache_dir=str(tmp_path / "a"))
+    assert not np.array_equal(other(X[:300]), fa)
+    # Fréchet classifier distance: real digits vs themselves ~0; vs noise large
+    fid = make_metric("fid", features="classifier", cache_dir=str(tmp_path / "a"), disk_cache=False, device="cpu")
+    half = len(X) // 2
+    same = fid(X[:half], X[half:])["fid"]
+    noise = fid(np.random.default_rng(0).uniform(-1, 1, size=(half, 1, 8, 8)), X[half:])["fid"]
+    assert noise > 10 * same
