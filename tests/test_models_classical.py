@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import integrate, special, stats
+from scipy import integrate, stats
 from scipy.special import logsumexp
 
 from genloop.errors import ConfigError, DataError

@@ -38,11 +38,11 @@ growing without bound), ``Σ_0 t/n`` for the unbiased Gaussian and
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 import numpy as np
 
 from genloop.errors import ConfigError
+from genloop.loop.schemes import synthetic_count
 from genloop.theory.gaussian import Estimator, expected_covariance_ratio
 
 __all__ = [
@@ -91,15 +91,6 @@ def expfam_mean_trajectory(eta_data: np.ndarray, eta_0: np.ndarray, lam: float, 
     rate = expfam_rate(lam)
     powers = rate ** np.arange(generations + 1)
     return eta_data[None, :] + powers[:, None] * (eta_0 - eta_data)[None, :]
-
-
-def synthetic_count(lam: float, n: int) -> int:
-    """m = ⌊λn⌋ computed exactly from λ as written (n when λ = ∞), as the loop does."""
-    lam = _check_lam(lam)
-    n = _check_count(n, "n", 1)
-    if math.isinf(lam):
-        return n
-    return math.floor(Fraction(repr(lam)) * n)
 
 
 def replace_contraction(n: int, lam: float) -> float:
