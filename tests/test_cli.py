@@ -127,3 +127,19 @@ def test_list(capsys):
     out = capsys.readouterr().out
     for name in ("gaussian", "gmm", "kde", "two_moons", "digits", "w2", "mmd", "nll"):
         assert name in out
+
+
+def test_eval_against_training_set_needs_no_heldout(tmp_path):
+    doc = {
+        "data": {"name": "digits", "n": 1797},
+        "model": {"name": "gaussian", "reg_covar": 1e-3},
+        "loop": {"generations": 1, "lambdas": [1], "eval_against": "train"},
+        "metrics": ["moments"],
+    }
+    out = tmp_path / "exp"
+    assert main(["run", str(write(tmp_path, doc)), "--out", str(out)]) == 0
+    rows = [yaml.safe_load(x) for x in (out / "lam=1" / "seed=0" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["n_real"] for r in rows] == [1797, 1797]
+    assert rows[0]["mean_drift"] < 0.1  # generation 0 fits the very set it is compared with
+    doc["loop"]["eval_against"] = "heldout"
+    assert main(["run", str(write(tmp_path, doc)), "--out", str(tmp_path / "other")]) == 2

@@ -81,6 +81,11 @@ class LoopConfig(_Strict):
     retrain: Literal["finetune", "scratch"] = "finetune"
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     n_eval: int | None = Field(default=None, gt=0, description="samples per generation for metrics")
+    eval_against: Literal["heldout", "train"] = Field(
+        default="heldout",
+        description="real set the metrics compare with: the held-out split, or the training set "
+        "(as the paper's image experiments do)",
+    )
 
     @field_validator("lambdas", mode="before")
     @classmethod

@@ -155,7 +155,10 @@ class RunStore:
             _atomic_save_npy(self._gen("synthetic", t, ".npy"), record.synthetic)
         if keep_samples and record.samples is not None:
             (self.path / "samples").mkdir(exist_ok=True)
-            _atomic_save_npy(self._gen("samples", t, ".npy"), record.samples[:keep_samples])
+            kept = record.samples[:keep_samples]
+            if kept.ndim > 2:  # images: float32 is ample for plots and grids, half the disk
+                kept = kept.astype(np.float32)
+            _atomic_save_npy(self._gen("samples", t, ".npy"), kept)
         line = {"generation": t, "n_real": record.n_real, "n_synthetic": record.n_synthetic}
         line.update({k: _clean(v) for k, v in record.metrics.items()})
         with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as fh:

@@ -61,6 +61,8 @@ def real_data(cfg: RunConfig, seed: int) -> tuple[DataSource, RealSplit]:
     """
     source = make_data(cfg.data.name, **cfg.data.options)
     n_heldout = cfg.data.n_heldout
+    if n_heldout is None and cfg.loop.eval_against == "train":
+        n_heldout = 0
     if n_heldout is None:
         n_heldout = cfg.data.n if source.infinite else min(cfg.data.n, len(source) - cfg.data.n)
         if n_heldout < 1:
@@ -132,7 +134,7 @@ def execute_run(cfg: RunConfig, spec: RunSpec, *, progress: ProgressFn | None = 
             retrain=cfg.loop.retrain,
             seed=spec.seed,
             metrics=cfg.metrics,
-            heldout=split.heldout,
+            heldout=split.train if cfg.loop.eval_against == "train" else split.heldout,
             source=source,
             n_eval=cfg.loop.n_eval,
             resume=resume_state,
