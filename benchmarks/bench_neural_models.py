@@ -118,7 +118,7 @@ def main() -> None:
         np.random.default_rng(0).normal(size=(32, 2)), rng=np.random.default_rng(0)
     )
     print(f"device={device} threads={torch.get_num_threads()} budget={args.samples} samples, batch {args.batch_size}")
-    print(f"{'model':8} {'data':7} {'sampler':26} {'fit s':>8} {'sample s':>9} {'gen s':>8} {'NFE/sample':>10}")
+    print(f"{'model':8} {'data':7} {'sampler':32} {'fit s':>8} {'sample s':>9} {'gen s':>8} {'NFE/sample':>10}")
     for data in args.data:
         for name in names:
             for row in bench_one(name, data, args):
@@ -128,7 +128,7 @@ def main() -> None:
                     continue
                 nfe = "-" if row["nfe_per_sample"] is None else str(row["nfe_per_sample"])
                 print(
-                    f"{name:8} {data:7} {row['sampler']:26} {row['fit_s']:8.2f} {row['sample_s']:9.2f} "
+                    f"{name:8} {data:7} {row['sampler']:32} {row['fit_s']:8.2f} {row['sample_s']:9.2f} "
                     f"{row['gen_s']:8.2f} {nfe:>10}",
                     flush=True,
                 )

@@ -270,7 +270,7 @@ class ImageFolder(_CachedImages):
 @register_data("npy_images")
 class NpyImages(_CachedImages):
     """Images from a ``.npy`` file: ``(n, H, W)``, ``(n, C, H, W)`` or, with ``channels_last``,
-    ``(n, H, W, C)``; values in ``value_range`` (e.g. ``[0, 255]`` or ``[0, 1]``) map
+    ``(n, H, W, C)`` with C = 1 or 3; values in ``value_range`` (e.g. ``[0, 255]`` or ``[0, 1]``) map
     linearly to [-1, 1]. The file is read with ``allow_pickle=False``."""
 
     def __init__(self, path: str, value_range: tuple[float, float], channels_last: bool = False) -> None:
@@ -297,7 +297,7 @@ class NpyImages(_CachedImages):
             raise DataError(f"npy_images: {p} has shape {arr.shape}; expected (n, H, W), (n, C, H, W) or (n, H, W, C)")
         if arr.shape[0] == 0:
             raise DataError(f"npy_images: {p} holds no images")
-        if arr.shape[1] not in (1, 3, 4):
+        if arr.shape[1] not in (1, 3):
             hint = "" if self.channels_last else "; set channels_last: true for (n, H, W, C) arrays"
             raise DataError(f"npy_images: {p} gives {arr.shape[1]} channels (shape {arr.shape}){hint}")
         lo, hi = self.value_range

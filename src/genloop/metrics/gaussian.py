@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.linalg
+from scipy.linalg.blas import dtrmm
 
 from genloop.errors import ConfigError, DataError
 from genloop.metrics import register_metric
@@ -71,11 +72,13 @@ def trace_sqrt_product(S1: np.ndarray, S2: np.ndarray) -> float:
     S2 = np.asarray(S2, dtype=np.float64)
     try:
         L = scipy.linalg.cholesky((S1 + S1.T) / 2.0, lower=True, check_finite=False)
-        M = L.T @ S2 @ L
+        # M = L^T S2 L with two triangular products (BLAS trmm: half the flops of two GEMMs)
+        C = dtrmm(1.0, L, S2, side=0, lower=1, trans_a=1)
+        M = dtrmm(1.0, L, np.asfortranarray(C), side=1, lower=1, trans_a=0)
     except np.linalg.LinAlgError:
         r1 = sqrtm_psd(S1)
         M = r1 @ S2 @ r1
-    w = scipy.linalg.eigvalsh((M + M.T) / 2.0, check_finite=False)
+    w = scipy.linalg.eigvalsh((M + M.T) / 2.0, check_finite=False, driver="evr")
     return float(np.sum(np.sqrt(np.clip(w, 0.0, None))))
 
 

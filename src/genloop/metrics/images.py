@@ -222,14 +222,14 @@ class PRDC(FeatureMetric):
         import torch
 
         from genloop.metrics._arrays import resolve_device
-        from genloop.metrics.prdc import kth_nn_distances
+        from genloop.metrics.prdc import kth_nn_sq_distances
 
         feats = cached_features(self.extractor, real, key)
         dtype = torch.float64 if self.distance_dtype == "float64" else torch.float32
         with torch.no_grad():
             R = torch.as_tensor(feats).to(resolve_device(self.device), dtype)
-            radii = kth_nn_distances(R, self.k, self.knn_batch_size)
-        return feats, radii
+            sq_radii = kth_nn_sq_distances(R, self.k, self.knn_batch_size)
+        return feats, sq_radii
 
     def __call__(
         self,
@@ -242,7 +242,7 @@ class PRDC(FeatureMetric):
         del model, rng
         from genloop.metrics.prdc import prdc
 
-        real_feats, radii = self._real_side(real)
+        real_feats, sq_radii = self._real_side(real)
         return prdc(
             self._generated_features(generated),
             real_feats,
@@ -250,7 +250,7 @@ class PRDC(FeatureMetric):
             batch_size=self.knn_batch_size,
             device=self.device,
             dtype=self.distance_dtype,
-            real_radii=radii,
+            real_sq_radii=sq_radii,
         )
 
 

@@ -52,11 +52,13 @@ def _sq_dists(A: torch.Tensor, sqA: torch.Tensor, B: torch.Tensor, sqB: torch.Te
     return D
 
 
-def _kth_nn_sq(X: torch.Tensor, sq: torch.Tensor, k: int, batch_size: int) -> torch.Tensor:
+def _kth_nn_sq(X: torch.Tensor, sq: torch.Tensor | None, k: int, batch_size: int) -> torch.Tensor:
     n = X.shape[0]
     if n <= k:
         raise DataError(f"k-NN radii with k={k} need more than {k} samples, got {n}")
-    kk = min(k + 1, n)
+    if sq is None:
+        sq = (X * X).sum(dim=1)
+    kk = k + 1
     best = torch.full((n, kk), float("inf"), dtype=X.dtype, device=X.device)
     for i0 in range(0, n, batch_size):
         i1 = min(i0 + batch_size, n)
@@ -72,16 +74,20 @@ def _kth_nn_sq(X: torch.Tensor, sq: torch.Tensor, k: int, batch_size: int) -> to
     return best[:, k]
 
 
-def kth_nn_distances(X: torch.Tensor, k: int, batch_size: int = 1024) -> torch.Tensor:
-    """Distance from each row of ``X`` to its k-th nearest other row, in square blocks.
+def kth_nn_sq_distances(X: torch.Tensor, k: int, batch_size: int = 1024) -> torch.Tensor:
+    """Squared distance from each row of ``X`` to its k-th nearest other row, in square blocks.
 
-    The (k+1)-th smallest entry of each row of the distance matrix (the row includes the
+    The (k+1)-th smallest entry of each row of the squared distance matrix (the row includes the
     point's zero self-distance). The distance matrix is symmetric, so only blocks on and above
     the diagonal are computed (half the work of full rows); each block's k+1 smallest values per
     row and per column update a running ``(n, k+1)`` list. Memory ``O(batch_size^2 + n k)``.
     """
-    sq = (X * X).sum(dim=1)
-    return _kth_nn_sq(X, sq, k, batch_size).sqrt()
+    return _kth_nn_sq(X, None, k, batch_size)
+
+
+def kth_nn_distances(X: torch.Tensor, k: int, batch_size: int = 1024) -> torch.Tensor:
+    """Distance from each row of ``X`` to its k-th nearest other row (``NND_k``); see :func:`kth_nn_sq_distances`."""
+    return kth_nn_sq_distances(X, k, batch_size).sqrt()
 
 
 def prdc(
@@ -92,12 +98,12 @@ def prdc(
     batch_size: int = 1024,
     device: str = "auto",
     dtype: DType = "float32",
-    real_radii: torch.Tensor | None = None,
+    real_sq_radii: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """Precision, recall, density and coverage of ``generated`` w.r.t. ``real`` features.
 
-    ``real_radii`` (the real k-NN radii from :func:`kth_nn_distances`) may be passed to reuse
-    them across calls. ``dtype`` is the precision of the distance computation. Distances are
+    ``real_sq_radii`` (the real squared k-NN radii from :func:`kth_nn_sq_distances`, same
+    ``k``, device and ``dtype``) may be passed to reuse them across calls; results are identical. ``dtype`` is the precision of the distance computation. Distances are
     compared squared (``d^2 <= r^2``, the same test as ``d <= r``), one GEMM per block.
     """
     if k < 1:
@@ -112,10 +118,12 @@ def prdc(
         if F_.shape[1] != R.shape[1]:
             raise DataError(f"feature dimensions differ: generated {F_.shape[1]}, real {R.shape[1]}")
         sq_real, sq_fake = (R * R).sum(dim=1), (F_ * F_).sum(dim=1)
-        if real_radii is None:
+        if real_sq_radii is None:
             r2_real = _kth_nn_sq(R, sq_real, k, batch_size)
         else:
-            r2_real = real_radii.to(dev, tdtype) ** 2
+            if real_sq_radii.shape != (R.shape[0],):
+                raise DataError(f"real_sq_radii must have shape ({R.shape[0]},), got {tuple(real_sq_radii.shape)}")
+            r2_real = real_sq_radii.to(dev, tdtype)
         r2_fake = _kth_nn_sq(F_, sq_fake, k, batch_size)
         n_real, n_fake = R.shape[0], F_.shape[0]
         precise = 0
@@ -182,4 +190,4 @@ def kid(
     return {"kid": float(values.mean()), "kid_std": float(values.std())}
 
 
-__all__ = ["kth_nn_distances", "prdc", "kid"]
+__all__ = ["kth_nn_distances", "kth_nn_sq_distances", "prdc", "kid"]

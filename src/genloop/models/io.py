@@ -32,7 +32,7 @@ def save_model(model: GenerativeModel, folder: str | os.PathLike[str]) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     arrays, meta = model.get_state()
-    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    arrays = {k: np.asarray(v, order="C") for k, v in arrays.items()}  # keeps 0-d arrays 0-d
     if model.name not in MODELS:
         raise ValueError(f"model {type(model).__name__} is not registered; cannot be reloaded")
     tmp = folder / (ARRAYS + ".tmp")

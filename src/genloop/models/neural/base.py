@@ -246,8 +246,6 @@ class TorchGenerativeModel(GenerativeModel):
             optim_meta = {"param_groups": _jsonable(self.optimizer_state_["param_groups"])}
         meta = {
             "event_shape": list(self.event_shape_),
-            # 0-d arrays (Adam's step counts): np.ascontiguousarray in save_model makes them 1-d
-            "scalars": sorted(k for k, v in arrays.items() if np.ndim(v) == 0),
             "has_ema": self.ema_ is not None,
             "optimizer": optim_meta,
             "samples_seen": int(getattr(self, "samples_seen_", 0)),
@@ -258,8 +256,6 @@ class TorchGenerativeModel(GenerativeModel):
     def set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         """Rebuild the networks from the constructor options and load ``arrays``."""
         event_shape = tuple(int(s) for s in meta["event_shape"])
-        scalars = set(meta.get("scalars", ()))
-        arrays = {k: (np.asarray(v).reshape(()) if k in scalars else v) for k, v in arrays.items()}
         net = self.build_net(event_shape, None)
         net.load_state_dict(_sub_state(arrays, "net."))
         ema = None
