@@ -209,6 +209,6 @@ def test_save_sample_grid_roundtrip(tmp_path) -> None:
     back = np.asarray(Image.open(path))
     assert back.shape == (2 * 5 * 2, 3 * 5 * 2, 3)
     expected = np.rint((np.clip(imgs[4], -1, 1) + 1) * 127.5).astype(np.uint8).transpose(1, 2, 0)
-    np.testing.assert_array_equal(back[10:20:2, 5:15:2], expected)  # row 1, column 1, upscaled 2x
+    np.testing.assert_array_equal(back[10:20:2, 10:20:2], expected)  # row 1, column 1, upscaled 2x
     grey = save_sample_grid(imgs[:, :1], tmp_path / "g.png", nrow=6)
     assert Image.open(grey).mode == "L"

@@ -214,3 +214,81 @@ def test_ddim_eta1_on_all_steps_is_ancestral_sampling() -> None:
     assert x_ddim.std().item() == pytest.approx(s, rel=0.08)
     with pytest.raises(ConfigError):
         ddim_sample(eps, sch, x_T, np.array([5, 3]), None)
+
+
+# ---- the registered family ------------------------------------------------------------------------
+from genloop.models import make_model  # noqa: E402
+from genloop.models.io import load_model, save_model  # noqa: E402
+
+TINY = dict(network={"hidden": 16, "depth": 1, "embed_dim": 8}, train={"samples": 256, "batch_size": 64})
+
+
+def test_ddpm_options_are_validated() -> None:
+    with pytest.raises(ConfigError, match="sampler"):
+        make_model("ddpm", sampler="euler")
+    with pytest.raises(ConfigError, match="sample_steps"):
+        make_model("ddpm", T=50, sample_steps=100)
+    with pytest.raises(ConfigError, match="unknown option 'steps'"):
+        make_model("ddpm", steps=10)
+    with pytest.raises(ConfigError, match="eta"):
+        make_model("ddpm", eta=-0.5)
+    m = make_model("ddpm", **TINY, clip_denoised=True)
+    with pytest.raises(ConfigError, match="images"):
+        m.fit(np.zeros((10, 2)), rng=np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("sampler,nfe", [("ddim", 10), ("ancestral", 50)])
+def test_ddpm_fit_sample_reproducible_and_saved(tmp_path, sampler: str, nfe: int) -> None:
+    X = np.random.default_rng(0).normal(size=(128, 3)) * [1.0, 2.0, 0.5] + 3.0
+    m = make_model("ddpm", **TINY, T=50, sampler=sampler, sample_steps=10, skip="uniform")
+    m.fit(X, rng=np.random.default_rng(1))
+    a = m.sample(20, rng=np.random.default_rng(2))
+    assert a.shape == (20, 3) and np.all(np.isfinite(a))
+    assert m.last_nfe_ == nfe
+    np.testing.assert_array_equal(a, m.sample(20, rng=np.random.default_rng(2)))
+    assert not np.allclose(a, m.sample(20, rng=np.random.default_rng(3)))
+    # refitting with the same rng reproduces the network exactly (CPU)
+    m2 = make_model("ddpm", **TINY, T=50, sampler=sampler, sample_steps=10, skip="uniform").fit(X, rng=np.random.default_rng(1))
+    np.testing.assert_array_equal(a, m2.sample(20, rng=np.random.default_rng(2)))
+    back = load_model(save_model(m, tmp_path / "m"))
+    np.testing.assert_allclose(back.sample(20, rng=np.random.default_rng(2)), a, rtol=1e-6, atol=1e-6)
+
+
+def test_ddpm_images_shape_and_clipping() -> None:
+    X = np.random.default_rng(0).uniform(-1, 1, size=(32, 1, 8, 8))
+    net = {"channels": 8, "channel_mult": [1, 2], "attn_resolutions": [], "embed_dim": 8, "norm_groups": 4}
+    m = make_model("ddpm", network=net, train={"samples": 64, "batch_size": 32}, T=20, sample_steps=5, clip_denoised=True)
+    m.fit(X, rng=np.random.default_rng(0))
+    S = m.sample(4, rng=np.random.default_rng(1))
+    assert S.shape == (4, 1, 8, 8)
+    # with clipping and eta = 0 the last DDIM step returns the clipped x0_hat
+    assert np.abs(S).max() <= 1.0 + 1e-6
+
+
+def _w2(a: np.ndarray, b: np.ndarray) -> float:
+    import ot
+
+    w = np.full(len(a), 1 / len(a))
+    v = np.full(len(b), 1 / len(b))
+    return float(np.sqrt(ot.emd2(w, v, ot.dist(a, b))))
+
+
+@pytest.mark.slow
+def test_ddpm_learns_two_moons() -> None:
+    """Generation 0 on two moons (2,000 points, noise 0.05): W2 of 1,000 samples to 1,000
+    held-out points is at the level of two real samples (measured 0.10 vs 0.155; a Gaussian
+    fit scores 0.33). About 25 s on one CPU thread."""
+    from sklearn.datasets import make_moons
+
+    X, _ = make_moons(3000, noise=0.05, random_state=0)
+    train, heldout = X[:2000], X[2000:]
+    m = make_model(
+        "ddpm",
+        network={"hidden": 128, "depth": 3},
+        train={"samples": 1_500_000, "batch_size": 256, "lr": 2e-3, "warmup_samples": 2000, "ema_halflife_samples": 50_000},
+        beta_schedule="cosine",
+    )
+    m.fit(train, rng=np.random.default_rng(1))
+    S = m.sample(1000, rng=np.random.default_rng(2))
+    real = _w2(train[:1000], heldout)
+    assert _w2(S, heldout) < 1.3 * real

@@ -185,3 +185,74 @@ def test_heun_with_churn_recovers_gaussian() -> None:
     # and the same generator reproduces them exactly
     z, _ = edm_heun_sample(D, lat, edm_sigma_steps(40), gen(9), **kw)
     torch.testing.assert_close(x, z, rtol=0, atol=0)
+
+
+# ---- the registered family ------------------------------------------------------------------------
+from genloop.models import make_model  # noqa: E402
+from genloop.models.io import load_model, save_model  # noqa: E402
+
+TINY = dict(network={"hidden": 16, "depth": 1, "embed_dim": 8}, train={"samples": 256, "batch_size": 64})
+
+
+def test_edm_options_are_validated() -> None:
+    with pytest.raises(ConfigError, match="sigma_min"):
+        make_model("edm", sigma_min=1.0, sigma_max=0.5)
+    with pytest.raises(ConfigError, match="num_steps"):
+        make_model("edm", num_steps=0)
+    with pytest.raises(ConfigError, match="sigma_data"):
+        make_model("edm", sigma_data=0.0)
+    with pytest.raises(ConfigError, match="unknown option 'sigma'"):
+        make_model("edm", sigma=1.0)
+
+
+def test_edm_fit_sample_nfe_reproducible_and_saved(tmp_path) -> None:
+    X = np.random.default_rng(0).normal(size=(128, 2)) * [1.0, 3.0] - 1.0
+    m = make_model("edm", **TINY, num_steps=7).fit(X, rng=np.random.default_rng(1))
+    a = m.sample(30, rng=np.random.default_rng(2))
+    assert a.shape == (30, 2) and np.all(np.isfinite(a))
+    assert m.last_nfe_ == 2 * 7 - 1
+    np.testing.assert_array_equal(a, m.sample(30, rng=np.random.default_rng(2)))
+    back = load_model(save_model(m, tmp_path / "m"))
+    np.testing.assert_allclose(back.sample(30, rng=np.random.default_rng(2)), a, rtol=1e-6, atol=1e-6)
+    # churn draws extra noise: with the same rng the samples change, the NFE does not
+    churn = make_model("edm", **TINY, num_steps=7, S_churn=5.0).fit(X, rng=np.random.default_rng(1))
+    b = churn.sample(30, rng=np.random.default_rng(2))
+    assert churn.last_nfe_ == 13 and not np.allclose(a, b)
+
+
+def test_edm_images_shape() -> None:
+    X = np.random.default_rng(0).uniform(-1, 1, size=(32, 3, 8, 8))
+    net = {"channels": 8, "channel_mult": [1, 2], "attn_resolutions": [], "embed_dim": 8, "norm_groups": 4}
+    m = make_model("edm", network=net, train={"samples": 64, "batch_size": 32}, num_steps=4)
+    S = m.fit(X, rng=np.random.default_rng(0)).sample(3, rng=np.random.default_rng(1))
+    assert S.shape == (3, 3, 8, 8) and np.all(np.isfinite(S))
+
+
+def _w2(a: np.ndarray, b: np.ndarray) -> float:
+    import ot
+
+    w = np.full(len(a), 1 / len(a))
+    v = np.full(len(b), 1 / len(b))
+    return float(np.sqrt(ot.emd2(w, v, ot.dist(a, b))))
+
+
+@pytest.mark.slow
+def test_edm_learns_two_moons() -> None:
+    """Generation 0 on two moons (2,000 points, noise 0.05): W2 of 1,000 samples to 1,000
+    held-out points is at the level of two real samples (measured 0.10 vs 0.155; a Gaussian
+    fit scores 0.33). About 12 s on one CPU thread."""
+    from sklearn.datasets import make_moons
+
+    X, _ = make_moons(3000, noise=0.05, random_state=0)
+    train, heldout = X[:2000], X[2000:]
+    m = make_model(
+        "edm",
+        network={"hidden": 128, "depth": 3},
+        train={"samples": 1_000_000, "batch_size": 256, "lr": 2e-3, "warmup_samples": 2000, "ema_halflife_samples": 50_000},
+        sigma_data=1.0,  # the base class standardises vector data
+    )
+    m.fit(train, rng=np.random.default_rng(1))
+    S = m.sample(1000, rng=np.random.default_rng(2))
+    assert m.last_nfe_ == 35
+    real = _w2(train[:1000], heldout)
+    assert _w2(S, heldout) < 1.3 * real

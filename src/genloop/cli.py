@@ -66,6 +66,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from genloop.report.html import build_report
+
+    path = build_report(args.folder, args.out, theory=not args.no_theory)
+    print(f"report written to {path}")
+    return 0
+
+
 def cmd_theory(args: argparse.Namespace) -> int:
     from genloop.config import load_config
     from genloop.theory.cli import theory_text
@@ -111,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="a run folder or an experiment folder")
     p.add_argument("--all", action="store_true", help="every run's full table for an experiment folder")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("report", help="a self-contained HTML report of an experiment (tables, plots, theory)")
+    p.add_argument("folder", help="an experiment folder or a run folder")
+    p.add_argument("--out", help="HTML file to write (default: FOLDER/report.html)")
+    p.add_argument("--no-theory", action="store_true", help="skip the theory section (faster)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("theory", help="predicted stability per lambda for a config (rates, the paper's condition)")
     p.add_argument("config", help="YAML config file")

@@ -23,7 +23,7 @@ import numpy as np
 
 from genloop.data import register_data
 from genloop.data.base import FiniteDataSource
-from genloop.errors import DataError
+from genloop.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -220,9 +220,9 @@ class ImageFolder(_CachedImages):
         max_images: int | None = None,
     ) -> None:
         if resolution is not None and resolution < 1:
-            raise DataError(f"image_folder: resolution must be >= 1, got {resolution}")
+            raise ConfigError(f"image_folder: resolution must be >= 1, got {resolution}")
         if max_images is not None and max_images < 1:
-            raise DataError(f"image_folder: max_images must be >= 1, got {max_images}")
+            raise ConfigError(f"image_folder: max_images must be >= 1, got {max_images}")
         self.path = path
         self.resolution = resolution
         self.channels = channels

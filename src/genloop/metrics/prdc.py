@@ -65,6 +65,8 @@ def _kth_nn_sq(X: torch.Tensor, sq: torch.Tensor | None, k: int, batch_size: int
         for j0 in range(i0, n, batch_size):
             j1 = min(j0 + batch_size, n)
             D = _sq_dists(X[i0:i1], sq[i0:i1], X[j0:j1], sq[j0:j1])
+            if j0 == i0:
+                D.fill_diagonal_(0.0)  # exact self-distance (the GEMM form leaves round-off)
             m = min(kk, D.shape[1])
             rows = D.topk(m, dim=1, largest=False).values
             best[i0:i1] = torch.cat([best[i0:i1], rows], 1).topk(kk, dim=1, largest=False).values
@@ -103,8 +105,9 @@ def prdc(
     """Precision, recall, density and coverage of ``generated`` w.r.t. ``real`` features.
 
     ``real_sq_radii`` (the real squared k-NN radii from :func:`kth_nn_sq_distances`, same
-    ``k``, device and ``dtype``) may be passed to reuse them across calls; results are identical. ``dtype`` is the precision of the distance computation. Distances are
-    compared squared (``d^2 <= r^2``, the same test as ``d <= r``), one GEMM per block.
+    ``k``, device and ``dtype``) may be passed to reuse them across calls; results are
+    identical. ``dtype`` is the precision of the distance computation. Distances are compared
+    squared (``d^2 <= r^2``, the same test as ``d <= r``), one GEMM per block.
     """
     if k < 1:
         raise ConfigError(f"k must be a positive integer, got {k}")

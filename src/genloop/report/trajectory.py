@@ -37,7 +37,7 @@ Predictions (replace scheme, n real + m = ⌊λn⌋ synthetic samples per genera
   moments: with S ~ W_d(k, Σ), E||S||_F² = (k²+k)||Σ||_F² + k(tr Σ)² and
   E(tr S)² = k²(tr Σ)² + 2k||Σ||_F², a closed linear recursion for E||Σ_t||_F², E(tr Σ_t)²).
   For finite λ > 0 it is the **first-order approximation** ||V_t − Σ*||_F² + g_t((tr Σ*)² +
-  ||Σ*||_F²) with g_t = (a²/m)(1 − a^{2t})/(1 − a²): the mean-parameter recursion
+  ||Σ*||_F²) with g_t = s²(a²/m)(1 − a^{2t})/(1 − a²): the mean-parameter recursion
   e_{t+1} = a(e_t + ξ_t) with Cov ξ_t ≈ Cov_{θ*}(T)/m, mapped to Σ = E[xxᵀ] − μμᵀ
   (E||zzᵀ − Σ||_F² = (tr Σ)² + ||Σ||_F² for z ~ N(0, Σ)); relative error O(1/n).
 * ``gmm`` — **linearised** around θ* (:mod:`genloop.theory.jacobian`): θ_{t+1} − θ* ≈
@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")  # files only; never open a window
 import matplotlib.pyplot as plt  # noqa: E402
@@ -219,8 +220,9 @@ def gaussian_predicted_distances(
         sigma, exact_sigma = bias, True
     else:
         a = m / (n + m)
+        s2 = ((n + m) / (n + m - 1)) ** 2 if estimator == "unbiased" else 1.0
         t = np.arange(V.shape[0])
-        g = (a * a / m) * (1.0 - a ** (2 * t)) / (1.0 - a * a)
+        g = s2 * (a * a / m) * (1.0 - a ** (2 * t)) / (1.0 - a * a)
         sigma = bias + g * (np.trace(cov_star) ** 2 + float(np.sum(cov_star * cov_star)))
         exact_sigma = False
     return {"mu": mu, "sigma": sigma, "total": mu + sigma,
@@ -324,6 +326,9 @@ def _read_runs(folder: str | Path) -> list[_Run]:
         cfg = parse_config(store.read_config())
         _check_model(cfg.model.name, cfg.model.options)
         last = store.last_generation
+        if last < 0:
+            log.info("%s has no completed generation: left out of the trajectories", path)
+            continue
         models = []
         for t in range(last + 1):
             try:
@@ -333,7 +338,10 @@ def _read_runs(folder: str | Path) -> list[_Run]:
                     f"{path} has no checkpoint of generation {t} (output.checkpoints: last?): "
                     "trajectories need every generation's checkpoint"
                 ) from None
-        runs.append(_Run(lam=_lam_label(path), seed=int(path.name.split("=", 1)[1]), path=path, cfg=cfg, models=models))
+        seed = int(path.name.split("=", 1)[1]) if path.name.startswith("seed=") else int(cfg.loop.seeds[0])
+        runs.append(_Run(lam=_lam_label(path), seed=seed, path=path, cfg=cfg, models=models))
+    if not runs:
+        raise ConfigError(f"no run under {folder} has a completed generation yet")
     return runs
 
 
@@ -425,8 +433,8 @@ def predicted_distances(
 
     ``real`` is the run's real training set (n = len(real) samples per generation).
     Returns ``{"mean_sq": array (generations+1,), "part": str, "exact": bool, "method": str}``;
-    for ``gaussian`` also every part (``"mu"``, ``"sigma"``, ``"total"``), ``"mean_sq"``
-    being ``"mu"`` (exact, module docstring). For ``gmm`` the linearised prediction
+    for ``gaussian`` also every part (``"mu"``, ``"sigma"``, ``"total"``) and ``"exact_parts"``
+    (part → bool), ``"mean_sq"`` being ``"mu"`` (exact, module docstring). For ``gmm`` the linearised prediction
     :func:`linearized_predicted_distances` around θ* (``theta_star``, default the
     maximum-likelihood fit of ``real`` from k-means) with e_0 = ``theta0`` − θ* (default 0);
     B is a Monte Carlo Fisher information over ``n_mc`` draws of ``rng``.
@@ -442,6 +450,7 @@ def predicted_distances(
             n, lam, cov_star, generations, estimator=options.get("estimator", "mle"),
             reg_covar=float(options.get("reg_covar", 0.0)),
         )
+        out["exact_parts"] = out.pop("exact")
         out.update(mean_sq=out["mu"], part="mu", exact=True,
                    method="exact finite-sample law of the Gaussian MLE mean (E||μ_t − μ*||² = tr C_t)")
         return out
@@ -588,6 +597,7 @@ def plot_trajectory_overlay(
             kind = "exact" if comp.exact else "approx."
             ax.plot(gens, np.where(pred > 0, pred, np.nan), "--", color=color, lw=1.2, label=f"{label}: predicted ({kind})")
     ax.set_xlabel("generation t")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     part_name = next(iter(comps.values())).part if comps else (part or "")
     ax.set_ylabel(f"RMS {_PART_LABEL.get(part_name, 'distance')}")
     if math.isfinite(floor):

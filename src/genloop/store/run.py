@@ -9,6 +9,7 @@ Layout::
       timings.jsonl        wall times per generation (kept apart so metrics are reproducible)
       checkpoints/gen_0003/model.safetensors + model.json
       samples/gen_0003.npy evaluation samples kept for plots and grids
+      grids/gen_0003.png   a grid of 64 evaluation samples (image data only)
       synthetic/gen_0003.npy synthetic sets (only for the accumulate schemes, needed to resume)
       .lock                held (flock) by the process writing the run
 
@@ -159,6 +160,8 @@ class RunStore:
             if kept.ndim > 2:  # images: float32 is ample for plots and grids, half the disk
                 kept = kept.astype(np.float32)
             _atomic_save_npy(self._gen("samples", t, ".npy"), kept)
+        if record.samples is not None and record.samples.ndim == 4:  # (n, C, H, W) images
+            self.write_grid(t, record.samples[:64])
         line = {"generation": t, "n_real": record.n_real, "n_synthetic": record.n_synthetic}
         line.update({k: _clean(v) for k, v in record.metrics.items()})
         with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as fh:
@@ -171,6 +174,17 @@ class RunStore:
             if old.exists():
                 shutil.rmtree(old)
 
+    def write_grid(self, generation: int, images: np.ndarray) -> Path:
+        """Save an 8-wide PNG grid of ``images`` (in [-1, 1]) as ``grids/gen_XXXX.png``."""
+        from genloop.report.grids import save_sample_grid
+
+        (self.path / "grids").mkdir(exist_ok=True)
+        path = self._gen("grids", generation, ".png")
+        tmp = path.with_name(f".{path.name}.tmp.png")
+        save_sample_grid(images, tmp, nrow=8, scale=max(1, 64 // images.shape[-1]))
+        os.replace(tmp, path)
+        return path
+
     def truncate_to(self, generation: int) -> None:
         """Drop every trace of generations after ``generation`` (work of a killed process)."""
         for name in ("metrics.jsonl", "timings.jsonl"):
@@ -178,7 +192,7 @@ class RunStore:
             if p.exists():
                 keep = [ln for ln in p.read_text().splitlines() if ln.strip() and json.loads(ln)["generation"] <= generation]
                 atomic_write_text(p, "".join(ln + "\n" for ln in keep))
-        for sub in ("checkpoints", "samples", "synthetic"):
+        for sub in ("checkpoints", "samples", "synthetic", "grids"):
             folder = self.path / sub
             if not folder.exists():
                 continue

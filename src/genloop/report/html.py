@@ -1,0 +1,415 @@
+"""One self-contained HTML report of an experiment folder (or a single run folder).
+
+``build_report(folder)`` writes ``report.html`` with, in order:
+
+1. the resolved configuration (YAML);
+2. the per-run summary table (:func:`genloop.report.tables.run_summary_rows`: λ, seed, state and
+   the last generation's metrics);
+3. one metric-vs-generation plot per metric present in ``metrics.jsonl``
+   (:func:`genloop.report.plots.plot_metric_curves`);
+4. samples: a scatter grid (rows λ, columns generations) when the stored evaluation samples
+   are 2-D vectors (:func:`genloop.report.plots.plot_scatter_generations`), image grids when
+   they are images ``(n, C, H, W)`` (:func:`genloop.report.grids.save_sample_grid`);
+5. theory, when the model is supported: the per-λ prediction table of
+   :func:`genloop.theory.report.theory_rows` (exact rate λκ/(1+λκ), the paper's Theorem 1/2
+   quantities) and the overlay of predicted against observed distances of the parameters to
+   θ* (:mod:`genloop.report.trajectory`; for the Gaussian one for the mean and one for the
+   covariance).
+
+Every section that does not apply, or fails on this folder, becomes a short note instead of
+an error. Plots are PNGs embedded as base64 ``data:`` URIs and tables are HTML, so the file
+opens anywhere without a network or JavaScript. Each number in a table cell carries its full
+value in the cell's ``title`` attribute.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import logging
+import math
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genloop.errors import ConfigError, DataError, GenloopError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["build_report", "html_table", "png_data_uri"]
+
+#: problems a section may hit on a folder it does not fit; they become notes in the report
+_SECTION_ERRORS: tuple[type[BaseException], ...] = (
+    GenloopError, OSError, ValueError, KeyError, IndexError, np.linalg.LinAlgError,
+)
+
+_STYLE = """
+body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; margin: 2em auto; max-width: 1100px;
+       color: #222; line-height: 1.4; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; font-size: .85em; margin: .5em 0 1em; }
+th, td { border: 1px solid #ddd; padding: .2em .5em; text-align: right; }
+th { background: #f3f3f3; } td.text { text-align: left; }
+pre { background: #f7f7f7; padding: .8em; overflow-x: auto; font-size: .85em; }
+figure { margin: 1em 0; } figcaption { font-size: .85em; color: #555; }
+img { max-width: 100%; } p.note { color: #8a5a00; background: #fff8e6; padding: .4em .6em; }
+"""
+
+
+# ---- small HTML pieces -------------------------------------------------------------------------
+def _fmt(value: Any) -> str:
+    """Short text of a table value (4 significant digits, like ``genloop show``)."""
+    if value is None:
+        return "-"
+    if isinstance(value, (bool, np.bool_)):
+        return "holds" if value else "fails"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
+            return f"{v:.3e}"
+        return f"{v:.4g}"
+    return str(value)
+
+
+def html_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None,
+               headers: Sequence[str] | None = None) -> str:
+    """Rows of dicts as an HTML table; floats shown to 4 digits with ``repr`` in ``title``."""
+    if not rows:
+        return '<p class="note">(no rows)</p>'
+    if columns is None:
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+    headers = list(headers) if headers is not None else list(columns)
+    out = ["<table>", "<tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in headers) + "</tr>"]
+    for row in rows:
+        cells = []
+        for c in columns:
+            v = row.get(c, "")
+            if isinstance(v, (float, np.floating)) and not isinstance(v, bool):
+                cells.append(f'<td title="{float(v)!r}">{html.escape(_fmt(v))}</td>')
+            elif isinstance(v, str):
+                cells.append(f'<td class="text">{html.escape(v)}</td>')
+            else:
+                cells.append(f"<td>{html.escape(_fmt(v))}</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def png_data_uri(path: str | Path) -> str:
+    """``data:image/png;base64,…`` of a PNG file (raises :class:`DataError` if it is not one)."""
+    data = Path(path).read_bytes()
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise DataError(f"{path} is not a PNG file")
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _figure(path: Path, caption: str) -> str:
+    return (f'<figure><img alt="{html.escape(caption)}" src="{png_data_uri(path)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{html.escape(text)}</p>'
+
+
+def _guard(name: str, fn: Callable[[], str]) -> str:
+    """Run one section; a problem of this folder becomes a note (and a log warning)."""
+    try:
+        return fn()
+    except _SECTION_ERRORS as exc:
+        log.warning("report section %r skipped: %s", name, exc)
+        return _note(f"{name}: not available ({type(exc).__name__}: {exc})")
+
+
+# ---- the report ----------------------------------------------------------------------------------
+class _Context:
+    """What every section reads: the runs, their metrics and the parsed config."""
+
+    def __init__(self, folder: Path, tmp: Path, *, seed: int, n_boot: int, theory: bool) -> None:
+        from genloop.store.run import RunStore
+        from genloop.sweep import find_runs
+
+        self.folder = folder
+        self.tmp = tmp
+        self.seed = seed
+        self.n_boot = n_boot
+        self.theory = theory
+        self.runs = find_runs(folder)
+        self.single = self.runs == [folder]
+        self.stores = [RunStore(r) for r in self.runs]
+        self.metrics = [s.read_metrics() for s in self.stores]
+        cfg_path = folder / "config.yaml"
+        self.config_text = cfg_path.read_text() if cfg_path.exists() else ""
+        self.cfg: Any = None
+        self.cfg_error = ""
+        try:
+            import yaml
+
+            from genloop.config import parse_config
+
+            self.cfg = parse_config(yaml.safe_load(self.config_text)) if self.config_text else None
+            if self.cfg is None:
+                self.cfg_error = f"{cfg_path} not found"
+        except (GenloopError, ValueError) as exc:
+            self.cfg_error = str(exc)
+        self._counter = 0
+
+    def png(self, stem: str) -> Path:
+        self._counter += 1
+        return self.tmp / f"{self._counter:03d}-{stem}.png"
+
+    @property
+    def last_generation(self) -> int:
+        lengths = [len(m) for m in self.metrics if m]
+        return min(lengths) - 1 if lengths else -1
+
+    def lam_of(self, run: Path) -> str:
+        name = run.parent.name
+        return name.split("=", 1)[1] if name.startswith("lam=") else "?"
+
+    def train(self) -> np.ndarray:
+        """The real training set of the first run's seed."""
+        from genloop.sweep import real_data
+
+        if self.cfg is None:
+            raise ConfigError(f"the config could not be read: {self.cfg_error}")
+        seed = int(self.runs[0].name.split("=", 1)[1]) if self.runs[0].name.startswith("seed=") else self.cfg.loop.seeds[0]
+        return real_data(self.cfg, seed)[1].train
+
+
+def _section_config(ctx: _Context) -> str:
+    if not ctx.config_text:
+        return _note("no config.yaml in this folder")
+    body = f"<pre>{html.escape(ctx.config_text)}</pre>"
+    if ctx.cfg is None:
+        body += _note(f"the config does not validate with this genloop version: {ctx.cfg_error}")
+    return body
+
+
+def _section_summary(ctx: _Context) -> str:
+    from genloop.report.tables import run_summary_rows
+
+    rows = run_summary_rows(ctx.folder)
+    return html_table(rows)
+
+
+def _metric_names(ctx: _Context) -> list[str]:
+    skip = {"generation", "n_real", "n_synthetic"}
+    return list(dict.fromkeys(k for rows in ctx.metrics for row in rows for k in row if k not in skip))
+
+
+def _section_metrics(ctx: _Context) -> str:
+    from genloop.report.plots import plot_metric_curves
+
+    names = _metric_names(ctx)
+    if not names:
+        return _note("no metrics were recorded (the config's metrics list is empty)")
+    if ctx.single and ctx.lam_of(ctx.runs[0]) == "?":
+        raise ConfigError(f"{ctx.folder} is not inside a 'lam=<λ>' folder")
+    parts = []
+    for name in names:
+        parts.append(_guard(f"plot of {name}", lambda name=name: _figure(
+            plot_metric_curves(ctx.folder, name, ctx.png(f"metric-{name}"), title=f"{name} per generation"),
+            f"{name} per generation (mean over seeds, band ±1 sd)")))
+    return "\n".join(parts)
+
+
+def _shown_generations(last: int) -> list[int]:
+    return sorted({0, last // 4, last // 2, last}) if last >= 0 else []
+
+
+def _first_samples(ctx: _Context) -> np.ndarray | None:
+    for store in ctx.stores:
+        try:
+            return store.load_samples(0)
+        except FileNotFoundError:
+            continue
+    return None
+
+
+def _section_samples(ctx: _Context) -> str:
+    from genloop.report.plots import plot_scatter_generations
+
+    samples = _first_samples(ctx)
+    gens = _shown_generations(ctx.last_generation)
+    if samples is None:
+        if any((run / "grids").is_dir() for run in ctx.runs):
+            return _image_grids(ctx, gens)
+        return _note("no evaluation samples were kept (output.keep_samples: 0, or no metrics computed)")
+    if samples.ndim == 2 and samples.shape[1] == 2:
+        if ctx.single and ctx.lam_of(ctx.runs[0]) == "?":
+            raise ConfigError(f"{ctx.folder} is not inside a 'lam=<λ>' folder")
+        try:
+            real = ctx.train()
+        except _SECTION_ERRORS as exc:
+            log.info("scatter without real data: %s", exc)
+            real = None
+        path = plot_scatter_generations(ctx.folder, ctx.png("scatter"), generations=gens, real=real,
+                                        seed=None, title="samples per generation (grey: real training data)")
+        return _figure(path, "rows: λ (first seed of each); columns: generations; grey: real training data")
+    if samples.ndim == 4:
+        return _image_grids(ctx, gens)
+    return _note(f"samples have shape {samples.shape[1:]} per sample: scatter grids are drawn for 2-D vectors, "
+                 "grids for images (C, H, W)")
+
+
+def _image_grids(ctx: _Context, gens: list[int]) -> str:
+    """One grid per λ (first seed) and shown generation: the run's own ``grids/gen_XXXX.png``
+    when the store wrote one, else drawn from the stored samples."""
+    from genloop.report.grids import save_sample_grid
+
+    first: dict[str, Any] = {}
+    for run, store in zip(ctx.runs, ctx.stores):
+        first.setdefault(ctx.lam_of(run), store)
+    parts = []
+    for lam, store in first.items():
+        for g in gens:
+            stored = store.path / "grids" / f"gen_{g:04d}.png"
+            if stored.exists():
+                parts.append(_figure(stored, f"λ = {lam}, generation {g}: stored sample grid"))
+                continue
+            try:
+                imgs = store.load_samples(g)[:32]
+            except FileNotFoundError:
+                continue
+            scale = max(1, 32 // int(imgs.shape[-1]))
+            path = save_sample_grid(imgs, ctx.png(f"grid-{lam}-{g}"), 8, scale=scale)
+            parts.append(_figure(path, f"λ = {lam}, generation {g}: {imgs.shape[0]} samples"))
+    return "\n".join(parts) if parts else _note("no image samples found")
+
+
+def _section_theory(ctx: _Context) -> str:
+    from genloop.report.trajectory import TRAJECTORY_MODELS
+    from genloop.theory.report import SUPPORTED_MODELS
+
+    if not ctx.theory:
+        return _note("theory section not requested")
+    if ctx.cfg is None:
+        return _note(f"no theory: the config could not be read ({ctx.cfg_error})")
+    model = ctx.cfg.model.name
+    if model not in SUPPORTED_MODELS:
+        return _note(f"the theory toolkit does not cover model {model!r} (supported: {', '.join(SUPPORTED_MODELS)})")
+    parts = ["<h3>Predicted stability per λ</h3>", _guard("theory table", lambda: _theory_table(ctx))]
+    if model in TRAJECTORY_MODELS:
+        parts.append("<h3>Distance of the parameters to θ*: predicted vs observed</h3>")
+        if model == "gaussian":
+            parts += ["<h4>Mean: ||μ_t − μ*||² (exact prediction)</h4>",
+                      _guard("trajectory overlay (mean)", lambda: _trajectory(ctx, "mu")),
+                      "<h4>Covariance: ||Σ_t − Σ*||<sub>F</sub>² (exact at λ = 0 and ∞, first order in 1/n otherwise)</h4>",
+                      _guard("trajectory overlay (covariance)", lambda: _trajectory(ctx, "sigma"))]
+        else:
+            parts.append(_guard("trajectory overlay", lambda: _trajectory(ctx, None)))
+    return "\n".join(parts)
+
+
+_THEORY_COLUMNS = [
+    ("lam", "λ"), ("m", "m = ⌊λn⌋"), ("exact_rate", "exact rate λκ/(1+λκ)"), ("expfam_rate", "λ/(1+λ)"),
+    ("paper_condition", "Thm 1 condition"), ("paper_rho", "Thm 1 ρ"), ("paper_lambda_max", "Thm 1 max λ"),
+    ("stationary_sd", "stationary sd"), ("theorem2_radius", "Thm 2 radius"), ("kappa_max", "κ_max"),
+    ("alpha", "α"), ("L", "L (est.)"), ("eps", "ε (W1)"), ("eps_floor", "W1 noise floor"),
+]
+
+
+def _theory_table(ctx: _Context) -> str:
+    from genloop.theory.report import theory_rows
+
+    real = np.asarray(ctx.train(), dtype=np.float64)
+    if real.ndim != 2:
+        raise DataError(f"the theory toolkit needs vector data (n, d), got shape {real.shape}")
+    rows = theory_rows(ctx.cfg.model.name, ctx.cfg.model.options, real, ctx.cfg.loop.lambdas, ctx.cfg.data.n,
+                       rng=np.random.default_rng(ctx.seed), n_boot=ctx.n_boot)
+    keys = [k for k, _ in _THEORY_COLUMNS]
+    return (html_table(rows, keys, [t for _, t in _THEORY_COLUMNS])
+            + "<p>Fitted on the real training data of the first seed. The exact rate is the spectral radius "
+              "of J = λ(A+λB)<sup>−1</sup>B; Theorem 1/2 are the paper's sufficient bounds.</p>")
+
+
+def _trajectory(ctx: _Context, part: str | None) -> str:
+    from genloop.report.trajectory import compare_trajectories, plot_trajectory_overlay
+
+    comps = compare_trajectories(ctx.folder, part=part, seed=ctx.seed)
+    path = plot_trajectory_overlay(ctx.folder, ctx.png("trajectory"), comparisons=comps)
+    rows = []
+    for lam, comp in comps.items():
+        T = comp.observed.shape[1] - 1
+        se = comp.standard_error()
+        for g in _shown_generations(T):
+            rows.append({
+                "λ": lam, "generation": g, "seeds": comp.observed.shape[0],
+                "observed mean sq.": float(comp.observed[:, g].mean()), "± s.e.": float(se[g]),
+                "predicted mean sq.": float(comp.predicted[g]) if comp.predicted is not None else None,
+                "prediction": ("exact" if comp.exact else comp.method) if comp.predicted is not None else comp.note,
+            })
+    part = next(iter(comps.values())).part
+    caveat = ""
+    if part == "theta":
+        offset = float(np.mean([c.observed[:, 0].mean() for c in comps.values()]))
+        caveat = ("<p>Mixtures: θ* is the exact maximum-likelihood fit reached from generation 0 (EM + Newton); "
+                  f"generation 0 itself is at squared distance {html.escape(_fmt(offset))} from it on average "
+                  "because EM stops at its tolerance. The prediction is linearised around θ* and assumes each "
+                  "generation is an exact maximiser; a learner that stops early keeps part of that offset.</p>")
+    return (_figure(path, f"RMS distance to θ* ({part}); dashed: predicted")
+            + html_table(rows) + caveat
+            + "<p>Squared distances, mean over seeds (see genloop.report.trajectory for the definitions "
+              "of θ* and of each prediction).</p>")
+
+
+def build_report(
+    folder: str | Path,
+    out: str | Path | None = None,
+    *,
+    theory: bool = True,
+    seed: int = 0,
+    n_boot: int = 100,
+) -> Path:
+    """Write one self-contained HTML report of an experiment (or run) folder; return its path.
+
+    ``out`` is the file to write (default ``FOLDER/report.html``; an existing folder gets a
+    ``report.html`` inside). ``theory=False`` skips the theory section (the costliest);
+    ``seed`` seeds its Monte Carlo estimates and ``n_boot`` its bootstrap (Theorem 2
+    constants). Raises :class:`ConfigError` when ``folder`` does not exist or holds no run.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"run folder not found: {folder}")
+    from genloop.sweep import find_runs
+
+    if not find_runs(folder):
+        raise ConfigError(f"{folder} holds no genloop run (no status.json found)")
+    out_path = folder / "report.html" if out is None else Path(out)
+    if out_path.is_dir():
+        out_path = out_path / "report.html"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="genloop-report-") as tmp:
+        ctx = _Context(folder, Path(tmp), seed=seed, n_boot=n_boot, theory=theory)
+        title = (ctx.cfg.name if ctx.cfg is not None and ctx.cfg.name else folder.name) or str(folder)
+        head = (f"<p>Folder <code>{html.escape(str(folder))}</code>: {len(ctx.runs)} run(s), "
+                f"last common generation {ctx.last_generation}.</p>")
+        sections = [
+            ("Configuration", lambda: _section_config(ctx)),
+            ("Runs (last generation of each)", lambda: _section_summary(ctx)),
+            ("Metrics per generation", lambda: _section_metrics(ctx)),
+            ("Samples", lambda: _section_samples(ctx)),
+            ("Theory", lambda: _section_theory(ctx)),
+        ]
+        body = [f"<h1>genloop report: {html.escape(str(title))}</h1>", head]
+        for name, fn in sections:
+            body.append(f"<h2>{html.escape(name)}</h2>")
+            body.append(_guard(name, fn))
+    doc = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+           f"<title>genloop report: {html.escape(str(title))}</title><style>{_STYLE}</style></head>\n<body>\n"
+           + "\n".join(body) + "\n</body></html>\n")
+    from genloop.store.run import atomic_write_text
+
+    atomic_write_text(out_path, doc)
+    log.info("report written to %s", out_path)
+    return out_path
