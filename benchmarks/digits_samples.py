@@ -35,7 +35,8 @@ NETWORK = {"channels": 32, "channel_mult": [1, 2], "num_res_blocks": 1, "attn_re
 def family_options(name: str, samples: int) -> dict:
     train = {"samples": samples, "batch_size": 128, "lr": 2e-3, "warmup_samples": 5000, "ema_halflife_samples": 20_000}
     if name == "ddpm":
-        return {"network": NETWORK, "train": train, "clip_denoised": True}  # DDIM, 100 quadratic steps
+        # DDIM, 100 quadratic steps; the cosine schedule suits 8×8 images better than linear
+        return {"network": NETWORK, "train": train, "clip_denoised": True, "beta_schedule": "cosine"}
     if name == "edm":
         return {"network": NETWORK, "train": train}  # Heun, 18 steps
     raise SystemExit(f"unknown family {name!r}")

@@ -256,3 +256,34 @@ def test_edm_learns_two_moons() -> None:
     assert m.last_nfe_ == 35
     real = _w2(train[:1000], heldout)
     assert _w2(S, heldout) < 1.3 * real
+
+
+@pytest.mark.slow
+def test_edm_learns_recognisable_digits(tmp_path) -> None:
+    """Generation 0 on the 8×8 digits, 40k images seen (~35 s on one CPU thread): an RBF-SVM
+    digit classifier trained on real digits is confident on the samples (measured mean top
+    probability 0.88; 200 held-out real digits 0.92, a full-covariance Gaussian fit 0.61,
+    uniform noise 0.23) and they cover the ten classes. The grid PNG is written for a look."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.datasets import load_digits
+    from sklearn.svm import SVC
+
+    from genloop.data import make_data
+    from genloop.report.grids import save_sample_grid
+
+    d = load_digits()
+    clf = CalibratedClassifierCV(SVC(), ensemble=False).fit(d.data[200:] / 16.0, d.target[200:])
+    X = make_data("digits_images").load()
+    m = make_model(
+        "edm",
+        network={"channels": 32, "channel_mult": [1, 2], "attn_resolutions": []},
+        train={"samples": 40_000, "batch_size": 128, "lr": 2e-3, "warmup_samples": 5000, "ema_halflife_samples": 10_000},
+    )
+    m.fit(X, rng=np.random.default_rng(0))
+    S = m.sample(200, rng=np.random.default_rng(1))
+    assert S.shape == (200, 1, 8, 8)
+    assert save_sample_grid(S[:100], tmp_path / "edm_digits.png", nrow=10, scale=4).exists()
+    p = clf.predict_proba((np.clip(S, -1, 1).reshape(200, 64) + 1) / 2)
+    assert p.max(axis=1).mean() > 0.8
+    counts = np.bincount(p.argmax(axis=1), minlength=10)
+    assert (counts >= 5).sum() >= 9, counts
