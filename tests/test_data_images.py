@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import pickle
+import struct
 
 import numpy as np
 import pytest
@@ -51,9 +53,32 @@ def test_scale_to_signed_unit() -> None:
 
 
 # ---- CIFAR-10 --------------------------------------------------------------------------------------
-def _write_batch(path, data: np.ndarray, protocol: int = 2) -> None:
+class _Py2Pickler(pickle._Pickler):  # type: ignore[name-defined]
+    """Writes bytes as Python 2 ``str`` (SHORT_BINSTRING / BINSTRING), as cPickle did for the
+    official CIFAR-10 batches."""
+
+    def save_bytes(self, obj: bytes) -> None:
+        n = len(obj)
+        head = pickle.SHORT_BINSTRING + bytes([n]) if n < 256 else pickle.BINSTRING + struct.pack("<i", n)
+        self.write(head + obj)
+        self.memoize(obj)
+
+    dispatch = dict(pickle._Pickler.dispatch)  # type: ignore[attr-defined]
+    dispatch[bytes] = save_bytes
+
+
+def _write_batch(path, data: np.ndarray, protocol: int | str = "py2") -> None:
+    """A CIFAR-10 batch: ``"py2"`` mimics the official files (Python 2 strings, numpy 1
+    module names); an int is a plain Python 3 pickle of that protocol."""
     batch = {b"batch_label": b"test", b"labels": [int(i % 10) for i in range(len(data))], b"data": data,
              b"filenames": [b"f%d.png" % i for i in range(len(data))]}
+    if protocol == "py2":
+        buf = io.BytesIO()
+        _Py2Pickler(buf, protocol=2).dump(batch)
+        raw = buf.getvalue().replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n")
+        assert b"numpy.core.multiarray" in raw
+        path.write_bytes(raw)
+        return
     with open(path, "wb") as fh:
         pickle.dump(batch, fh, protocol=protocol)
 
@@ -62,7 +87,9 @@ def _cifar_folder(tmp_path, rng, n_per_batch: int = 4):
     raw = {}
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         raw[name] = _uint8_images(rng, n_per_batch, (3072,))
-        _write_batch(tmp_path / name, raw[name], protocol=2 if name != "test_batch" else 5)
+        # batches 1-4 in the official Python 2 format; others as Python 3 pickles (protocols 2, 5)
+        protocol = {"data_batch_5": 2, "test_batch": 5}.get(name, "py2")
+        _write_batch(tmp_path / name, raw[name], protocol=protocol)
     return raw
 
 

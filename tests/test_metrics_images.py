@@ -316,3 +316,28 @@ def test_classifier_deterministic_accurate_and_cached(tmp_path) -> None:  # type
     same = fid(X[:half], X[half:])["fid"]
     noise = fid(np.random.default_rng(0).uniform(-1, 1, size=(half, 1, 8, 8)), X[half:])["fid"]
     assert noise > 10 * same
+
+
+def test_features_memoised_by_content_across_metrics() -> None:
+    from genloop.metrics.features import FeatureExtractor
+    from genloop.metrics.images import cached_features
+
+    class Counting(FeatureExtractor):
+        name = "counting"
+        calls = 0
+
+        @property
+        def id(self) -> str:
+            return "counting-test"
+
+        def __call__(self, X: np.ndarray) -> np.ndarray:
+            Counting.calls += 1
+            return X.reshape(len(X), -1) * 2.0
+
+    ex = Counting()
+    X = np.random.default_rng(50).normal(size=(6, 1, 2, 2))
+    a = cached_features(ex, X)
+    b = cached_features(ex, X.copy())  # another object, same content: served from the cache
+    assert Counting.calls == 1 and np.array_equal(a, b)
+    cached_features(ex, X + 1.0)  # other content: computed
+    assert Counting.calls == 2

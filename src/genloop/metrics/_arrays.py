@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from genloop._validation import check_array
-from genloop.errors import DataError
+from genloop.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -91,6 +91,4 @@ def resolve_device(device: str) -> torch.device:
     try:
         return torch.device(device)
     except RuntimeError as exc:
-        from genloop.errors import ConfigError
-
         raise ConfigError(f"unknown device {device!r}: {exc}") from None

@@ -214,7 +214,7 @@ class ClassifierFeatures(FeatureExtractor):
         if X.ndim != 4:
             raise DataError(f"classifier features need images (n, C, H, W), got shape {X.shape}")
         return batched_features(
-            self.net.features, X, batch_size=self.batch_size, device=self.device, prep=self._prep  # type: ignore[arg-type]
+            self.net.features, X, batch_size=self.batch_size, device=self.device, prep=self._prep
         )
 
 

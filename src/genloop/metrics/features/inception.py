@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -289,14 +289,19 @@ def find_weights(weights_path: str | None = None, cache_dir: str | None = None) 
 
 
 def batched_features(
-    net: nn.Module, X: np.ndarray, *, batch_size: int, device: torch.device, prep: "object"
+    net: Callable[[torch.Tensor], torch.Tensor],
+    X: np.ndarray,
+    *,
+    batch_size: int,
+    device: torch.device,
+    prep: Callable[[torch.Tensor], torch.Tensor],
 ) -> np.ndarray:
     """Run ``net(prep(batch))`` over ``X`` in batches under ``no_grad``; float32 numpy output."""
     outs = []
     with torch.no_grad():
         for start in range(0, X.shape[0], batch_size):
             xb = torch.as_tensor(np.ascontiguousarray(X[start : start + batch_size]), dtype=torch.float32)
-            xb = prep(xb.to(device))  # type: ignore[operator]
+            xb = prep(xb.to(device))
             outs.append(net(xb).float().cpu().numpy())
     if not outs:
         raise DataError("cannot extract features of an empty set")
@@ -332,7 +337,7 @@ class InceptionFeatures(FeatureExtractor):
             self._id = f"inception-fid:{path.name}:{path.stat().st_size}"
             logger.info("loaded FID Inception weights from %s", path)
         else:
-            self._id = "inception-fid:custom"
+            self._id = f"inception-fid:custom:{id(net):x}"  # a given network: never shares caches
         self.net = net.eval().to(self.device)
 
     @property

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -63,7 +64,8 @@ def _gather(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.
 class DDPMSchedule:
     """The discrete variance-preserving process of Ho et al. (2020) built from ``betas``.
 
-    ``alphas = 1 - betas``, ``alpha_bar[t] = prod_{s <= t} alphas[s]``; all float64 tensors.
+    ``alphas = 1 - betas``, ``alpha_bar[t] = prod_{s <= t} alphas[s]``; all float64 tensors,
+    computed once per schedule.
     """
 
     betas: torch.Tensor
@@ -76,20 +78,20 @@ class DDPMSchedule:
     def T(self) -> int:
         return int(self.betas.shape[0])
 
-    @property
+    @cached_property
     def alphas(self) -> torch.Tensor:
         return 1.0 - self.betas
 
-    @property
+    @cached_property
     def alpha_bar(self) -> torch.Tensor:
         return torch.cumprod(self.alphas, dim=0)
 
-    @property
+    @cached_property
     def alpha_bar_prev(self) -> torch.Tensor:
         """alpha_bar at the previous step, with alpha_bar_prev[0] = 1 (x_0 is the data)."""
         return torch.cat([torch.ones(1, dtype=self.betas.dtype), self.alpha_bar[:-1]])
 
-    @property
+    @cached_property
     def posterior_variance(self) -> torch.Tensor:
         """beta_tilde_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) * beta_t (Ho et al. eq. 7)."""
         return (1.0 - self.alpha_bar_prev) / (1.0 - self.alpha_bar) * self.betas
