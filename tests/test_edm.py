@@ -258,32 +258,59 @@ def test_edm_learns_two_moons() -> None:
     assert _w2(S, heldout) < 1.3 * real
 
 
+def _digit_scores(pixels: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """(kNN label agreement, precision, class histogram) of images (n, 64) in [0, 1] against
+    1,597 real digits: agreement = mean share of the majority label among the 10 nearest real
+    digits; precision = share of samples inside the 3-NN ball of one of their 10 nearest reals."""
+    from sklearn.datasets import load_digits
+    from sklearn.neighbors import NearestNeighbors
+
+    d = load_digits()
+    real, labels = d.data[200:] / 16.0, d.target[200:]
+    radius = NearestNeighbors(n_neighbors=4).fit(real).kneighbors(real)[0][:, 3]
+    dist, idx = NearestNeighbors(n_neighbors=10).fit(real).kneighbors(np.clip(pixels, 0, 1))
+    counts = np.stack([np.bincount(row, minlength=10) for row in labels[idx]])
+    agreement = float((counts.max(axis=1) / 10).mean())
+    precision = float((dist <= radius[idx]).any(axis=1).mean())
+    return agreement, precision, np.bincount(counts.argmax(axis=1), minlength=10)
+
+
+def test_digit_scores_separate_real_from_gaussian() -> None:
+    """The scores used below: 200 held-out real digits 0.94 / 0.82, a full-covariance Gaussian
+    fit 0.77 / 0.13 (measured), uniform noise 0.62 / 0."""
+    from sklearn.datasets import load_digits
+
+    X = load_digits().data / 16.0
+    a_real, p_real, c_real = _digit_scores(X[:200])
+    assert a_real > 0.9 and p_real > 0.7 and (c_real >= 10).all()
+    G = np.random.default_rng(0).multivariate_normal(X[200:].mean(0), np.cov(X[200:].T), 200)
+    a_g, p_g, _ = _digit_scores(G)
+    assert a_g < 0.82 and p_g < 0.2
+    assert _digit_scores(np.random.default_rng(1).uniform(0, 1, (200, 64)))[1] == 0.0
+
+
 @pytest.mark.slow
 def test_edm_learns_recognisable_digits(tmp_path) -> None:
-    """Generation 0 on the 8×8 digits, 40k images seen (~35 s on one CPU thread): an RBF-SVM
-    digit classifier trained on real digits is confident on the samples (measured mean top
-    probability 0.88; 200 held-out real digits 0.92, a full-covariance Gaussian fit 0.61,
-    uniform noise 0.23) and they cover the ten classes. The grid PNG is written for a look."""
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.datasets import load_digits
-    from sklearn.svm import SVC
-
+    """Generation 0 on the 8×8 digits, 100k images seen (~70 s on one CPU thread): the samples
+    sit among real digits of one class and inside real digits' 3-NN balls far more than a
+    Gaussian fit's do (see test_digit_scores_separate_real_from_gaussian), covering the ten
+    classes. Measured budget curve (kNN agreement / precision): 40k 0.78 / 0.18, 80k
+    0.84 / 0.26, 100k 0.88 / 0.40, 150k 0.91 / 0.52, 400k 0.95 / 0.77. The grid PNG is
+    written for a look."""
     from genloop.data import make_data
     from genloop.report.grids import save_sample_grid
 
-    d = load_digits()
-    clf = CalibratedClassifierCV(SVC(), ensemble=False).fit(d.data[200:] / 16.0, d.target[200:])
     X = make_data("digits_images").load()
     m = make_model(
         "edm",
         network={"channels": 32, "channel_mult": [1, 2], "attn_resolutions": []},
-        train={"samples": 40_000, "batch_size": 128, "lr": 2e-3, "warmup_samples": 5000, "ema_halflife_samples": 10_000},
+        train={"samples": 100_000, "batch_size": 128, "lr": 2e-3, "warmup_samples": 5000, "ema_halflife_samples": 20_000},
     )
     m.fit(X, rng=np.random.default_rng(0))
     S = m.sample(200, rng=np.random.default_rng(1))
     assert S.shape == (200, 1, 8, 8)
     assert save_sample_grid(S[:100], tmp_path / "edm_digits.png", nrow=10, scale=4).exists()
-    p = clf.predict_proba((np.clip(S, -1, 1).reshape(200, 64) + 1) / 2)
-    assert p.max(axis=1).mean() > 0.8
-    counts = np.bincount(p.argmax(axis=1), minlength=10)
+    agreement, precision, counts = _digit_scores((np.clip(S, -1, 1).reshape(200, 64) + 1) / 2)
+    # measured 0.88 / 0.40; the Gaussian fit 0.77 / 0.13
+    assert agreement > 0.85 and precision > 0.3, (agreement, precision)
     assert (counts >= 5).sum() >= 9, counts

@@ -35,7 +35,8 @@ class DDPM(TorchGenerativeModel):
     evaluations on a ``uniform`` or ``quadratic`` ``skip`` sequence, noise ``eta``, 0 =
     deterministic) or ``"ancestral"`` (Ho et al. Algorithm 2, ``T`` evaluations,
     sigma_t^2 = beta_tilde_t). The defaults are the genloop paper's DDPM recipe: DDIM,
-    100 steps, quadratic skip. ``clip_denoised`` clips the predicted x_0 to [-1, 1] at each
+    100 steps, quadratic skip (96 distinct steps of 1,000, so 96 network evaluations; see
+    :func:`~genloop.models.diffusion.schedules.ddim_timesteps`). ``clip_denoised`` clips the predicted x_0 to [-1, 1] at each
     sampling step (images only, as in Ho et al.'s code). ``last_nfe_`` is the number of
     network evaluations per sample of the last :meth:`sample`.
     """

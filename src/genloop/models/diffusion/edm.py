@@ -64,7 +64,9 @@ class EDM(TorchGenerativeModel):
         if num_steps < 1:
             raise ConfigError(f"num_steps must be >= 1, got {num_steps}")
         if S_churn < 0 or S_noise <= 0 or S_min > S_max:
-            raise ConfigError(f"need S_churn >= 0, S_noise > 0, S_min <= S_max; got {S_churn}, {S_noise}, {S_min}, {S_max}")
+            raise ConfigError(
+                f"need S_churn >= 0, S_noise > 0, S_min <= S_max; got {S_churn}, {S_noise}, {S_min}, {S_max}"
+            )
         if sample_batch_size < 1:
             raise ConfigError(f"sample_batch_size must be >= 1, got {sample_batch_size}")
         self.network = network
