@@ -45,9 +45,8 @@ class DataConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check_source(self) -> DataConfig:
-        from genloop.data import DATASETS, _import_sources
+        from genloop.data import DATASETS
 
-        _import_sources()
         DATASETS.validate(self.name, self.options)
         return self
 
@@ -65,9 +64,8 @@ class ModelConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check_model(self) -> ModelConfig:
-        from genloop.models import MODELS, _import_families
+        from genloop.models import MODELS
 
-        _import_families()
         MODELS.validate(self.name, self.options)
         return self
 
@@ -115,9 +113,8 @@ class RunConfig(_Strict):
     @field_validator("metrics")
     @classmethod
     def _check_metrics(cls, value: list[str | dict[str, Any]]) -> list[str | dict[str, Any]]:
-        from genloop.metrics import METRICS, _import_metrics
+        from genloop.metrics import METRICS
 
-        _import_metrics()
         for m in value:
             if isinstance(m, str):
                 METRICS.validate(m, {})

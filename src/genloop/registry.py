@@ -8,7 +8,9 @@ names the option and the known ones, never a silently ignored ``**kwargs``.
 
 from __future__ import annotations
 
+import importlib
 import inspect
+from collections.abc import Sequence
 from typing import Any, Callable, Generic, TypeVar, get_type_hints
 
 import pydantic
@@ -21,10 +23,22 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """A registry of classes (or factories) of one kind, e.g. ``"model"``."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, modules: Sequence[str] = ()) -> None:
         self.kind = kind
+        #: modules whose import registers entries, imported on the first look-up rather than
+        #: at package import, so ``import genloop`` stays light (no torch).
+        self.modules = list(modules)
+        self._loaded = False
         self._entries: dict[str, Callable[..., T]] = {}
         self._validators: dict[str, type[pydantic.BaseModel]] = {}
+
+    def load(self) -> None:
+        """Import every module of :attr:`modules` (once), which registers their entries."""
+        if self._loaded:
+            return
+        for module in self.modules:
+            importlib.import_module(module)
+        self._loaded = True
 
     def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
         """Class decorator: register ``cls`` under ``name`` (sets ``cls.name`` when absent)."""
@@ -41,13 +55,16 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         """The registered names, sorted."""
+        self.load()
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:
+        self.load()
         return name in self._entries
 
     def get(self, name: str) -> Callable[..., T]:
         """The registered class, or a :class:`ConfigError` listing the known names."""
+        self.load()
         try:
             return self._entries[name]
         except KeyError:

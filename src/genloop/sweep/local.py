@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -179,7 +180,9 @@ def run_experiment(
                 on_run_done(spec)
         return specs
     doc = cfg.resolved()
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
+    # "spawn", not fork: a forked child of a process whose BLAS / OpenMP / torch thread pools
+    # are running can deadlock inside them.
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_execute_in_child, doc, spec) for spec in specs]
         for fut in as_completed(futures):
             spec, _ = fut.result()

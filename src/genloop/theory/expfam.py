@@ -42,6 +42,7 @@ import math
 import numpy as np
 
 from genloop.errors import ConfigError
+from genloop.loop.schemes import parse_lambda as _check_lam
 from genloop.loop.schemes import synthetic_count
 from genloop.theory.gaussian import Estimator, expected_covariance_ratio
 
@@ -55,16 +56,6 @@ __all__ = [
     "stationary_covariance_approx",
     "fully_synthetic_mean_covariance",
 ]
-
-
-def _check_lam(lam: float) -> float:
-    try:
-        lam = float(lam)
-    except (TypeError, ValueError):
-        raise ConfigError(f"lambda must be a number >= 0 or inf, got {lam!r}") from None
-    if math.isnan(lam) or lam < 0:
-        raise ConfigError(f"lambda must be >= 0 (the synthetic-to-real ratio), got {lam!r}")
-    return lam
 
 
 def _check_count(value: object, name: str, minimum: int) -> int:

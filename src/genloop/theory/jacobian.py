@@ -38,6 +38,7 @@ import torch
 from scipy import linalg
 
 from genloop.errors import ConfigError, DataError
+from genloop.loop.schemes import parse_lambda as _check_lam
 
 log = logging.getLogger(__name__)
 
@@ -93,16 +94,6 @@ def _check_weights(weights: object, n: int) -> np.ndarray:
     if w.shape != (n,) or np.any(w < 0) or not np.all(np.isfinite(w)) or w.sum() <= 0:
         raise DataError(f"weights must be {n} finite non-negative numbers with a positive sum")
     return w / w.sum()
-
-
-def _check_lam(lam: float) -> float:
-    try:
-        lam = float(lam)
-    except (TypeError, ValueError):
-        raise ConfigError(f"lambda must be a number >= 0 or inf, got {lam!r}") from None
-    if math.isnan(lam) or lam < 0:
-        raise ConfigError(f"lambda must be >= 0 (the synthetic-to-real ratio), got {lam!r}")
-    return lam
 
 
 # ---- maximisation ---------------------------------------------------------------------------
