@@ -61,6 +61,7 @@ def main() -> None:
     ap.add_argument("--generations", type=int, default=100)
     ap.add_argument("--seeds", type=int, default=20)
     args = ap.parse_args()
+    make_model("gaussian")  # import every registered family before timing (torch import ~1 s)
     print(f"gaussian model, n={args.n}, {args.generations + 1} generations x {args.seeds} seeds, lambda=1")
     print(f"{'mode':<10} {'s/generation':>13} {'fit+sample':>11} {'overhead':>9} {'wall s':>8}")
     for name, fn in (("in-memory", in_memory), ("store", with_store)):

@@ -249,7 +249,7 @@ def test_edm_learns_two_moons() -> None:
         "edm",
         network={"hidden": 128, "depth": 3},
         train={"samples": 1_000_000, "batch_size": 256, "lr": 2e-3, "warmup_samples": 2000, "ema_halflife_samples": 50_000},
-        sigma_data=1.0,  # the base class standardises vector data
+        # sigma_data "auto" (the default): 1.0 for the standardised vectors
     )
     m.fit(train, rng=np.random.default_rng(1))
     S = m.sample(1000, rng=np.random.default_rng(2))
@@ -314,3 +314,12 @@ def test_edm_learns_recognisable_digits(tmp_path) -> None:
     # measured 0.88 / 0.40; the Gaussian fit 0.77 / 0.13
     assert agreement > 0.85 and precision > 0.3, (agreement, precision)
     assert (counts >= 5).sum() >= 9, counts
+
+
+def test_sigma_data_auto_is_half_for_images_one_for_standardised_vectors() -> None:
+    from genloop.models import make_model
+
+    auto = make_model("edm")
+    assert auto.sigma_data_for(torch.zeros(2, 1, 8, 8)) == 0.5
+    assert auto.sigma_data_for(torch.zeros(2, 3)) == 1.0
+    assert make_model("edm", sigma_data=0.7).sigma_data_for(torch.zeros(2, 3)) == 0.7

@@ -290,6 +290,7 @@ class _Recorder:
                     "ema": None if ema is None else {k: v.clone() for k, v in ema.state_dict().items()},
                     "optimizer_state": optimizer_state,
                     "data": data.clone(),
+                    "cfg": cfg,
                 }
             )
             return real(net, loss_fn, data, cfg, generator=generator, ema=ema, optimizer_state=optimizer_state)
@@ -324,6 +325,19 @@ def test_finetune_starts_from_init_exactly(monkeypatch) -> None:
     assert all(np.array_equal(before[k], after[k]) for k in before), "init was mutated"
     assert not _same({k: torch.from_numpy(v) for k, v in warm.get_state()[0].items() if k.startswith("net.")},
                      {k: torch.from_numpy(v) for k, v in after.items() if k.startswith("net.")})
+
+
+def test_finetune_budget_applies_only_to_warm_starts_that_carry_weights(monkeypatch) -> None:
+    X0 = np.random.default_rng(0).normal(size=(64, 2))
+    opts = _opts(samples=512, finetune_samples=128)
+    init = make_model("cfm", **opts).fit(X0, rng=np.random.default_rng(2))
+    assert init.samples_seen_ == 512  # generation 0: the full budget
+    rec = _Recorder(monkeypatch)
+    warm = make_model("cfm", **opts).fit(X0, rng=np.random.default_rng(3), init=init)
+    assert rec.calls[0]["cfg"].total_samples(64) == 128 and warm.samples_seen_ == 512 + 128
+    scratch = make_model("cfm", **_opts(samples=512, finetune_samples=128, carry_over=[]))
+    scratch.fit(X0, rng=np.random.default_rng(3), init=init)
+    assert rec.calls[1]["cfg"].total_samples(64) == 512 and scratch.samples_seen_ == 512
 
 
 def test_scratch_ignores_init_weights(monkeypatch) -> None:

@@ -9,6 +9,7 @@ preconditioning, the objective and the sampler are the pieces in :mod:`.objectiv
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torch import nn
@@ -32,15 +33,16 @@ class EDM(TorchGenerativeModel):
     on ``num_steps`` noise levels of the rho schedule between ``sigma_max`` and ``sigma_min``
     (2 num_steps - 1 network evaluations, ``last_nfe_``); ``S_churn > 0`` adds the stochastic
     churn of Algorithm 2 for sigma in [``S_min``, ``S_max``]. Official recipes: 18 steps for
-    CIFAR-10, 40 for FFHQ-64. ``sigma_data`` is the data's standard deviation (0.5 for images
-    in [-1, 1]; vector data is standardised by the base class, so 1.0 suits it).
+    CIFAR-10, 40 for FFHQ-64. ``sigma_data`` is the data's standard deviation; ``"auto"``
+    (default) takes 0.5 for images in [-1, 1] (EDM's value) and 1.0 for vectors, which the base
+    class standardises.
     """
 
     def __init__(
         self,
         network: NetworkConfig = NetworkConfig(),
         train: TrainConfig = TrainConfig(samples=200_000, batch_size=256, lr=1e-3, warmup_samples=5_000),
-        sigma_data: float = 0.5,
+        sigma_data: float | Literal["auto"] = "auto",
         P_mean: float = -1.2,
         P_std: float = 1.2,
         sigma_min: float = 0.002,
@@ -53,7 +55,7 @@ class EDM(TorchGenerativeModel):
         S_noise: float = 1.0,
         sample_batch_size: int = 4096,
     ) -> None:
-        if sigma_data <= 0:
+        if sigma_data != "auto" and sigma_data <= 0:
             raise ConfigError(f"sigma_data must be > 0, got {sigma_data}")
         if P_std <= 0:
             raise ConfigError(f"P_std must be > 0, got {P_std}")
@@ -84,6 +86,12 @@ class EDM(TorchGenerativeModel):
         self.S_noise = S_noise
         self.sample_batch_size = sample_batch_size
 
+    def sigma_data_for(self, x: torch.Tensor) -> float:
+        """sigma_data for a batch ``x``: the option, or with ``"auto"`` 0.5 for images, 1.0 for vectors."""
+        if self.sigma_data != "auto":
+            return float(self.sigma_data)
+        return 0.5 if x.ndim == 4 else 1.0
+
     def denoiser(self, net: nn.Module) -> Denoiser:
         """D(x; sigma) with ``net`` as F; the network runs in float32, D in ``x``'s dtype."""
 
@@ -91,7 +99,7 @@ class EDM(TorchGenerativeModel):
             return net(x_in.to(torch.float32), c_noise.to(torch.float32)).to(x_in.dtype)
 
         def D(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-            return edm_denoise(F, x, sigma, self.sigma_data)
+            return edm_denoise(F, x, sigma, self.sigma_data_for(x))
 
         return D
 
@@ -101,7 +109,7 @@ class EDM(TorchGenerativeModel):
 
     def loss(self, net: nn.Module, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return edm_loss(
-            self.denoiser(net), x, generator, sigma_data=self.sigma_data, P_mean=self.P_mean, P_std=self.P_std
+            self.denoiser(net), x, generator, sigma_data=self.sigma_data_for(x), P_mean=self.P_mean, P_std=self.P_std
         )
 
     def generate(self, net: nn.Module, n: int, generator: torch.Generator) -> torch.Tensor:

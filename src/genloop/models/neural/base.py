@@ -173,7 +173,10 @@ class TorchGenerativeModel(GenerativeModel):
             if "optimizer" in carry and prev.optimizer_state_ is not None:
                 optimizer_state = copy.deepcopy(prev.optimizer_state_)
 
-        result = train(net, self.loss, Z, self._train_config(), generator=generator, ema=ema, optimizer_state=optimizer_state)
+        cfg = self._train_config()
+        if prev is not None and "weights" in carry:
+            cfg = cfg.for_finetuning()
+        result = train(net, self.loss, Z, cfg, generator=generator, ema=ema, optimizer_state=optimizer_state)
         self.net_ = result.net
         self.ema_ = result.ema
         self.optimizer_state_ = result.optimizer_state

@@ -52,13 +52,17 @@ class TrainConfig(pydantic.BaseModel):
     start (``fit(..., init=previous)``) copies from the previous generation: the default
     ``["weights", "ema"]`` is the official EDM fine-tuning (optimizer restarted, learning rate
     ramped from 0 again); ``[]`` trains from scratch even when ``init`` is given; add
-    ``"optimizer"`` to continue Adam's moments.
+    ``"optimizer"`` to continue Adam's moments. ``finetune_samples`` is the budget of a warm
+    start that carries the weights (the paper's image runs train generation 0 long, then
+    fine-tune every later generation for 0.05 M images); ``None`` uses the same budget as
+    generation 0.
     """
 
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
     samples: int | None = pydantic.Field(None, ge=1)
     epochs: float | None = pydantic.Field(None, gt=0)
+    finetune_samples: int | None = pydantic.Field(None, ge=1)
     batch_size: int = pydantic.Field(256, ge=1)
     lr: float = pydantic.Field(1e-3, gt=0)
     warmup_samples: int = pydantic.Field(0, ge=0)
@@ -78,6 +82,12 @@ class TrainConfig(pydantic.BaseModel):
         if self.samples is not None and self.epochs is not None:
             raise ValueError("set only one of 'samples' and 'epochs' (the training budget)")
         return self
+
+    def for_finetuning(self) -> TrainConfig:
+        """This config with the fine-tuning budget (``finetune_samples``) when one is set."""
+        if self.finetune_samples is None:
+            return self
+        return self.model_copy(update={"samples": self.finetune_samples, "epochs": None})
 
     def total_samples(self, n_data: int) -> int:
         """The budget in samples seen for a training set of ``n_data`` rows."""
