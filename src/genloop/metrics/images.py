@@ -227,7 +227,7 @@ class PRDC(FeatureMetric):
         feats = cached_features(self.extractor, real, key)
         dtype = torch.float64 if self.distance_dtype == "float64" else torch.float32
         with torch.no_grad():
-            R = torch.as_tensor(feats).to(resolve_device(self.device), dtype)
+            R = torch.tensor(feats, dtype=dtype, device=resolve_device(self.device))  # cached features are read-only
             sq_radii = kth_nn_sq_distances(R, self.k, self.knn_batch_size)
         return feats, sq_radii
 

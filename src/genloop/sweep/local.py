@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing
+import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -157,6 +158,20 @@ def _execute_in_child(doc: dict[str, Any], spec: RunSpec) -> tuple[RunSpec, dict
     return spec, execute_run(parse_config(doc), spec)
 
 
+def _limit_child_threads(threads: int) -> None:
+    """Worker initializer: share the cores among the workers instead of oversubscribing them.
+
+    Sets the BLAS / OpenMP pools (threadpoolctl) and torch's intra-op pool of this worker
+    process only.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def run_experiment(
     cfg: RunConfig,
     out: str | Path,
@@ -182,7 +197,9 @@ def run_experiment(
     doc = cfg.resolved()
     # "spawn", not fork: a forked child of a process whose BLAS / OpenMP / torch thread pools
     # are running can deadlock inside them.
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_limit_child_threads, initargs=(threads,)) as pool:
         futures = [pool.submit(_execute_in_child, doc, spec) for spec in specs]
         for fut in as_completed(futures):
             spec, _ = fut.result()
