@@ -162,8 +162,11 @@ def _limit_child_threads(threads: int) -> None:
     """Worker initializer: share the cores among the workers instead of oversubscribing them.
 
     Sets the BLAS / OpenMP pools (threadpoolctl) and torch's intra-op pool of this worker
-    process only.
+    process only; ``threads <= 0`` leaves the libraries' defaults (one thread per core in every
+    worker, which oversubscribes the machine).
     """
+    if threads <= 0:
+        return
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=threads)
@@ -178,13 +181,15 @@ def run_experiment(
     *,
     resume: bool = False,
     jobs: int = 1,
+    threads_per_job: int | None = None,
     progress: ProgressFn | None = None,
     on_run_done: Callable[[RunSpec], None] | None = None,
 ) -> list[RunSpec]:
     """Run every λ × seed of ``cfg`` under ``out``; return the run specs.
 
-    With ``jobs > 1`` runs execute in that many processes; ``progress`` is then called
-    only in this process, per completed run (not per generation).
+    With ``jobs > 1`` runs execute in that many processes, each limited to
+    ``threads_per_job`` BLAS / OpenMP / torch threads (default: the cores divided among the
+    jobs; 0: no limit); ``progress`` is then not called (``on_run_done`` is, per run).
     """
     out = Path(out)
     specs = prepare_experiment(cfg, out, resume=resume)
@@ -197,7 +202,7 @@ def run_experiment(
     doc = cfg.resolved()
     # "spawn", not fork: a forked child of a process whose BLAS / OpenMP / torch thread pools
     # are running can deadlock inside them.
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = max(1, (os.cpu_count() or 1) // jobs) if threads_per_job is None else threads_per_job
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_limit_child_threads, initargs=(threads,)) as pool:
         futures = [pool.submit(_execute_in_child, doc, spec) for spec in specs]
