@@ -111,15 +111,16 @@ def plot_scatter_generations(folder: str | Path, path: str | Path, *, generation
 
 def plot_sigma_ratio(curves: dict[str, np.ndarray], theory: dict[str, np.ndarray], path: str | Path, *,
                      title: str) -> Path:
-    """Gaussian collapse: σ_t/σ_0 per λ (mean over seeds, 10–90% band) and theoretical curves."""
+    """Gaussian collapse: σ_t/σ_0 per λ (mean over seeds, 10–90% band) and theoretical curves
+    (black, dashed then dotted)."""
     fig, ax = plt.subplots(figsize=(6.5, 4), dpi=120)
     for lam, ratios in curves.items():
         gens = np.arange(ratios.shape[1])
         (line,) = ax.plot(gens, ratios.mean(axis=0), label=f"{_lam_label(lam)}: mean over {ratios.shape[0]} seeds")
         lo, hi = np.quantile(ratios, [0.1, 0.9], axis=0)
         ax.fill_between(gens, lo, hi, color=line.get_color(), alpha=0.15)
-    for label, values in theory.items():
-        ax.plot(np.arange(values.shape[0]), values, "k--", lw=1, label=label)
+    for (label, values), style in zip(theory.items(), ("--", ":", "-.")):
+        ax.plot(np.arange(values.shape[0]), values, color="k", ls=style, lw=1, label=label)
     ax.set_xlabel("generation t")
     ax.set_ylabel("σ_t / σ_0")
     ax.set_yscale("log")
