@@ -143,3 +143,30 @@ def test_eval_against_training_set_needs_no_heldout(tmp_path):
     assert rows[0]["mean_drift"] < 0.1  # generation 0 fits the very set it is compared with
     doc["loop"]["eval_against"] = "heldout"
     assert main(["run", str(write(tmp_path, doc)), "--out", str(tmp_path / "other")]) == 2
+
+
+def test_theory_and_report_commands(tmp_path, capsys):
+    doc = {
+        "data": {"name": "gaussian", "n": 200, "mean": [0.0, 1.0]},
+        "model": {"name": "gaussian"},
+        "loop": {"generations": 2, "lambdas": [0.5, "inf"]},
+        "metrics": ["moments"],
+    }
+    cfg = write(tmp_path, doc)
+    assert main(["theory", str(cfg)]) == 0
+    text = capsys.readouterr().out
+    assert "Theorem 1" in text and "exact rate" in text
+    # an exponential family: the exact local rate is lam/(1+lam) = 1/3 at lam = 0.5
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines()
+            if line.strip().startswith("| gaussian")]
+    assert [r[1] for r in rows] == ["0.5", "inf"]
+    assert rows[0][3] == "0.3333" and rows[1][3] == "1"
+    out = tmp_path / "exp"
+    assert main(["run", str(cfg), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["report", str(out), "--no-theory"]) == 0
+    assert (out / "report.html").read_text().count("<img") >= 1
+    assert str(out / "report.html") in capsys.readouterr().out
+    kde = write(tmp_path, {**doc, "model": {"name": "kde"}}, "kde.yaml")
+    assert main(["theory", str(kde)]) == 2
+    assert "does not support model 'kde'" in capsys.readouterr().err
