@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from genloop.metrics.vector import wasserstein2 as _w2  # exact W2 (POT), tested in test_metrics_vector
 from genloop.errors import ConfigError
 from genloop.models.diffusion.objectives import ddpm_loss
 from genloop.models.diffusion.samplers import ddim_sample, ddpm_ancestral_sample
@@ -265,12 +266,6 @@ def test_ddpm_images_shape_and_clipping() -> None:
     assert np.abs(S).max() <= 1.0 + 1e-6
 
 
-def _w2(a: np.ndarray, b: np.ndarray) -> float:
-    import ot
-
-    w = np.full(len(a), 1 / len(a))
-    v = np.full(len(b), 1 / len(b))
-    return float(np.sqrt(ot.emd2(w, v, ot.dist(a, b))))
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from genloop.metrics.vector import wasserstein2 as _w2  # exact W2 (POT), tested in test_metrics_vector
 from genloop.errors import ConfigError
 from genloop.models.diffusion.objectives import (
     edm_denoise,
@@ -228,12 +229,6 @@ def test_edm_images_shape() -> None:
     assert S.shape == (3, 3, 8, 8) and np.all(np.isfinite(S))
 
 
-def _w2(a: np.ndarray, b: np.ndarray) -> float:
-    import ot
-
-    w = np.full(len(a), 1 / len(a))
-    v = np.full(len(b), 1 / len(b))
-    return float(np.sqrt(ot.emd2(w, v, ot.dist(a, b))))
 
 
 @pytest.mark.slow

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import ot
 import pytest
 import torch
 
+from genloop.metrics.vector import wasserstein2 as w2  # exact W2 (POT), tested in test_metrics_vector
 from genloop.errors import ConfigError, DataError
 from genloop.models import make_model
 from genloop.models.flow import Flow, build_flow
@@ -120,10 +120,6 @@ def _two_moons(n: int, seed: int) -> np.ndarray:
         return make_moons(n, noise=0.05, random_state=seed)[0]
 
 
-def w2(a: np.ndarray, b: np.ndarray) -> float:
-    """Exact 2-Wasserstein distance between two empirical measures (POT ot.emd2)."""
-    M = ot.dist(a, b)  # squared Euclidean
-    return float(np.sqrt(ot.emd2(np.full(len(a), 1 / len(a)), np.full(len(b), 1 / len(b)), M, numItermax=10**6)))
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ from scipy.linalg import expm
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
+from genloop.metrics.vector import wasserstein2 as w2  # exact W2 (POT), tested in test_metrics_vector
 from genloop.errors import ConfigError
 from genloop.models import make_model
 from genloop.models.fm import (
@@ -216,9 +217,6 @@ def _two_moons(n: int, seed: int) -> np.ndarray:
         return make_moons(n, noise=0.05, random_state=seed)[0]
 
 
-def w2(a: np.ndarray, b: np.ndarray) -> float:
-    """Exact 2-Wasserstein distance between two empirical measures (POT ot.emd2)."""
-    return float(np.sqrt(ot.emd2(np.full(len(a), 1 / len(a)), np.full(len(b), 1 / len(b)), ot.dist(a, b), numItermax=10**6)))
 
 
 @pytest.mark.slow
