@@ -15,6 +15,10 @@ from genloop.errors import GenloopError
 
 EXIT_BAD_INPUT = 2
 
+#: Modules that add their own subcommands: each has ``add_parser(sub)``, which calls
+#: ``sub.add_parser(...)`` and sets ``func``. They must import light (no torch at import time).
+_COMMAND_MODULES: tuple[str, ...] = ()
+
 
 def _progress_bar(total: int, desc: str):  # noqa: ANN202 - tqdm type
     from tqdm import tqdm
@@ -133,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="registered models, data sets and metrics")
     p.set_defaults(func=cmd_list)
+
+    import importlib
+
+    for module in _COMMAND_MODULES:
+        importlib.import_module(module).add_parser(sub)
     return parser
 
 
