@@ -215,6 +215,10 @@ class GMMModel(GenerativeModel):
             "means": np.array(gm.means_, dtype=np.float64),
             "covariances": np.array(gm.covariances_, dtype=np.float64),
             "precisions_cholesky": np.array(gm.precisions_cholesky_, dtype=np.float64),
+            # Kept although it follows from the Cholesky factors: the next warm start reads
+            # ``precisions_`` and recomputing it rounds differently, which would make a
+            # resumed run differ from an uninterrupted one in the last digits.
+            "precisions": np.array(gm.precisions_, dtype=np.float64),
         }
         meta = {
             "converged": bool(gm.converged_),
@@ -245,7 +249,10 @@ class GMMModel(GenerativeModel):
         gm.means_ = means
         gm.covariances_ = np.array(arrays["covariances"], dtype=np.float64)
         gm.precisions_cholesky_ = np.array(arrays["precisions_cholesky"], dtype=np.float64)
-        gm.precisions_ = _precisions_from_cholesky(gm.precisions_cholesky_, self.covariance_type)
+        if "precisions" in arrays:
+            gm.precisions_ = np.array(arrays["precisions"], dtype=np.float64)
+        else:  # checkpoints written before precisions were stored
+            gm.precisions_ = _precisions_from_cholesky(gm.precisions_cholesky_, self.covariance_type)
         gm.converged_ = bool(meta.get("converged", True))
         gm.n_iter_ = int(meta.get("n_iter", 0))
         gm.lower_bound_ = float(meta.get("lower_bound", np.nan))
