@@ -31,6 +31,7 @@ FAST_OPTIONS: dict[str, dict[str, Any]] = {
     "gaussian": {"estimator": "unbiased"},
     "gmm": {"n_components": 4, "max_iter": 50},
     "kde": {"bandwidth": "scott"},
+    "student_t": {"dof": 4.0, "learn_dof": True},
     # neural families: a tiny MLP, a few hundred training samples, a few sampling steps
     "cfm": {**_TINY_NEURAL, "solver": "euler", "steps": 4},
     "otcfm": {**_TINY_NEURAL, "solver": "euler", "steps": 4},
@@ -46,7 +47,9 @@ def two_moons(rng: np.random.Generator, n: int = 256) -> np.ndarray:
 
 
 #: Training data per model name (default: :func:`two_moons`).
-DATA: dict[str, Callable[[np.random.Generator], np.ndarray]] = {}
+DATA: dict[str, Callable[[np.random.Generator], np.ndarray]] = {
+    "student_t": lambda rng: rng.standard_t(5.0, size=(256, 1)) * 1.5 + 0.3,  # a 1-D model
+}
 
 MODEL_NAMES = available_models()
 N_SAMPLES = 64

@@ -13,6 +13,7 @@ MODELS: Registry[GenerativeModel] = Registry(
         "genloop.models.gaussian",
         "genloop.models.gmm",
         "genloop.models.kde",
+        "genloop.models.student_t",
         "genloop.models.flow",
         "genloop.models.diffusion",
         "genloop.models.fm",
