@@ -38,6 +38,9 @@ FAST_OPTIONS: dict[str, dict[str, Any]] = {
     "ddpm": {**_TINY_NEURAL, "T": 50, "sample_steps": 5},
     "edm": {**_TINY_NEURAL, "num_steps": 4},
     "flow": {"transforms": 2, "hidden_features": [16, 16], "train": _TINY_NEURAL["train"]},
+    # discrete families (their data in DATA below)
+    "categorical": {"n_categories": 12, "smoothing": 0.5},
+    "ngram": {"order": 3},
 }
 
 
@@ -49,6 +52,8 @@ def two_moons(rng: np.random.Generator, n: int = 256) -> np.ndarray:
 #: Training data per model name (default: :func:`two_moons`).
 DATA: dict[str, Callable[[np.random.Generator], np.ndarray]] = {
     "student_t": lambda rng: rng.standard_t(5.0, size=(256, 1)) * 1.5 + 0.3,  # a 1-D model
+    "categorical": lambda rng: make_data("categorical", n_categories=12).sample(256, rng=rng),
+    "ngram": lambda rng: make_data("markov", seq_len=12, n_states=5).sample(128, rng=rng),
 }
 
 MODEL_NAMES = available_models()

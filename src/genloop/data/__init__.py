@@ -9,7 +9,7 @@ from genloop.registry import Registry
 
 DATASETS: Registry[DataSource] = Registry(
     "data set",
-    modules=["genloop.data.toy", "genloop.data.arrays", "genloop.data.images"],
+    modules=["genloop.data.toy", "genloop.data.arrays", "genloop.data.images", "genloop.data.discrete"],
 )
 register_data = DATASETS.register
 

@@ -17,6 +17,8 @@ MODELS: Registry[GenerativeModel] = Registry(
         "genloop.models.flow",
         "genloop.models.diffusion",
         "genloop.models.fm",
+        "genloop.models.categorical",
+        "genloop.models.ngram",
     ],
 )
 register_model = MODELS.register
