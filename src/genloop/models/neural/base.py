@@ -32,8 +32,10 @@ network keeps its meaning.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from abc import abstractmethod
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -45,6 +47,7 @@ from genloop._validation import check_array
 from genloop.errors import ConfigError, DataError
 from genloop.models.base import GenerativeModel
 from genloop.models.neural.networks import NetworkConfig, build_network
+from genloop.models.neural.train_checkpoint import TrainCheckpointing
 from genloop.models.neural.trainer import TrainConfig, resolve_device, train
 from genloop.rng import torch_seed
 
@@ -106,6 +109,17 @@ class TorchGenerativeModel(GenerativeModel):
         """The network used to sample and evaluate: the EMA when there is one."""
         self._check_fitted()
         return self.ema_ if self.ema_ is not None else self.net_
+
+    # ---- in-generation checkpoints ---------------------------------------------------------
+    def enable_training_checkpoints(self, directory: Path, every_samples: int) -> None:
+        """Save the training state every ``every_samples`` samples into ``directory`` during
+        :meth:`fit`, and resume from the newest complete checkpoint there if one exists.
+
+        Not a hyper-parameter (``clone`` drops it): the loop enables it on the model it is
+        about to fit and deletes ``directory`` once the fitted generation is saved. See
+        :mod:`genloop.models.neural.train_checkpoint` for what is stored.
+        """
+        self._train_checkpointing: TrainCheckpointing | None = TrainCheckpointing(Path(directory), int(every_samples))
 
     # ---- fit -------------------------------------------------------------------------------
     def _train_config(self) -> TrainConfig:
@@ -176,7 +190,16 @@ class TorchGenerativeModel(GenerativeModel):
         cfg = self._train_config()
         if prev is not None and "weights" in carry:
             cfg = cfg.for_finetuning()
-        result = train(net, self.loss, Z, cfg, generator=generator, ema=ema, optimizer_state=optimizer_state)
+        extra: dict[str, Any] = {}
+        checkpointing = getattr(self, "_train_checkpointing", None)
+        if checkpointing is not None:
+            from genloop.models.io import _json_default
+
+            params = json.loads(json.dumps(self.get_params(), default=_json_default, sort_keys=True))
+            extra["checkpoint"] = checkpointing
+            extra["fingerprint"] = {"model": self.name or type(self).__name__, "params": params,
+                                    "carry": sorted(carry), "seen_before": seen_before}
+        result = train(net, self.loss, Z, cfg, generator=generator, ema=ema, optimizer_state=optimizer_state, **extra)
         self.net_ = result.net
         self.ema_ = result.ema
         self.optimizer_state_ = result.optimizer_state

@@ -23,8 +23,12 @@ so on CPU the result is a deterministic function of the generator's seed.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
+import sys
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
@@ -33,6 +37,21 @@ import torch
 from torch import nn
 
 from genloop.errors import ConfigError, DataError
+from genloop.models.neural.distributed import barrier, mean_over_ranks, world
+from genloop.models.neural.train_checkpoint import (
+    TrainCheckpointing,
+    check_fingerprint,
+    data_digest,
+    load_latest,
+    load_rank_streams,
+    module_signature,
+    optimizer_from_parts,
+    optimizer_to_parts,
+    save_rank_streams,
+    save_train_checkpoint,
+    sub_state,
+    tensor_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +173,7 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
     lrs: list[float] = field(default_factory=list)
     samples_seen: int = 0
+    resumed_from_step: int | None = None
 
 
 @torch.no_grad()
@@ -165,6 +185,70 @@ def update_ema_(ema: nn.Module, net: nn.Module, beta: float) -> None:
         b_ema.copy_(b)
 
 
+def _dropout_rng_scope(device: torch.device):  # noqa: ANN202 - context manager
+    """A scope whose changes to torch's global RNG (dropout draws from it) are undone on exit."""
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    return torch.random.fork_rng(devices=devices)
+
+
+def _seed_global_rng(seed: int, device: torch.device) -> None:
+    # Inside _dropout_rng_scope only: dropout layers draw from torch's global RNG, so the
+    # scope seeds it from the training generator, which makes dropout a function of the
+    # fit's seed too; the scope restores the caller's global state afterwards.
+    torch.random.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        torch.cuda.manual_seed(seed)
+
+
+def _global_rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    out = {"rng.global_cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        out["rng.global_cuda"] = torch.cuda.get_rng_state()
+    return out
+
+
+def _set_global_rng_state(tensors: dict[str, torch.Tensor], device: torch.device) -> None:
+    torch.set_rng_state(tensors["rng.global_cpu"])
+    if device.type == "cuda" and "rng.global_cuda" in tensors:
+        torch.cuda.set_rng_state(tensors["rng.global_cuda"])
+
+
+class _Progress:
+    """A tqdm bar in samples (loss, samples/s) on a terminal; a log line a minute otherwise."""
+
+    def __init__(self, total: int, initial: int, enabled: bool) -> None:
+        self.enabled = enabled
+        self.total = total
+        self.bar = None
+        self.last_log = time.monotonic()
+        self.start = time.monotonic()
+        self.start_seen = initial
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, desc="training", unit="sample", unit_scale=True,
+                            file=sys.stderr, dynamic_ncols=True, leave=False, delay=2.0)
+
+    def update(self, step: int, steps: int, seen: int, batch: int, loss: float | None) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(batch)
+            if loss is not None:
+                self.bar.set_postfix_str(f"step {step}/{steps} loss {loss:.4g}", refresh=False)
+            return
+        now = time.monotonic()
+        if now - self.last_log >= 60.0 or step == steps:
+            rate = (seen - self.start_seen) / max(now - self.start, 1e-9)
+            log.info("training: step %d/%d, %d/%d samples, loss %s, %.0f samples/s", step, steps, seen, self.total,
+                     "n/a" if loss is None else f"{loss:.5g}", rate)
+            self.last_log = now
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def train(
     net: nn.Module,
     loss_fn: LossFn,
@@ -174,6 +258,9 @@ def train(
     generator: torch.Generator,
     ema: nn.Module | None = None,
     optimizer_state: dict[str, Any] | None = None,
+    checkpoint: TrainCheckpointing | None = None,
+    fingerprint: Mapping[str, Any] | None = None,
+    progress: bool = True,
 ) -> TrainResult:
     """Minimise ``mean(loss_fn(net, x_batch, g))`` over minibatches of ``data`` with Adam.
 
@@ -183,15 +270,37 @@ def train(
     batch's device for its own noise. ``ema`` is the starting EMA network (warm start); when
     ``None`` and ``cfg.ema_halflife_samples`` is set it starts as a copy of ``net``.
     ``optimizer_state`` restores Adam's moments (warm start with ``"optimizer"`` carried).
+
+    ``checkpoint`` saves the whole training state every ``checkpoint.every_samples`` samples
+    (and after the last step) and, when its directory already holds a complete checkpoint of
+    this fit, continues from the newest one (:mod:`~genloop.models.neural.train_checkpoint`);
+    ``fingerprint`` adds caller entries (model family, options) to what identifies the fit.
+    ``progress`` shows a tqdm bar on a terminal, or logs a line a minute otherwise.
+
+    Under ``torch.distributed`` with several processes the step is DDP's
+    (:mod:`~genloop.models.neural.distributed`): each rank takes its slice of the global batch.
     """
     if data.ndim < 2 or data.shape[0] < 1:
         raise DataError(f"training data must have shape (n, *event_shape) with n >= 1, got {tuple(data.shape)}")
+    w = world()
     device = resolve_device(cfg.device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
     use_amp = bool(cfg.amp and device.type == "cuda")
     net.to(device).train()
-    data = data.to(device)
     n = data.shape[0]
-    gen_dev = device_generator(generator, device)
+    digest = data_digest(data) if checkpoint is not None else None
+    data = data.to(device)
+    B = min(cfg.batch_size, n)
+    if w.distributed and B % w.size:
+        raise ConfigError(f"batch_size {B} must be divisible by the number of processes ({w.size}) for DDP")
+    local = slice(w.rank * (B // w.size), (w.rank + 1) * (B // w.size))
+    if w.distributed:
+        base_seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
+        gen_dev = torch.Generator(device=device).manual_seed((base_seed + 7919 * w.rank) % 2**62)
+    else:
+        gen_dev = device_generator(generator, device)
+    dropout_seed = int(torch.randint(0, 2**62, (1,), generator=generator).item()) + w.rank
 
     if cfg.ema_halflife_samples is not None:
         ema = copy.deepcopy(net) if ema is None else ema
@@ -202,25 +311,34 @@ def train(
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
     if optimizer_state is not None:
-        try:
-            optimizer.load_state_dict(optimizer_state)
-        except (ValueError, KeyError) as exc:
-            raise ConfigError(f"cannot restore the optimizer state (network changed?): {exc}") from exc
-        for group in optimizer.param_groups:  # this config's hyper-parameters win over the saved ones
-            group.update(betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+        _restore_optimizer(optimizer, optimizer_state, cfg)
+    model: nn.Module = net
+    if w.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
 
     steps = cfg.num_steps(n)
-    B = min(cfg.batch_size, n)
     result = TrainResult(net=net, ema=ema, optimizer_state={})
     perm = torch.randperm(n, generator=generator).to(device)
     pos = 0
     seen = 0
+    start = 0
     pending: list[torch.Tensor] = []  # step losses kept on the device: no host sync per step
+    expected_fp: dict[str, Any] = {}
+    if checkpoint is not None:
+        expected_fp = {
+            "steps": steps, "batch_size": B, "n": n, "data": digest, "data_shape": list(data.shape),
+            "net": module_signature(net), "has_ema": ema is not None, "world_size": w.size,
+            "train": cfg.model_dump(mode="json", exclude={"log_every", "device", "amp"}),
+            **{str(k): v for k, v in (fingerprint or {}).items()},
+        }
+        expected_fp = json.loads(json.dumps(expected_fp))
 
-    def flush(step: int) -> None:
+    def flush() -> None:
         if not pending:
             return
-        values = torch.stack(pending).cpu()
+        values = mean_over_ranks(torch.stack(pending)).cpu()
         first = len(result.losses)
         result.losses.extend(values.tolist())
         pending.clear()
@@ -231,46 +349,119 @@ def train(
                 f"training loss is not finite at step {k} (lr={result.lrs[k]:g}); lower lr or clip gradients"
             )
 
-    check_every = 1 if device.type == "cpu" else 100
-    for step in range(steps):
-        idx_parts = []
-        need = B
-        while need > 0:
-            if pos >= n:
-                perm = torch.randperm(n, generator=generator).to(device)
-                pos = 0
-            take = min(need, n - pos)
-            idx_parts.append(perm[pos : pos + take])
-            pos += take
-            need -= take
-        x = data[idx_parts[0] if len(idx_parts) == 1 else torch.cat(idx_parts)]
-        seen += B
-        lr = learning_rate(cfg, seen)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-            per_example = loss_fn(net, x, gen_dev)
-        if per_example.ndim != 1 or per_example.shape[0] != x.shape[0]:
-            raise ValueError(f"loss_fn must return per-example losses of shape ({x.shape[0]},), got {tuple(per_example.shape)}")
-        loss = per_example.float().mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        optimizer.step()
-        if ema is not None:
-            update_ema_(ema, net, ema_beta(cfg, seen - B))
-        pending.append(loss.detach())
-        result.lrs.append(lr)
-        if (step + 1) % check_every == 0 or step + 1 == steps:
-            flush(step)
-        if cfg.log_every and (step + 1) % cfg.log_every == 0:
-            flush(step)
-            log.info("step %d/%d  samples %d  loss %.5f  lr %.3g", step + 1, steps, seen, result.losses[-1], lr)
+    def save(step: int) -> None:
+        flush()
+        assert checkpoint is not None
+        tensors: dict[str, torch.Tensor] = {}
+        if w.is_main:
+            tensor_state("net.", net.state_dict(), tensors)
+            if ema is not None:
+                tensor_state("ema.", ema.state_dict(), tensors)
+            opt_tensors, opt_meta = optimizer_to_parts(optimizer.state_dict())
+            tensors.update(opt_tensors)
+            tensors["order.perm"] = perm.to("cpu").clone()
+            tensors["history.losses"] = torch.tensor(result.losses, dtype=torch.float64)
+            tensors["history.lrs"] = torch.tensor(result.lrs, dtype=torch.float64)
+            tensors["rng.generator"] = generator.get_state()
+        rank_tensors = {"rng.device": gen_dev.get_state(), **_global_rng_state(device)}
+        if w.distributed:
+            # every rank's own streams, in a file of its own, before rank 0 completes the checkpoint
+            if not w.is_main:
+                save_rank_streams(checkpoint, step, w.rank, rank_tensors)
+            barrier()
+        if w.is_main:
+            tensors.update({f"rank0.{k}": v.clone() for k, v in rank_tensors.items()})
+            save_train_checkpoint(
+                checkpoint, step=step, tensors=tensors,
+                meta={"fingerprint": expected_fp, "pos": pos, "seen": seen, "optimizer": opt_meta},
+            )
+        barrier()
+
+    with _dropout_rng_scope(device):
+        _seed_global_rng(dropout_seed, device)
+        if checkpoint is not None:
+            found = load_latest(checkpoint)
+            if found is not None:
+                tensors, meta = found
+                check_fingerprint(meta["fingerprint"], expected_fp, checkpoint.directory)
+                net.load_state_dict(sub_state(tensors, "net."))
+                if ema is not None:
+                    ema.load_state_dict(sub_state(tensors, "ema."))
+                optimizer.load_state_dict(optimizer_from_parts(tensors, meta["optimizer"]))
+                perm = tensors["order.perm"].to(device)
+                generator.set_state(tensors["rng.generator"])
+                streams = sub_state(tensors, "rank0.") if w.is_main else load_rank_streams(checkpoint, meta["step"], w.rank)
+                if gen_dev is not generator:
+                    gen_dev.set_state(streams["rng.device"])
+                _set_global_rng_state(streams, device)
+                pos, seen, start = int(meta["pos"]), int(meta["seen"]), int(meta["step"])
+                result.losses = tensors["history.losses"].tolist()
+                result.lrs = tensors["history.lrs"].tolist()
+                log.info("training resumed from %s at step %d/%d (%d samples seen)",
+                         checkpoint.directory, start, steps, seen)
+        result.resumed_from_step = start if start else None
+
+        check_every = 1 if device.type == "cpu" else 100
+        bar = _Progress(steps * B, seen, enabled=progress and w.is_main and start < steps)
+        try:
+            for step in range(start, steps):
+                idx_parts = []
+                need = B
+                while need > 0:
+                    if pos >= n:
+                        perm = torch.randperm(n, generator=generator).to(device)
+                        pos = 0
+                    take = min(need, n - pos)
+                    idx_parts.append(perm[pos : pos + take])
+                    pos += take
+                    need -= take
+                idx = idx_parts[0] if len(idx_parts) == 1 else torch.cat(idx_parts)
+                x = data[idx[local] if w.distributed else idx]
+                seen += B
+                lr = learning_rate(cfg, seen)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    per_example = loss_fn(model, x, gen_dev)
+                if per_example.ndim != 1 or per_example.shape[0] != x.shape[0]:
+                    raise ValueError(
+                        f"loss_fn must return per-example losses of shape ({x.shape[0]},), got {tuple(per_example.shape)}"
+                    )
+                loss = per_example.float().mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                optimizer.step()
+                if ema is not None:
+                    update_ema_(ema, net, ema_beta(cfg, seen - B))
+                pending.append(loss.detach())
+                result.lrs.append(lr)
+                if (step + 1) % check_every == 0 or step + 1 == steps:
+                    flush()
+                if cfg.log_every and (step + 1) % cfg.log_every == 0:
+                    flush()
+                    log.info("step %d/%d  samples %d  loss %.5f  lr %.3g", step + 1, steps, seen, result.losses[-1], lr)
+                if checkpoint is not None and (
+                    seen // checkpoint.every_samples > (seen - B) // checkpoint.every_samples or step + 1 == steps
+                ):
+                    save(step + 1)
+                bar.update(step + 1, steps, seen, B, result.losses[-1] if result.losses else None)
+        finally:
+            bar.close()
     net.eval()
     result.samples_seen = seen
     result.optimizer_state = optimizer.state_dict()
     return result
+
+
+def _restore_optimizer(optimizer: torch.optim.Optimizer, state: dict[str, Any], cfg: TrainConfig) -> None:
+    try:
+        optimizer.load_state_dict(state)
+    except (ValueError, KeyError) as exc:
+        raise ConfigError(f"cannot restore the optimizer state (network changed?): {exc}") from exc
+    for group in optimizer.param_groups:  # this config's hyper-parameters win over the saved ones
+        group.update(betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
 
 
 __all__ = [
@@ -284,4 +475,5 @@ __all__ = [
     "resolve_device",
     "device_generator",
     "DEFAULT_SAMPLES",
+    "TrainCheckpointing",
 ]

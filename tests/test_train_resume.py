@@ -1,0 +1,168 @@
+"""Checkpoints inside one generation's training: a killed fit resumes exactly where it stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from genloop.errors import ConfigError
+from genloop.models import make_model
+from genloop.models.neural.train_checkpoint import TrainCheckpointing, load_latest
+
+VEC = {"network": {"hidden": 16, "depth": 2}, "train": {"samples": 640, "batch_size": 32, "device": "cpu",
+                                                       "ema_halflife_samples": 200.0, "warmup_samples": 128}}
+IMG = {"network": {"channels": 8, "channel_mult": [1, 2], "attn_resolutions": [4], "dropout": 0.2, "norm_groups": 4},
+       "train": {"samples": 96, "batch_size": 8, "device": "cpu", "ema_halflife_samples": 50.0}}
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _interrupt_after(model, calls: int) -> None:
+    """Make ``model``'s objective raise on call ``calls + 1`` (a kill in the middle of a step)."""
+    loss = model.loss
+    count = {"n": 0}
+
+    def wrapped(net, x, g):
+        count["n"] += 1
+        if count["n"] > calls:
+            raise Interrupt
+        return loss(net, x, g)
+
+    model.loss = wrapped
+
+
+def _state(model) -> dict[str, np.ndarray]:
+    arrays, meta = model.get_state()
+    arrays["losses"] = np.asarray(model.losses_)
+    return arrays
+
+
+def _assert_identical(a, b) -> None:
+    sa, sb = _state(a), _state(b)
+    assert sa.keys() == sb.keys()
+    differ = [k for k in sa if not np.array_equal(sa[k], sb[k])]
+    assert not differ, f"differ after resume: {differ[:5]}"
+
+
+@pytest.mark.parametrize("family, options, shape, every, stop", [
+    ("edm", VEC, (120, 2), 96, 11),      # checkpoints every 3 steps; killed in step 12 of 20
+    ("ddpm", VEC, (120, 2), 64, 2),       # killed before the first checkpoint: starts over
+    ("otcfm", VEC, (120, 2), 32, 19),     # killed in the last step
+    ("edm", IMG, (24, 1, 8, 8), 24, 7),   # U-Net with dropout (global-RNG stream restored)
+])
+def test_resumed_fit_equals_uninterrupted_fit(tmp_path, family, options, shape, every, stop) -> None:
+    X = np.random.default_rng(0).normal(size=shape)
+    if len(shape) == 4:
+        X = np.tanh(X)
+    reference = make_model(family, **options).fit(X, rng=np.random.default_rng(1))
+
+    killed = make_model(family, **options)
+    killed.enable_training_checkpoints(tmp_path / "ckpt", every)
+    _interrupt_after(killed, stop)
+    with pytest.raises(Interrupt):
+        killed.fit(X, rng=np.random.default_rng(1))
+
+    resumed = make_model(family, **options)
+    resumed.enable_training_checkpoints(tmp_path / "ckpt", every)
+    resumed.fit(X, rng=np.random.default_rng(1))
+    _assert_identical(reference, resumed)
+    assert len(resumed.losses_) == len(reference.losses_)
+
+    # the last checkpoint is written after the final step: a second resume trains nothing
+    again = make_model(family, **options)
+    again.enable_training_checkpoints(tmp_path / "ckpt", every)
+    _interrupt_after(again, 0)
+    again.fit(X, rng=np.random.default_rng(1))
+    _assert_identical(reference, again)
+
+
+def test_checkpoint_files_are_safetensors_and_json_only(tmp_path) -> None:
+    X = np.random.default_rng(0).normal(size=(64, 2))
+    model = make_model("edm", **VEC)
+    model.enable_training_checkpoints(tmp_path, 128)
+    model.fit(X, rng=np.random.default_rng(1))
+    umask = os.umask(0)
+    os.umask(umask)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names and all(n.endswith((".json", ".safetensors")) for n in names)
+    assert len([n for n in names if n.endswith(".json")]) == 2  # only the newest `keep` = 2 are kept
+    doc = json.loads((tmp_path / "step-000000020.json").read_text())
+    assert doc["step"] == 20 and doc["seen"] == 640
+    assert doc["optimizer"]["param_groups"][0]["betas"] == [0.9, 0.999]
+    for p in tmp_path.iterdir():
+        assert not p.read_bytes().startswith(b"\x80"), f"{p.name} looks like a pickle"
+        assert (p.stat().st_mode & 0o777) == 0o666 & ~umask  # like the rest of a run folder, not 0600
+
+
+def test_incomplete_checkpoint_is_ignored(tmp_path) -> None:
+    X = np.random.default_rng(0).normal(size=(64, 2))
+    reference = make_model("edm", **VEC).fit(X, rng=np.random.default_rng(1))
+    killed = make_model("edm", **VEC)
+    killed.enable_training_checkpoints(tmp_path, 96)
+    _interrupt_after(killed, 8)
+    with pytest.raises(Interrupt):
+        killed.fit(X, rng=np.random.default_rng(1))
+    newest = max(tmp_path.glob("step-*.json"))
+    assert newest.name == "step-000000006.json"
+    # a kill between the tensor file and its JSON leaves a tensor file without JSON (and a temp
+    # file): neither counts, the newest complete checkpoint does
+    (tmp_path / "step-000000009.safetensors").write_bytes(b"partial")
+    (tmp_path / ".step-000000009.json.tmp").write_bytes(b"{")
+    ck = TrainCheckpointing(tmp_path, 96)
+    assert load_latest(ck)[1]["step"] == 6
+    # a JSON whose tensor file is truncated is skipped with a warning, not trusted
+    (tmp_path / "step-000000006.safetensors").write_bytes(b"")
+    assert load_latest(ck)[1]["step"] == 3
+    resumed = make_model("edm", **VEC)
+    resumed.enable_training_checkpoints(tmp_path, 96)
+    resumed.fit(X, rng=np.random.default_rng(1))
+    _assert_identical(reference, resumed)
+
+
+@pytest.mark.parametrize("change", ["data", "options", "budget"])
+def test_checkpoint_of_another_fit_is_refused(tmp_path, change) -> None:
+    X = np.random.default_rng(0).normal(size=(64, 2))
+    first = make_model("edm", **VEC)
+    first.enable_training_checkpoints(tmp_path, 96)
+    _interrupt_after(first, 5)
+    with pytest.raises(Interrupt):
+        first.fit(X, rng=np.random.default_rng(1))
+    options = json.loads(json.dumps(VEC))
+    if change == "options":
+        options["P_mean"] = -1.0
+    if change == "budget":
+        options["train"]["samples"] = 960
+    other = make_model("edm", **options)
+    other.enable_training_checkpoints(tmp_path, 96)
+    X2 = X.copy()
+    if change == "data":
+        X2[0, 0] += 0.5
+    with pytest.raises(ConfigError, match="different fit"):
+        other.fit(X2, rng=np.random.default_rng(1))
+
+
+def test_checkpoint_options_are_validated(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="every_samples"):
+        make_model("edm", **VEC).enable_training_checkpoints(tmp_path, 0)
+
+
+def test_training_leaves_the_global_rng_alone() -> None:
+    X = np.random.default_rng(0).normal(size=(24, 1, 8, 8))
+    before = torch.get_rng_state()
+    make_model("edm", **IMG).fit(np.tanh(X), rng=np.random.default_rng(1))
+    assert torch.equal(before, torch.get_rng_state())
+
+
+def test_progress_is_logged_when_stderr_is_not_a_terminal(caplog) -> None:
+    X = np.random.default_rng(0).normal(size=(64, 2))
+    with caplog.at_level("INFO", logger="genloop.models.neural.trainer"):
+        make_model("edm", **VEC).fit(X, rng=np.random.default_rng(1))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("training: step")]
+    assert lines and lines[-1].startswith("training: step 20/20, 640/640 samples, loss ")
+    assert "samples/s" in lines[-1]
