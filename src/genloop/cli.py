@@ -1,7 +1,10 @@
 """The ``genloop`` command.
 
 Bad input (an invalid config, a missing file, non-finite data, a locked run folder) prints one
-line naming the problem to stderr and exits with code 2, without a traceback.
+line naming the problem to stderr and exits with code 2, without a traceback, before anything
+is written. Ctrl-C or SIGTERM stop a run cleanly: its status says ``stopped`` and its finished
+generations are kept for ``--resume`` (exit 130 / 143). Output piped into a command that
+closes early (``genloop show … | head``) ends quietly.
 """
 
 from __future__ import annotations
@@ -20,11 +23,44 @@ EXIT_BAD_INPUT = 2
 _COMMAND_MODULES: tuple[str, ...] = ()
 
 
-def _progress_bar(total: int, desc: str):  # noqa: ANN202 - tqdm type
+def _progress_bar(total: int, desc: str, *, quiet: bool, unit: str = "gen"):  # noqa: ANN202 - tqdm type
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="gen", file=sys.stderr, dynamic_ncols=True,
-                disable=None, leave=True)
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
+                disable=True if quiet else None, leave=True)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def _default_out(cfg_name: str | None, config_path: str) -> Path:
+    from genloop.errors import ConfigError
+
+    name = cfg_name or Path(config_path).stem
+    if not name or name.startswith(".") or "/" in name or "\\" in name:
+        raise ConfigError(f"cannot derive an output folder from {config_path!r}; pass --out")
+    return Path("runs") / name
+
+
+def _work_done(out: Path, generations: int) -> tuple[int, int]:
+    """(runs complete at ``generations``, generations already completed) in an experiment folder."""
+    from genloop.store import RunStore
+    from genloop.sweep import find_runs
+
+    runs, gens = 0, 0
+    for run in find_runs(out) if out.is_dir() else []:
+        status = RunStore(run).status()
+        last = int(status.get("last_generation", -1))
+        runs += status.get("state") == "completed" and last >= generations
+        gens += min(last + 1, generations + 1)
+    return runs, gens
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -32,24 +68,79 @@ def cmd_run(args: argparse.Namespace) -> int:
     from genloop.sweep import run_experiment
 
     cfg = load_config(args.config, args.set)
-    out = Path(args.out) if args.out else Path("runs") / (cfg.name or Path(args.config).stem)
-    total = len(cfg.loop.lambdas) * len(cfg.loop.seeds) * (cfg.loop.generations + 1)
-    bar = _progress_bar(total if args.jobs <= 1 else len(cfg.loop.lambdas) * len(cfg.loop.seeds),
-                        "generations" if args.jobs <= 1 else "runs")
+    out = Path(args.out) if args.out else _default_out(cfg.name, args.config)
+    n_runs = len(cfg.loop.lambdas) * len(cfg.loop.seeds)
+    resuming = args.resume and (out / "config.yaml").is_file()
+    done, gens_done = _work_done(out, cfg.loop.generations) if resuming else (0, 0)
+    per_run = cfg.loop.generations + 1
+    parallel = args.jobs > 1 and n_runs > 1
+    bar = _progress_bar(n_runs if parallel else n_runs * per_run, "runs" if parallel else "generations",
+                        quiet=args.quiet, unit="run" if parallel else "gen")
+    bar.update(done if parallel else gens_done)  # a resumed experiment starts at the work already done
+    plain = not args.quiet and not sys.stderr.isatty()  # no bar: one line per generation / run
 
     def progress(spec, record) -> None:  # noqa: ANN001
         bar.set_postfix_str(f"{spec.label} gen {record.generation}")
         bar.update(1)
+        if plain:
+            print(f"genloop: {spec.label} generation {record.generation}/{cfg.loop.generations} done "
+                  f"in {record.seconds:.1f} s", file=sys.stderr, flush=True)
+
+    def run_done(spec) -> None:  # noqa: ANN001
+        bar.update(1)
+        if plain:
+            print(f"genloop: {spec.label} finished", file=sys.stderr, flush=True)
 
     try:
         run_experiment(cfg, out, resume=args.resume, jobs=args.jobs,
-                       progress=progress if args.jobs <= 1 else None,
-                       on_run_done=(lambda spec: bar.update(1)) if args.jobs > 1 else None)
+                       progress=None if parallel else progress,
+                       on_run_done=run_done if parallel else None,
+                       check_resources=not args.skip_resource_check)
     finally:
         bar.close()
-    print(f"runs written to {out}")
+    if args.resume and done == n_runs:
+        print(f"nothing to do: all {n_runs} runs in {out} are complete at generation {cfg.loop.generations}")
+    else:
+        print(f"runs written to {out}")
     print(f"show them with: genloop show {out}")
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from genloop.errors import ConfigError
+    from genloop.report.tables import format_table
+    from genloop.store import RunStore
+    from genloop.sweep import find_runs
+
+    folder = Path(args.folder)
+    if not folder.exists():
+        raise ConfigError(f"folder not found: {folder}")
+    runs = find_runs(folder)
+    if not runs:
+        raise ConfigError(f"{folder} holds no genloop run (no status.json found)")
+    rows, problems = [], []
+    for run in runs:
+        try:
+            check = RunStore(run).verify()
+        except GenloopError as exc:
+            rows.append({"run": _rel(run, folder), "state": "damaged", "last": "?", "intact": "?", "verdict": "damaged"})
+            problems.append(f"{_rel(run, folder)}: {exc}")
+            continue
+        verdict = "ok" if check.ok else f"damaged: resume rolls back to {check.intact_generation}"
+        if check.ok and not check.verified:
+            verdict = "ok (no checksums: written by an older genloop)"
+        rows.append({"run": _rel(run, folder), "state": check.state, "last": check.last_generation,
+                     "intact": check.intact_generation, "verdict": verdict})
+        problems += [f"{_rel(run, folder)}: {p}" for p in check.problems]
+    print(format_table(rows, ["run", "state", "last", "intact", "verdict"]))
+    for line in problems:
+        print(f"  {line}")
+    print(f"{len(runs)} run(s), {sum(r['verdict'].startswith('ok') for r in rows)} intact")
+    return 0 if not problems else 1
+
+
+def _rel(run: Path, folder: Path) -> str:
+    return run.relative_to(folder).as_posix() if run != folder else "."
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -96,27 +187,56 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _common_options(defaults: bool) -> argparse.ArgumentParser:
+    """-v / -q, accepted before and after the subcommand (``genloop -v run …``, ``genloop run … -v``)."""
+    common = argparse.ArgumentParser(add_help=False)
+    kw = {} if defaults else {"default": argparse.SUPPRESS}
+    common.add_argument("-v", "--verbose", action="count", help="more log output (-vv for debug)",
+                        **({"default": 0} if defaults else kw))
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars, errors only",
+                        **({"default": False} if defaults else kw))
+    return common
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from genloop import __version__
+
     parser = argparse.ArgumentParser(
         prog="genloop",
         description="Run, measure and predict iterative retraining of generative models on their own data.",
+        parents=[_common_options(True)],
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("--version", action="version", version=f"genloop {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    common = _common_options(False)
+    _add_parser = sub.add_parser
+
+    def add_parser(*a, **kw):  # every subcommand takes -v / -q too  # noqa: ANN002, ANN003, ANN202
+        kw.setdefault("parents", []).append(common)
+        return _add_parser(*a, **kw)
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
 
     p = sub.add_parser("run", help="run every lambda x seed of a YAML config")
     p.add_argument("config", help="YAML config file")
     p.add_argument("--out", help="experiment folder (default: runs/<config name>)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set loop.generations=5 (repeatable)")
-    p.add_argument("--resume", action="store_true", help="continue each run from its last completed generation")
-    p.add_argument("--jobs", type=int, default=1, help="runs executed in parallel processes")
+    p.add_argument("--resume", action="store_true",
+                   help="continue each run from its last intact generation (loop.generations may grow, not shrink)")
+    p.add_argument("--jobs", type=_positive_int, default=1, help="runs executed in parallel processes (>= 1)")
+    p.add_argument("--skip-resource-check", action="store_true",
+                   help="start even when the memory / disk estimate exceeds what this machine has")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check", help="verify the run folders of an experiment against their checksums (changes nothing)")
+    p.add_argument("folder", help="an experiment folder or a run folder")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("demo", help="a built-in experiment: Gaussian collapse and a 2-D toy with GMM and KDE")
     p.add_argument("--out", default="genloop-demo", help="output folder (default: genloop-demo)")
     p.add_argument("--quick", action="store_true", help="a smaller, faster version (for tests)")
-    p.add_argument("--jobs", type=int, default=2, help="parallel processes (default 2)")
+    p.add_argument("--jobs", type=_positive_int, default=2, help="parallel processes (default 2)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("show", help="print the per-generation metrics of a run or an experiment")
@@ -145,12 +265,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``genloop`` command; returns the exit code."""
+    import signal
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
+    level = logging.ERROR if args.quiet else logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("genloop").setLevel(level)
+    try:
+        previous = signal.signal(signal.SIGTERM, _sigterm)  # a kill runs the same clean-up as Ctrl-C
+    except ValueError:  # not the main thread (e.g. called from a test runner thread)
+        previous = None
     try:
         return int(args.func(args) or 0)
     except GenloopError as exc:
@@ -159,6 +290,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("genloop: interrupted; finished generations are saved (continue with --resume)", file=sys.stderr)
         return 130
+    except SystemExit as exc:
+        if exc.code == 128 + signal.SIGTERM:
+            print("genloop: terminated; finished generations are saved (continue with --resume)", file=sys.stderr)
+        raise
+    except BrokenPipeError:
+        # The reader went away (``genloop show … | head``): stop writing, quietly.
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,12 +15,13 @@ becomes one :class:`~genloop.errors.ConfigError` naming it.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from genloop.errors import ConfigError
 from genloop.loop.schemes import SchemeName, parse_lambda
@@ -30,14 +31,43 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _as_count(value: Any) -> Any:
+    """An integer count: ints, and floats or strings that are whole numbers (``1e6``), never a bool.
+
+    YAML reads ``true`` as a bool (which Python counts as 1) and ``1e6`` as a string; both are
+    mistakes or shorthands a count must not silently absorb.
+    """
+    if isinstance(value, bool):
+        raise ValueError("expected a whole number, not a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            value = float(value.replace("_", ""))
+        except ValueError:
+            raise ValueError("expected a whole number") from None
+    if isinstance(value, float):
+        if not (math.isfinite(value) and value.is_integer()):
+            raise ValueError("expected a whole number")
+        return int(value)
+    raise ValueError(f"expected a whole number, not a {type(value).__name__}")
+
+
+#: A whole number given as an int, a whole float or a string such as ``1e6``; never a bool.
+Count = Annotated[int, BeforeValidator(_as_count)]
+
+#: Plain experiment names: they become a folder under ``runs/``.
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
+
+
 class DataConfig(BaseModel):
     """The real data: a registered source, the training size n and the held-out size."""
 
     model_config = ConfigDict(extra="allow")
 
     name: str
-    n: int = Field(gt=0, description="number of real training samples (n >= 1)")
-    n_heldout: int | None = Field(default=None, ge=0, description="held-out real samples for evaluation")
+    n: Count = Field(gt=0, description="number of real training samples (n >= 1)")
+    n_heldout: Count | None = Field(default=None, ge=0, description="held-out real samples for evaluation")
 
     @property
     def options(self) -> dict[str, Any]:
@@ -73,12 +103,12 @@ class ModelConfig(BaseModel):
 class LoopConfig(_Strict):
     """How to retrain: generations, λ values, scheme, retraining mode, seeds."""
 
-    generations: int = Field(ge=0)
+    generations: Count = Field(ge=0)
     lambdas: list[float] = Field(min_length=1)
     scheme: SchemeName = "replace"
     retrain: Literal["finetune", "scratch"] = "finetune"
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    n_eval: int | None = Field(default=None, gt=0, description="samples per generation for metrics")
+    seeds: list[Annotated[Count, Field(ge=0)]] = Field(default_factory=lambda: [0], min_length=1)
+    n_eval: Count | None = Field(default=None, gt=0, description="samples per generation for metrics")
     eval_against: Literal["heldout", "train"] = Field(
         default="heldout",
         description="real set the metrics compare with: the held-out split, or the training set "
@@ -90,14 +120,36 @@ class LoopConfig(_Strict):
     def _parse_lambdas(cls, value: Any) -> list[float]:
         if not isinstance(value, (list, tuple)):
             value = [value]
-        return [parse_lambda(v) for v in value]
+        lams = [parse_lambda(v) for v in value]
+        _refuse_duplicates(value, lams)
+        return lams
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, value: list[int]) -> list[int]:
+        _refuse_duplicates(value, value)
+        return value
+
+
+def _refuse_duplicates(written: list[Any], parsed: list[Any]) -> None:
+    """Two equal entries would be two runs writing one folder: name them."""
+    seen: dict[Any, Any] = {}
+    for raw, val in zip(written, parsed):
+        if val in seen:
+            raise ConfigError(f"the same value is listed twice ({seen[val]!r} and {raw!r}); each value is one run folder")
+        seen[val] = raw
 
 
 class OutputConfig(_Strict):
     """What a run folder keeps."""
 
     checkpoints: Literal["all", "last"] = "all"
-    keep_samples: int = Field(default=1000, ge=0, description="evaluation samples kept per generation")
+    keep_samples: Count = Field(default=1000, ge=0, description="evaluation samples kept per generation")
+    training_checkpoint_every: Count = Field(
+        default=200_000, gt=0,
+        description="neural families: training samples between two checkpoints inside a generation "
+        "(a killed generation resumes from the last one)",
+    )
 
 
 class RunConfig(_Strict):
@@ -110,20 +162,36 @@ class RunConfig(_Strict):
     metrics: list[str | dict[str, Any]] = Field(default_factory=list)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        if value is not None and (not _PLAIN_NAME.match(value) or ".." in value):
+            raise ConfigError(
+                f"name must be a plain folder name (letters, digits, . _ = + -, no '/' or '..'), got {value!r}; "
+                "use --out to write elsewhere"
+            )
+        return value
+
     @field_validator("metrics")
     @classmethod
     def _check_metrics(cls, value: list[str | dict[str, Any]]) -> list[str | dict[str, Any]]:
         from genloop.metrics import METRICS
 
+        names: list[str] = []
         for m in value:
             if isinstance(m, str):
                 METRICS.validate(m, {})
+                names.append(m)
             else:
                 opts = dict(m)
                 name = opts.pop("name", None)
                 if not isinstance(name, str):
                     raise ConfigError(f"a metric given as a mapping needs a 'name': {m!r}")
                 METRICS.validate(name, opts)
+                names.append(name)
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"metric {', '.join(map(repr, twice))} is listed more than once; its values would collide")
         return value
 
     def resolved(self) -> dict[str, Any]:
@@ -167,16 +235,56 @@ def parse_config(doc: Any) -> RunConfig:
         raise ConfigError(_format_error(exc)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a mapping with a repeated key is an error (PyYAML
+    silently keeps the last one)."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            repeated = key in seen
+        except TypeError:  # unhashable key: the base constructor reports it
+            break
+        if repeated:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (line {key_node.start_mark.line + 1})", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def read_yaml(path: str | Path, *, what: str = "config file") -> Any:
+    """Parse a YAML file; unreadable files, bad encodings, bad YAML and repeated keys are
+    :class:`ConfigError` naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{what} not found: {path}")
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} is not a regular file")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from None
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
     """Read a YAML config, apply ``key.sub=value`` overrides (values parsed as YAML), validate."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    doc = read_yaml(path)
     doc = doc if doc is not None else {}
+    if overrides and not isinstance(doc, dict):
+        raise ConfigError(f"config file {path} must be a mapping to apply --set, got a {type(doc).__name__}")
     for item in overrides or []:
         apply_override(doc, item)
     return parse_config(doc)

@@ -22,3 +22,11 @@ class DataError(GenloopError, ValueError):
 
 class RunLockedError(GenloopError, RuntimeError):
     """Another process holds the lock of a run folder."""
+
+
+class DiskFullError(GenloopError, OSError):
+    """The disk holding a run folder is full; finished generations are kept."""
+
+
+class RunFailedError(GenloopError, RuntimeError):
+    """A run stopped before it finished (a worker process died); the message says how to resume."""

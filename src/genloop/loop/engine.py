@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -130,6 +132,8 @@ def run_loop(
     source: DataSource | None = None,
     n_eval: int | None = None,
     resume: LoopState | None = None,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    checkpoint_every: int = 200_000,
 ) -> Iterator[GenerationRecord]:
     """Iteratively retrain ``model`` on mixes of ``real`` and its own samples.
 
@@ -151,6 +155,11 @@ def run_loop(
         source: the data source; required by ``fresh`` to draw new real data.
         n_eval: samples drawn per generation for the metrics (default: ``len(heldout)``).
         resume: the state after a completed generation; the loop continues after it.
+        checkpoint_dir: where models that can checkpoint inside a generation's training
+            (``enable_training_checkpoints``) keep those checkpoints, one folder
+            ``gen_XXXX`` per generation; a killed generation then resumes inside its
+            training. The caller deletes a generation's folder once the generation is stored.
+        checkpoint_every: training samples between two such checkpoints.
 
     Yields:
         one :class:`GenerationRecord` per generation, in order.
@@ -163,6 +172,10 @@ def run_loop(
         raise ConfigError(f"retrain must be 'finetune' or 'scratch', got {retrain!r}")
     if isinstance(generations, bool) or not isinstance(generations, int) or generations < 0:
         raise ConfigError(f"generations must be an integer >= 0, got {generations!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
+    if n_eval is not None and (isinstance(n_eval, bool) or not isinstance(n_eval, (int, np.integer))):
+        raise ConfigError(f"n_eval must be a whole number >= 1, got {n_eval!r}")
     if scheme == "fresh" and (source is None or not source.infinite):
         raise ConfigError("scheme 'fresh' needs a data source that can draw new samples (an infinite source)")
     prototype = _resolve_model(model)
@@ -207,7 +220,10 @@ def run_loop(
                            rng=stage_rng(seed, t, "subsample"))
             X, n_real, n_synth = mix.X, mix.n_real, mix.n_synthetic
         tf = time.perf_counter()
-        fitted = prototype.clone().fit(
+        learner = prototype.clone()
+        if checkpoint_dir is not None and hasattr(learner, "enable_training_checkpoints"):
+            learner.enable_training_checkpoints(Path(checkpoint_dir) / f"gen_{t:04d}", every_samples=checkpoint_every)
+        fitted = learner.fit(
             X, rng=stage_rng(seed, t, "fit"), init=prev if (retrain == "finetune" and prev is not None) else None
         )
         timings["fit"] = time.perf_counter() - tf

@@ -25,6 +25,12 @@ class Metric(ABC):
     #: The metric needs the fitted model (passed as ``model=``), e.g. held-out NLL.
     requires_model: ClassVar[bool] = False
 
+    def check_ready(self, event_shape: tuple[int, ...]) -> None:
+        """Raise a :class:`~genloop.errors.ConfigError` when this metric cannot run on samples
+        of ``event_shape`` (a missing weights file, a wrong layout); checked before a run
+        writes anything. Default: accept."""
+        del event_shape
+
     def prepare(self, real: np.ndarray) -> None:
         """Cache statistics of ``real`` (called once per run). Default: nothing."""
         del real

@@ -21,6 +21,15 @@ def check_vectors(X: object, *, name: str = "X", min_samples: int = 1, n_feature
     return np.asarray(arr, dtype=np.float64)
 
 
+def require_vector_data(model: str, event_shape: tuple[int, ...]) -> None:
+    """A :class:`ConfigError` unless samples are vectors (``event_shape == (d,)``)."""
+    if len(event_shape) != 1:
+        raise ConfigError(
+            f"model {model!r} fits vectors (n, d); the data have samples of shape {event_shape} "
+            "(for images use a neural family such as edm or ddpm with a U-Net)"
+        )
+
+
 def check_count(n: object) -> int:
     """``n`` as a non-negative int (a number of samples to draw), or a :class:`ConfigError`."""
     if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 0:

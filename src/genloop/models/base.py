@@ -68,6 +68,11 @@ class GenerativeModel(ABC):
         """Exact log-density of each row of ``X`` (shape ``(n,)``), for density models."""
         raise NotImplementedError(f"model {self.name!r} has no exact likelihood")
 
+    def check_data(self, event_shape: tuple[int, ...], n: int) -> None:
+        """Raise a :class:`~genloop.errors.ConfigError` when this model cannot fit ``n`` samples
+        of shape ``event_shape`` (checked before a run writes anything). Default: accept."""
+        del event_shape, n
+
     # ---- state for checkpoints -------------------------------------------------------------
     @abstractmethod
     def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

@@ -19,7 +19,7 @@ from typing_extensions import Self
 
 from genloop.errors import ConfigError, DataError
 from genloop.models import register_model
-from genloop.models._vectors import check_count, check_vectors, psd_factor
+from genloop.models._vectors import check_count, check_vectors, psd_factor, require_vector_data
 from genloop.models.base import GenerativeModel
 
 _DDOF = {"mle": 0, "unbiased": 1}
@@ -55,6 +55,11 @@ class GaussianModel(GenerativeModel):
             raise ConfigError(f"reg_covar must be a finite number >= 0, got {reg_covar!r}")
         self.estimator = estimator
         self.reg_covar = reg_covar
+
+    def check_data(self, event_shape: tuple[int, ...], n: int) -> None:
+        require_vector_data(self.name, event_shape)
+        if n <= _DDOF[self.estimator]:
+            raise ConfigError(f"the {self.estimator} covariance estimator needs at least 2 samples; data.n is {n}")
 
     def fit(self, X: np.ndarray, *, rng: np.random.Generator, init: GenerativeModel | None = None) -> Self:
         """Estimate ``mean_`` and ``covariance_`` from ``X`` (n, d). ``rng`` and ``init`` are

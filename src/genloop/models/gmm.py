@@ -25,7 +25,7 @@ from typing_extensions import Self
 
 from genloop.errors import ConfigError, DataError
 from genloop.models import register_model
-from genloop.models._vectors import check_count, check_vectors
+from genloop.models._vectors import check_count, check_vectors, require_vector_data
 from genloop.models.base import GenerativeModel
 
 logger = logging.getLogger(__name__)
@@ -83,6 +83,11 @@ class GMMModel(GenerativeModel):
         self.reg_covar = reg_covar
         self.n_init = n_init
         self.init_params = init_params
+
+    def check_data(self, event_shape: tuple[int, ...], n: int) -> None:
+        require_vector_data(self.name, event_shape)
+        if n < self.n_components:
+            raise ConfigError(f"a GMM with n_components={self.n_components} needs at least that many samples; data.n is {n}")
 
     # ---- fitting ----------------------------------------------------------------------------
     def fit(self, X: np.ndarray, *, rng: np.random.Generator, init: GenerativeModel | None = None) -> Self:

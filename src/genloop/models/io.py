@@ -8,21 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file
+from safetensors.numpy import save as safetensors_bytes
 
+from genloop._fs import atomic_write_bytes
 from genloop.models.base import GenerativeModel
 
 ARRAYS = "model.safetensors"
 META = "model.json"
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def save_model(model: GenerativeModel, folder: str | os.PathLike[str]) -> Path:
@@ -35,11 +28,11 @@ def save_model(model: GenerativeModel, folder: str | os.PathLike[str]) -> Path:
     arrays = {k: np.asarray(v, order="C") for k, v in arrays.items()}  # keeps 0-d arrays 0-d
     if model.name not in MODELS:
         raise ValueError(f"model {type(model).__name__} is not registered; cannot be reloaded")
-    tmp = folder / (ARRAYS + ".tmp")
-    save_file(arrays, str(tmp))
-    os.replace(tmp, folder / ARRAYS)
+    # Serialised in memory and written by Python, so a full disk is an OSError (ENOSPC) like
+    # every other write, and the file gets the ordinary mode (safetensors' own writer: 0600).
+    atomic_write_bytes(folder / ARRAYS, safetensors_bytes(arrays))
     doc = {"name": model.name, "params": model.get_params(), "state": meta}
-    _atomic_write_bytes(folder / META, json.dumps(doc, indent=1, default=_json_default).encode())
+    atomic_write_bytes(folder / META, json.dumps(doc, indent=1, default=_json_default).encode())
     return folder
 
 
@@ -47,10 +40,26 @@ def load_model(folder: str | os.PathLike[str]) -> GenerativeModel:
     """Rebuild a model saved by :func:`save_model`."""
     from genloop.models import make_model
 
+    from genloop.errors import DataError, GenloopError
+
     folder = Path(folder)
-    doc = json.loads((folder / META).read_text())
-    model = make_model(doc["name"], **doc["params"])
-    model.set_state(load_file(str(folder / ARRAYS)), doc["state"])
+    try:
+        doc = json.loads((folder / META).read_text(encoding="utf-8"))
+        name, params, state = doc["name"], doc["params"], doc["state"]
+        arrays = load_file(str(folder / ARRAYS))
+    except FileNotFoundError as exc:
+        raise DataError(f"checkpoint {folder} is incomplete: {Path(exc.filename or '').name or exc} is missing") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"checkpoint {folder} is damaged and cannot be loaded ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for bad bytes
+        raise DataError(f"checkpoint {folder} is damaged and cannot be loaded ({exc})") from None
+    model = make_model(name, **params)
+    try:
+        model.set_state(arrays, state)
+    except GenloopError:
+        raise
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise DataError(f"checkpoint {folder} does not fit model {name!r} ({type(exc).__name__}: {exc})") from None
     return model
 
 

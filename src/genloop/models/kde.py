@@ -35,7 +35,7 @@ from typing_extensions import Self
 
 from genloop.errors import ConfigError, DataError
 from genloop.models import register_model
-from genloop.models._vectors import check_count, check_vectors
+from genloop.models._vectors import check_count, check_vectors, require_vector_data
 from genloop.models.base import GenerativeModel
 
 Kernel = Literal["gaussian", "tophat", "epanechnikov", "exponential", "linear", "cosine"]
@@ -98,6 +98,9 @@ class KDEModel(GenerativeModel):
             raise ConfigError(f"kernel must be one of {', '.join(_KERNELS)}; got {kernel!r}")
         self.bandwidth = bandwidth
         self.kernel = kernel
+
+    def check_data(self, event_shape: tuple[int, ...], n: int) -> None:
+        require_vector_data(self.name, event_shape)
 
     def fit(self, X: np.ndarray, *, rng: np.random.Generator, init: GenerativeModel | None = None) -> Self:
         """Store the training points ``X`` (n, d) and resolve the bandwidth. ``rng`` and

@@ -38,6 +38,18 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None =
     return "\n".join(lines)
 
 
+def run_state(store: RunStore) -> str:
+    """The state to show: ``running`` only while a live process holds the run's lock; a run
+    whose writer was killed shows as ``interrupted``."""
+    status = store.status()
+    state = str(status.get("state", "?"))
+    if state == "running" and not store.is_being_written():
+        return "interrupted"
+    if state == "stopped" and status.get("reason"):
+        return f"stopped ({status['reason']})"
+    return state
+
+
 def run_summary_rows(folder: str | Path) -> list[dict[str, Any]]:
     """One row per run of an experiment folder: λ, seed, state and the last generation's metrics."""
     from genloop.sweep import find_runs
@@ -46,11 +58,10 @@ def run_summary_rows(folder: str | Path) -> list[dict[str, Any]]:
     for run in find_runs(folder):
         store = RunStore(run)
         metrics = store.read_metrics()
-        status = store.status()
         row: dict[str, Any] = {
             "lam": run.parent.name.split("=", 1)[1],
             "seed": run.name.split("=", 1)[1],
-            "state": status.get("state", "?"),
+            "state": run_state(store),
         }
         if metrics:
             row.update(metrics[-1])
@@ -71,7 +82,7 @@ def show_text(folder: str | Path, *, all_generations: bool = False) -> str:
     if runs == [folder]:
         store = RunStore(folder)
         status = store.status()
-        head = f"{folder}  state={status.get('state', '?')}  last generation={status.get('last_generation', -1)}"
+        head = f"{folder}  state={run_state(store)}  last generation={status.get('last_generation', -1)}"
         return head + "\n" + format_table(store.read_metrics())
     parts = [f"{folder}: {len(runs)} runs (last generation of each)", format_table(run_summary_rows(folder))]
     if all_generations:

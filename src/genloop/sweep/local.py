@@ -11,6 +11,7 @@ import logging
 import math
 import multiprocessing
 import os
+import shutil
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -22,11 +23,11 @@ import yaml
 from genloop.config import RunConfig, format_lambda, parse_config
 from genloop.data import RealSplit, make_data, split_real
 from genloop.data.base import DataSource
-from genloop.errors import ConfigError
+from genloop.errors import ConfigError, RunFailedError
 from genloop.loop.engine import GenerationRecord, run_loop
 from genloop.models import make_model
 from genloop.rng import stage_rng
-from genloop.store.run import RunStore, atomic_write_text
+from genloop.store.run import FolderLock, RunStore, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -75,26 +76,82 @@ def real_data(cfg: RunConfig, seed: int) -> tuple[DataSource, RealSplit]:
     return source, split_real(source, cfg.data.n, n_heldout, rng=stage_rng(seed, 0, "data"))
 
 
-def check_experiment(cfg: RunConfig) -> None:
-    """Everything that can fail before a folder is written: the model, the data of each seed."""
-    make_model(cfg.model.name, **cfg.model.options)
+def check_experiment(cfg: RunConfig, out: Path | None = None, *, jobs: int = 1,
+                     check_resources: bool = True) -> None:
+    """Everything that can fail before a folder is written (nothing is created here).
+
+    The output folder, the model, every metric with its options, the scheme against the data
+    source, the held-out split, the data's shape against the model, and (unless
+    ``check_resources`` is false) the memory and disk the experiment needs.
+    """
+    from genloop.loop.engine import _resolve_metrics
+    from genloop.sweep import preflight
+
+    if out is not None:
+        preflight.check_output_folder(out)
+    model = make_model(cfg.model.name, **cfg.model.options)
+    metrics = _resolve_metrics(cfg.metrics)
+    source = make_data(cfg.data.name, **cfg.data.options)
+    if cfg.loop.scheme == "fresh" and not source.infinite:
+        raise ConfigError(
+            f"loop.scheme 'fresh' draws new real data every generation, but data set {cfg.data.name!r} "
+            "is a fixed set; use a source that can draw new samples (a toy set or gaussian) or another scheme"
+        )
+    if cfg.data.n_heldout == 0 and cfg.loop.eval_against == "heldout" and cfg.metrics:
+        raise ConfigError(
+            "data.n_heldout is 0, which leaves no held-out samples for the metrics; "
+            "set data.n_heldout >= 1, or loop.eval_against: train"
+        )
+    event_shape, rows = preflight.event_shape_of(source, cfg.data.name)
+    if rows is not None and cfg.data.n > rows:
+        raise ConfigError(f"data set {cfg.data.name!r} has {rows} samples; data.n={cfg.data.n} is more")
+    n_heldout = _heldout_size(cfg, source, rows)
+    model.check_data(event_shape, cfg.data.n)
+    for metric in metrics:
+        metric.check_ready(event_shape)
+    if check_resources and out is not None:
+        res = preflight.estimate_resources(cfg, event_shape, rows, jobs=jobs, n_heldout=n_heldout)
+        preflight.check_resources(res, out)
     for seed in cfg.loop.seeds:
         real_data(cfg, seed)
 
 
+def _heldout_size(cfg: RunConfig, source: DataSource, rows: int | None) -> int:
+    if cfg.data.n_heldout is not None:
+        return cfg.data.n_heldout
+    if cfg.loop.eval_against == "train":
+        return 0
+    return cfg.data.n if rows is None else max(0, min(cfg.data.n, rows - cfg.data.n))
+
+
 def prepare_experiment(cfg: RunConfig, out: Path, *, resume: bool) -> list[RunSpec]:
-    """Validate, then create (or check, when resuming) the experiment folder."""
-    check_experiment(cfg)
+    """Create (or check, when resuming) the experiment folder; call under its lock.
+
+    On resume the stored config must equal this one except ``loop.generations``, which may
+    grow (every run is extended) but not shrink: the stored config always says what the runs
+    hold.
+    """
     doc = cfg.resolved()
     cfg_path = out / "config.yaml"
     if cfg_path.exists():
         if not resume:
             raise ConfigError(f"output folder {out} already holds an experiment; pass --resume to continue it or choose another --out")
-        old = yaml.safe_load(cfg_path.read_text())
-        if _comparable(old) != _comparable(doc):
+        from genloop.config import read_yaml
+
+        old = read_yaml(cfg_path, what="experiment config")
+        if not isinstance(old, dict) or _comparable(old) != _comparable(doc):
             raise ConfigError(
                 f"cannot resume {out}: its config differs from this one (only loop.generations may change on resume)"
             )
+        old_generations = old.get("loop", {}).get("generations")
+        if isinstance(old_generations, int) and cfg.loop.generations < old_generations:
+            raise ConfigError(
+                f"cannot resume {out} with loop.generations={cfg.loop.generations}: the experiment has "
+                f"{old_generations} generations and shortening would leave runs longer than their config; "
+                f"resume with {old_generations} or more, or choose another --out"
+            )
+        if old == doc:
+            return plan_runs(cfg, out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cfg_path, yaml.safe_dump(doc, sort_keys=False))
     return plan_runs(cfg, out)
@@ -106,27 +163,46 @@ def _comparable(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def experiment_lock(out: Path) -> FolderLock:
+    """The lock held by the one process that writes an experiment folder (``OUT/.experiment.lock``)."""
+    return FolderLock(out, ".experiment.lock", what="experiment folder")
+
+
+def _run_doc(cfg: RunConfig, spec: RunSpec) -> dict[str, Any]:
+    doc = cfg.resolved()
+    doc["loop"]["lambdas"] = [format_lambda(spec.lam)]
+    doc["loop"]["seeds"] = [spec.seed]
+    return doc
+
+
 def execute_run(cfg: RunConfig, spec: RunSpec, *, progress: ProgressFn | None = None) -> dict[str, Any]:
-    """Run (or resume) one (λ, seed) run to ``cfg.loop.generations``; return its last metrics."""
+    """Run (or resume) one (λ, seed) run to ``cfg.loop.generations``; return its last metrics.
+
+    A resume first verifies the folder against its checksums and rolls back to the last
+    intact generation (logged as a warning). An interruption (Ctrl-C, SIGTERM, a full disk, an
+    error) marks the run ``stopped`` with the reason; finished generations stay.
+    """
     source, split = real_data(cfg, spec.seed)
     keep_pool = cfg.loop.scheme in ("accumulate", "accumulate-subsample")
     with RunStore(spec.path) as store:
-        last = store.last_generation
-        resume_state = None
-        if last >= 0:
-            store.truncate_to(last)
-            if last >= cfg.loop.generations:
-                log.info("%s already complete (generation %d)", spec.label, last)
-                store.write_status("completed", last)
-                return store.read_metrics()[-1]
-            resume_state = store.load_state(last, keep_pool=keep_pool)
-            log.info("%s resumes after generation %d", spec.label, last)
-        else:
+        last = store.recover() if store.exists else -1
+        run_doc = _run_doc(cfg, spec)
+        if last >= 0 and (spec.path / "config.yaml").exists():
+            stored = store.read_config()
+            if not isinstance(stored, dict) or _comparable(stored) != _comparable(run_doc):
+                raise ConfigError(f"run folder {spec.path}: its config.yaml differs from the experiment's (edited?); "
+                                  "restore it or delete the run folder to redo this run")
+        if last < 0:
             store.truncate_to(-1)
-            run_doc = cfg.resolved()
-            run_doc["loop"]["lambdas"] = [format_lambda(spec.lam)]
-            run_doc["loop"]["seeds"] = [spec.seed]
-            store.write_config(run_doc)
+        if last >= cfg.loop.generations:
+            log.info("%s already complete (generation %d)", spec.label, last)
+            if store.status().get("state") != "completed":
+                store.write_status("completed", last)
+            return store.read_metrics()[-1]
+        store.write_config(run_doc)
+        resume_state = store.load_state(last, keep_pool=keep_pool) if last >= 0 else None
+        if resume_state is not None:
+            log.info("%s resumes after generation %d", spec.label, last)
         records = run_loop(
             make_model(cfg.model.name, **cfg.model.options),
             split.train,
@@ -140,26 +216,95 @@ def execute_run(cfg: RunConfig, spec: RunSpec, *, progress: ProgressFn | None = 
             source=source,
             n_eval=cfg.loop.n_eval,
             resume=resume_state,
+            checkpoint_dir=spec.path / "training",
+            checkpoint_every=cfg.output.training_checkpoint_every,
         )
         last_line: dict[str, Any] = {}
-        for record in records:
-            store.write_generation(
-                record, keep_pool=keep_pool, keep_samples=cfg.output.keep_samples,
-                keep_checkpoints=cfg.output.checkpoints,
-            )
-            last_line = {"generation": record.generation, **record.metrics}
-            if progress is not None:
-                progress(spec, record)
+        try:
+            for record in records:
+                store.write_generation(
+                    record, keep_pool=keep_pool, keep_samples=cfg.output.keep_samples,
+                    keep_checkpoints=cfg.output.checkpoints,
+                )
+                last_line = {"generation": record.generation, **record.metrics}
+                shutil.rmtree(spec.path / "training" / f"gen_{record.generation:04d}", ignore_errors=True)
+                if record.generation == 0 and cfg.loop.generations > 0:
+                    from genloop.sweep.preflight import check_disk_for_checkpoints
+
+                    check_disk_for_checkpoints(store.generation_bytes(0), cfg.loop.generations, 1,
+                                               cfg.output.checkpoints, spec.path)
+                if progress is not None:
+                    progress(spec, record)
+        except BaseException as exc:
+            store.mark_stopped(_stop_reason(exc))
+            raise
+        finally:
+            records.close()
         store.write_status("completed", cfg.loop.generations)
         return last_line or store.read_metrics()[-1]
+
+
+def _stop_reason(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    if isinstance(exc, SystemExit):
+        return f"stopped by a signal (exit {exc.code})"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _execute_in_child(doc: dict[str, Any], spec: RunSpec) -> tuple[RunSpec, dict[str, Any]]:
     return spec, execute_run(parse_config(doc), spec)
 
 
-def _limit_child_threads(threads: int) -> None:
-    """Worker initializer: share the cores among the workers instead of oversubscribing them.
+def _init_worker(threads: int, parent_pid: int) -> None:
+    """Worker initializer: die with the parent, stop cleanly on SIGTERM, share the cores.
+
+    A worker whose parent is gone (killed) must not take queued runs nor wait forever: on
+    Linux the kernel sends it SIGTERM when the parent dies (``PR_SET_PDEATHSIG``), elsewhere a
+    watcher thread notices the new parent pid. SIGTERM raises ``SystemExit`` in the worker, so
+    its run is marked ``stopped`` with its finished generations kept.
+    """
+    import signal
+
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _die_with_parent(parent_pid)
+    _limit_threads(threads)
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    import signal
+    import sys
+    import threading
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            PR_SET_PDEATHSIG = 1
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):  # pragma: no cover - exotic libc
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os._exit(1)
+
+    def watch() -> None:  # portable fallback (and a guard against a missed signal)
+        import time
+
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="genloop-parent-watch", daemon=True).start()
+
+
+def _limit_threads(threads: int) -> None:
+    """Share the cores among the workers instead of oversubscribing them.
 
     Sets the BLAS / OpenMP pools (threadpoolctl) and torch's intra-op pool of this worker
     process only; ``threads <= 0`` leaves the libraries' defaults (one thread per core in every
@@ -184,33 +329,71 @@ def run_experiment(
     threads_per_job: int | None = None,
     progress: ProgressFn | None = None,
     on_run_done: Callable[[RunSpec], None] | None = None,
+    check_resources: bool = True,
 ) -> list[RunSpec]:
     """Run every λ × seed of ``cfg`` under ``out``; return the run specs.
 
-    With ``jobs > 1`` runs execute in that many processes, each limited to
-    ``threads_per_job`` BLAS / OpenMP / torch threads (default: the cores divided among the
-    jobs; 0: no limit); ``progress`` is then not called (``on_run_done`` is, per run).
+    Everything is validated first (:func:`check_experiment`); then the experiment folder is
+    locked for the whole experiment (one writer per folder: a second is refused naming the
+    first), and only then is anything written. With ``jobs > 1`` runs execute in that many
+    processes, each limited to ``threads_per_job`` BLAS / OpenMP / torch threads (default: the
+    cores divided among the jobs; 0: no limit); ``progress`` is then not called
+    (``on_run_done`` is, per run). A worker that dies is a :class:`RunFailedError` naming the
+    runs to resume.
     """
     out = Path(out)
-    specs = prepare_experiment(cfg, out, resume=resume)
-    if jobs <= 1 or len(specs) == 1:
-        for spec in specs:
-            execute_run(cfg, spec, progress=progress)
-            if on_run_done is not None:
-                on_run_done(spec)
-        return specs
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ConfigError(f"jobs must be a whole number >= 1, got {jobs!r}")
+    check_experiment(cfg, out, jobs=jobs, check_resources=check_resources)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
+    with experiment_lock(out):
+        specs = prepare_experiment(cfg, out, resume=resume)
+        if jobs <= 1 or len(specs) == 1:
+            for spec in specs:
+                execute_run(cfg, spec, progress=progress)
+                if on_run_done is not None:
+                    on_run_done(spec)
+            return specs
+        _run_in_processes(cfg, specs, jobs=jobs, threads_per_job=threads_per_job, on_run_done=on_run_done)
+    return specs
+
+
+def _run_in_processes(cfg: RunConfig, specs: list[RunSpec], *, jobs: int, threads_per_job: int | None,
+                      on_run_done: Callable[[RunSpec], None] | None) -> None:
+    from concurrent.futures.process import BrokenProcessPool
+
     doc = cfg.resolved()
     # "spawn", not fork: a forked child of a process whose BLAS / OpenMP / torch thread pools
     # are running can deadlock inside them.
     threads = max(1, (os.cpu_count() or 1) // jobs) if threads_per_job is None else threads_per_job
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_limit_child_threads, initargs=(threads,)) as pool:
-        futures = [pool.submit(_execute_in_child, doc, spec) for spec in specs]
+    done: set[RunSpec] = set()
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(threads, os.getpid()))
+    try:
+        futures = {pool.submit(_execute_in_child, doc, spec): spec for spec in specs}
         for fut in as_completed(futures):
             spec, _ = fut.result()
+            done.add(spec)
             if on_run_done is not None:
                 on_run_done(spec)
-    return specs
+    except BrokenProcessPool:
+        left = [s.label for s in specs if s not in done]
+        raise RunFailedError(
+            "a worker process died (killed, or out of memory) before these runs finished: "
+            f"{', '.join(left)}; their finished generations are saved: rerun the same command with --resume"
+        ) from None
+    except BaseException:
+        # One run failed or we were interrupted: stop the others now (SIGTERM marks each run
+        # stopped, keeping its finished generations) instead of waiting for them to finish.
+        for proc in list(getattr(pool, "_processes", {}).values()):  # no public API for this
+            if proc.is_alive():
+                proc.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def find_runs(folder: str | Path) -> list[Path]:
@@ -219,6 +402,8 @@ def find_runs(folder: str | Path) -> list[Path]:
     if (folder / "status.json").exists():
         return [folder]
     runs = [p.parent for p in folder.glob("lam=*/seed=*/status.json")]
+    if not runs and folder.name.startswith("lam="):  # one λ of an experiment: its seeds
+        runs = [p.parent for p in folder.glob("seed=*/status.json")]
 
     def key(p: Path) -> tuple[float, int]:
         lam = p.parent.name.split("=", 1)[1]

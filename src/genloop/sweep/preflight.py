@@ -1,0 +1,159 @@
+"""Checks made before an experiment writes anything: the output folder, every component of the
+config, and the memory and disk the experiment will need.
+
+Everything here reads; nothing creates a file or folder. A problem is a
+:class:`~genloop.errors.ConfigError` (or ``DataError``) naming it, so the CLI exits with code 2
+before the experiment folder exists and a corrected rerun needs no ``--resume``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from genloop.errors import ConfigError
+
+if TYPE_CHECKING:
+    from genloop.config import RunConfig
+    from genloop.data.base import DataSource
+
+log = logging.getLogger(__name__)
+
+#: Bytes per stored number: the loop holds vectors as float64; images are kept as float32.
+_FLOAT64 = 8
+
+
+def check_output_folder(out: Path) -> None:
+    """``out`` is, or can become, a writable folder (not a file, not below a file)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder; choose a folder path")
+    probe = out
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"--out {out} is below {probe}, which is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: the folder {probe} is not writable (read-only or no permission)")
+
+
+def event_shape_of(source: DataSource, name: str) -> tuple[tuple[int, ...], int | None]:
+    """The shape of one sample of ``source`` and the data set's size (None: infinite)."""
+    if source.infinite:
+        one = source.sample(1, rng=np.random.default_rng(0))
+        return tuple(int(s) for s in one.shape[1:]), None
+    data = source.load()
+    return tuple(int(s) for s in data.shape[1:]), int(data.shape[0])
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What an experiment needs, estimated from its config (see :func:`estimate_resources`)."""
+
+    memory_bytes: int
+    disk_bytes: int
+    runs: int
+    parallel: int
+
+    def describe(self) -> str:
+        return (f"about {_size(self.memory_bytes)} of memory ({self.parallel} run(s) at once) and "
+                f"{_size(self.disk_bytes)} of disk for {self.runs} run(s)")
+
+
+def estimate_resources(cfg: RunConfig, event_shape: tuple[int, ...], dataset_rows: int | None, *,
+                       jobs: int, n_heldout: int) -> Resources:
+    """Memory and disk an experiment needs, from its config alone.
+
+    Memory counts the arrays one run holds at once, at float64: the real training and held-out
+    sets, the largest training mix and the synthetic pool (which grows every generation under
+    ``accumulate``), twice the evaluation samples, and a copy of each for the concatenations,
+    times the runs executed at once, plus a finite data set loaded whole. The model's own
+    memory (a network, a KDE's copy of its data) is not included, so this is a lower bound.
+    Disk counts what every generation keeps (evaluation samples, the synthetic pool of the
+    accumulate schemes, a metrics line, an image grid); checkpoints are checked once their
+    size is known, after generation 0 (see :func:`check_disk_for_checkpoints`).
+    """
+    from genloop.loop.schemes import synthetic_count
+
+    d = int(np.prod(event_shape)) if event_shape else 1
+    n, G = cfg.data.n, cfg.loop.generations
+    m = max(synthetic_count(lam, n) for lam in cfg.loop.lambdas)
+    scheme = cfg.loop.scheme
+    pool_rows = G * m if scheme in ("accumulate", "accumulate-subsample") else 0
+    train_rows = n + (pool_rows if scheme == "accumulate" else m)
+    n_eval = cfg.loop.n_eval or max(n_heldout, n if cfg.loop.eval_against == "train" else 0)
+    rows = n + n_heldout + 2 * train_rows + pool_rows + 2 * n_eval
+    runs = len(cfg.loop.lambdas) * len(cfg.loop.seeds)
+    parallel = max(1, min(jobs, runs))
+    memory = _FLOAT64 * d * rows * parallel + (_FLOAT64 * d * dataset_rows if dataset_rows else 0)
+    images = len(event_shape) == 3
+    per_gen = 400 + min(cfg.output.keep_samples, n_eval) * d * (4 if images else _FLOAT64)
+    if images:
+        per_gen += 64 * d  # the PNG grid, roughly one byte per pixel and channel
+    disk = runs * ((G + 1) * per_gen + _FLOAT64 * d * pool_rows)
+    return Resources(memory_bytes=int(memory), disk_bytes=int(disk), runs=runs, parallel=parallel)
+
+
+def available_memory() -> int | None:
+    """Memory available to new allocations (``MemAvailable`` on Linux), or None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def free_disk(out: Path) -> int:
+    """Free bytes on the file system that holds (or will hold) ``out``."""
+    probe = Path(out)
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    return int(shutil.disk_usage(probe).free)
+
+
+def check_resources(res: Resources, out: Path) -> None:
+    """Refuse, with the estimate, an experiment that cannot fit this machine."""
+    mem = available_memory()
+    hint = "lower data.n, loop.n_eval, loop.generations or --jobs, or pass --skip-resource-check (e.g. on a cluster node)"
+    if mem is not None and res.memory_bytes > mem:
+        raise ConfigError(f"this experiment needs {res.describe()}; only {_size(mem)} of memory is available: {hint}")
+    disk = free_disk(out)
+    if res.disk_bytes > disk:
+        raise ConfigError(f"this experiment needs {res.describe()}; only {_size(disk)} is free at {out}: {hint}")
+    log.debug("resources: %s", res.describe())
+
+
+def check_disk_for_checkpoints(checkpoint_bytes: int, generations_left: int, runs_left: int, keep: str,
+                               out: Path) -> None:
+    """After generation 0 of the first run: refuse when the remaining checkpoints cannot fit."""
+    count = (2 if keep == "last" else generations_left + 1) * max(1, runs_left)
+    need = checkpoint_bytes * count
+    disk = free_disk(out)
+    if need > disk:
+        raise ConfigError(
+            f"the remaining checkpoints need about {_size(need)} ({_size(checkpoint_bytes)} each); only "
+            f"{_size(disk)} is free at {out}: set output.checkpoints: last, fewer generations, or free space "
+            "(finished generations are kept; continue with --resume)"
+        )
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover
