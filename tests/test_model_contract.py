@@ -41,6 +41,7 @@ FAST_OPTIONS: dict[str, dict[str, Any]] = {
     # discrete families (their data in DATA below)
     "categorical": {"n_categories": 12, "smoothing": 0.5},
     "ngram": {"order": 3},
+    "regression": {"alpha": 0.1},
 }
 
 
@@ -54,6 +55,7 @@ DATA: dict[str, Callable[[np.random.Generator], np.ndarray]] = {
     "student_t": lambda rng: rng.standard_t(5.0, size=(256, 1)) * 1.5 + 0.3,  # a 1-D model
     "categorical": lambda rng: make_data("categorical", n_categories=12).sample(256, rng=rng),
     "ngram": lambda rng: make_data("markov", seq_len=12, n_states=5).sample(128, rng=rng),
+    "regression": lambda rng: make_data("linear_regression", d=3).sample(64, rng=rng),
 }
 
 MODEL_NAMES = available_models()

@@ -9,7 +9,7 @@ from genloop.registry import Registry
 
 DATASETS: Registry[DataSource] = Registry(
     "data set",
-    modules=["genloop.data.toy", "genloop.data.arrays", "genloop.data.images", "genloop.data.discrete"],
+    modules=["genloop.data.toy", "genloop.data.arrays", "genloop.data.images", "genloop.data.discrete", "genloop.data.regression"],
 )
 register_data = DATASETS.register
 

@@ -9,7 +9,7 @@ from genloop.registry import Registry
 
 METRICS: Registry[Metric] = Registry(
     "metric",
-    modules=["genloop.metrics.vector", "genloop.metrics.gaussian", "genloop.metrics.images", "genloop.metrics.discrete"],
+    modules=["genloop.metrics.vector", "genloop.metrics.gaussian", "genloop.metrics.images", "genloop.metrics.discrete", "genloop.metrics.regression"],
 )
 register_metric = METRICS.register
 

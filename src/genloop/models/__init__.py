@@ -19,6 +19,7 @@ MODELS: Registry[GenerativeModel] = Registry(
         "genloop.models.fm",
         "genloop.models.categorical",
         "genloop.models.ngram",
+        "genloop.models.regression",
     ],
 )
 register_model = MODELS.register
