@@ -46,7 +46,10 @@ class NetworkConfig(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["auto", "mlp", "unet"] = "auto"
+    kind: Literal["auto", "mlp", "unet", "songunet", "adm", "ddpm"] = "auto"
+    #: a public network of the paper's experiments (kinds ``songunet``, ``adm``, ``ddpm``; see
+    #: :mod:`genloop.models.neural.paper_networks`); U-Net fields set next to it override its sizes
+    preset: str | None = None
     # time embedding (both)
     embedding: Literal["positional", "fourier"] = "positional"
     embed_dim: int = pydantic.Field(64, ge=2)
@@ -72,6 +75,16 @@ class NetworkConfig(pydantic.BaseModel):
             raise ValueError("channel_mult must be a non-empty list of positive integers")
         return v
 
+    @pydantic.model_validator(mode="after")
+    def _check_preset(self) -> NetworkConfig:
+        from genloop.models.neural.paper_networks import PAPER_KINDS, resolve_preset
+
+        if self.kind in PAPER_KINDS:
+            resolve_preset(self.kind, self.preset)
+        elif self.preset is not None:
+            raise ValueError(f"'preset' applies to the network kinds {', '.join(PAPER_KINDS)}, not {self.kind!r}")
+        return self
+
     @pydantic.field_validator("embed_dim")
     @classmethod
     def _check_even(cls, v: int) -> int:
@@ -80,11 +93,12 @@ class NetworkConfig(pydantic.BaseModel):
         return v
 
 
-#: U-Net at the scale of the CIFAR-10 32×32 experiments (EDM ``ddpmpp``: 128 channels,
-#: multipliers (2, 2, 2) after the first level, 4 blocks per level, attention at 16×16; ~56 M
-#: parameters with EDM's exact blocks). Use on a GPU.
+#: genloop's U-Net at the scale of the CIFAR-10 32×32 experiments (EDM ``ddpmpp`` sizes: 128
+#: channels, multipliers (2, 2, 2), 4 blocks per level, attention at 16×16, dropout 0.13;
+#: 54.2 M parameters with these blocks). EDM's exact network, which its public checkpoint
+#: loads into, is ``NetworkConfig(kind="songunet", preset="edm-cifar10-uncond-vp")`` (55.7 M).
 UNET_CIFAR10 = NetworkConfig(
-    kind="unet", channels=128, channel_mult=(1, 2, 2, 2), num_res_blocks=4, attn_resolutions=(16,), dropout=0.13
+    kind="unet", channels=128, channel_mult=(2, 2, 2), num_res_blocks=4, attn_resolutions=(16,), dropout=0.13
 )
 #: U-Net at the scale of the FFHQ 64×64 experiments (EDM ``ddpmpp``, ``cres=1,2,2,2``, dropout 0.05).
 UNET_FFHQ64 = NetworkConfig(
@@ -345,6 +359,14 @@ def build_network(
     without, a fixed seed 0 is used, so the result is still deterministic.
     """
     kind = cfg.kind
+    if kind in ("songunet", "adm", "ddpm"):
+        from genloop.models.neural.paper_networks import build_paper_network
+
+        overrides = {k: getattr(cfg, k) for k in cfg.model_fields_set}
+        with untouched_global_rng():
+            net = build_paper_network(kind, cfg.preset, overrides, tuple(event_shape), time_scale=cfg.time_scale)
+        init_parameters_(net, generator if generator is not None else torch.Generator().manual_seed(0))
+        return net
     if kind == "auto":
         if len(event_shape) == 1:
             kind = "mlp"
