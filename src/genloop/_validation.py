@@ -18,6 +18,9 @@ def check_array(X: object, *, name: str = "X", min_samples: int = 1, ndim: int |
         raise DataError(f"{name} cannot be converted to an array: {exc}") from exc
     if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
         raise DataError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise DataError(f"{name} is complex-valued (dtype {arr.dtype}); genloop models real data: "
+                        "split real and imaginary parts into separate features")
     if not np.issubdtype(arr.dtype, np.floating):
         arr = arr.astype(np.float64)
     if arr.ndim == 0:

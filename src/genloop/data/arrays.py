@@ -57,7 +57,12 @@ class _FileSource(FiniteDataSource):
             file = Path(os.path.expanduser(self.path))
             if not file.is_file():
                 raise DataError(f"{self.kind} data file not found: {self.path}")
-            raw = self._read(file)
+            try:
+                raw = self._read(file)
+            except PermissionError as exc:
+                raise DataError(f"{self.kind} file {self.path} cannot be read: {exc.strerror}") from None
+            except IsADirectoryError:
+                raise DataError(f"{self.kind} data path {self.path} is a folder, not a file") from None
             arr = check_array(raw, name=f"{self.kind} file {self.path}")
             if arr.ndim < 2:
                 raise DataError(
@@ -83,11 +88,18 @@ class NpySource(_FileSource):
 
     def _read(self, file: Path) -> np.ndarray:
         try:
-            return np.load(file, allow_pickle=False)
+            # Memory-mapped first: a header that claims more data than the file holds fails
+            # here, at once, instead of allocating what the header claims.
+            mapped = np.load(file, allow_pickle=False, mmap_mode="r")
+        except PermissionError as exc:
+            raise DataError(f"npy file {self.path} cannot be read: {exc.strerror}") from None
         except (ValueError, OSError, EOFError) as exc:
             raise DataError(
                 f"npy file {self.path} cannot be read as a numeric array (allow_pickle=False): {exc}"
             ) from None
+        if not isinstance(mapped, np.ndarray):
+            raise DataError(f"npy file {self.path} holds no array")
+        return np.array(mapped)
 
 
 @register_data("csv")

@@ -123,6 +123,18 @@ class FeatureMetric(Metric):
     def _compute_real(self, real: np.ndarray, key: str) -> Any:
         raise NotImplementedError
 
+    def check_ready(self, event_shape: tuple[int, ...]) -> None:
+        """Before a run: network features need images ``(C, H, W)``, Inception its weight file."""
+        if self.features in ("inception", "classifier") and len(event_shape) != 3:
+            raise ConfigError(
+                f"metric {self.name!r} with features={self.features!r} needs images (C, H, W); the data have "
+                f"samples of shape {event_shape}: use features: raw for vectors"
+            )
+        if self.features == "inception":
+            from genloop.metrics.features.inception import find_weights
+
+            find_weights(self.weights_path, self.cache_dir)
+
     def prepare(self, real: np.ndarray) -> None:
         """Compute and keep what depends on ``real`` only (features, statistics, radii)."""
         self._real_side(real)
