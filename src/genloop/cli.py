@@ -20,7 +20,7 @@ EXIT_BAD_INPUT = 2
 
 #: Modules that add their own subcommands: each has ``add_parser(sub)``, which calls
 #: ``sub.add_parser(...)`` and sets ``func``. They must import light (no torch at import time).
-_COMMAND_MODULES: tuple[str, ...] = ()
+_COMMAND_MODULES: tuple[str, ...] = ("genloop.models.convert_cli",)
 
 
 def _progress_bar(total: int, desc: str, *, quiet: bool, unit: str = "gen"):  # noqa: ANN202 - tqdm type
@@ -276,7 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.ERROR if args.quiet else logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # force: a fresh handler on the current stderr at every call (main() may run many times in
+    # one process, e.g. from tests or notebooks, each with its own stderr)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
     logging.getLogger("genloop").setLevel(level)
     try:
         previous = signal.signal(signal.SIGTERM, _sigterm)  # a kill runs the same clean-up as Ctrl-C

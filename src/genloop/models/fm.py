@@ -172,6 +172,7 @@ class _FlowMatching(TorchGenerativeModel):
         atol: float = 1e-5,
         steps: int = 100,
         sample_batch_size: int = 4096,
+        init: str | None = None,
     ) -> None:
         if sigma < 0:
             raise ConfigError(f"sigma must be >= 0, got {sigma}")
@@ -189,6 +190,7 @@ class _FlowMatching(TorchGenerativeModel):
         self.atol = atol
         self.steps = steps
         self.sample_batch_size = sample_batch_size
+        self.init = init
 
     def couple(self, x0: torch.Tensor, x1: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """The pairs ``(x0, x1)`` of the coupling (identity: independent coupling)."""

@@ -53,6 +53,7 @@ class DDPM(TorchGenerativeModel):
         eta: float = 0.0,
         clip_denoised: bool = False,
         sample_batch_size: int = 4096,
+        init: str | None = None,
     ) -> None:
         if T < 2:
             raise ConfigError(f"T (diffusion steps) must be >= 2, got {T}")
@@ -72,6 +73,7 @@ class DDPM(TorchGenerativeModel):
         self.eta = eta
         self.clip_denoised = clip_denoised
         self.sample_batch_size = sample_batch_size
+        self.init = init
         self.schedule = DDPMSchedule.make(beta_schedule, T)
 
     def eps_fn(self, net: nn.Module) -> EpsFn:

@@ -54,6 +54,7 @@ class EDM(TorchGenerativeModel):
         S_max: float = math.inf,
         S_noise: float = 1.0,
         sample_batch_size: int = 4096,
+        init: str | None = None,
     ) -> None:
         if sigma_data != "auto" and sigma_data <= 0:
             raise ConfigError(f"sigma_data must be > 0, got {sigma_data}")
@@ -85,6 +86,7 @@ class EDM(TorchGenerativeModel):
         self.S_max = S_max
         self.S_noise = S_noise
         self.sample_batch_size = sample_batch_size
+        self.init = init
 
     def sigma_data_for(self, x: torch.Tensor) -> float:
         """sigma_data for a batch ``x``: the option, or with ``"auto"`` 0.5 for images, 1.0 for vectors."""

@@ -163,11 +163,14 @@ class TorchGenerativeModel(GenerativeModel):
         generator = torch.Generator().manual_seed(torch_seed(rng))
         carry: set[str] = set()
         prev: TorchGenerativeModel | None = None
+        if init is None and getattr(self, "init", None):
+            # generation 0 fine-tunes the configured checkpoint (``init: PATH``) like a warm start
+            init = self.clone().load_init(self.init, event_shape=event_shape)
         if init is not None:
             prev = self._check_init(init, event_shape)
             carry = set(self.train.carry_over)
 
-        if prev is not None and carry & {"weights", "ema"}:
+        if prev is not None and carry & {"weights", "ema", "ema_as_weights"}:
             shift, scale = np.array(prev.shift_, dtype=np.float64), np.array(prev.scale_, dtype=np.float64)
         else:
             shift, scale = self._fit_scaling(X)
@@ -178,18 +181,25 @@ class TorchGenerativeModel(GenerativeModel):
         optimizer_state: dict[str, Any] | None = None
         seen_before = 0
         if prev is not None:
-            if "weights" in carry:
+            if "ema_as_weights" in carry:
+                # EDM's transfer path: the previous EMA becomes both the weights and the EMA
+                source = prev.ema_ if prev.ema_ is not None else prev.net_
+                _load(net, _cpu_state(source), "EMA weights")
+                ema = self.build_net(event_shape, None)
+                _load(ema, _cpu_state(source), "EMA weights")
+                seen_before = int(prev.samples_seen_)
+            elif "weights" in carry:
                 _load(net, _cpu_state(prev.net_), "weights")
                 seen_before = int(prev.samples_seen_)
-            if "ema" in carry and prev.ema_ is not None:
+            if "ema" in carry and "ema_as_weights" not in carry and prev.ema_ is not None:
                 ema = self.build_net(event_shape, None)
                 _load(ema, _cpu_state(prev.ema_), "EMA weights")
             if "optimizer" in carry and prev.optimizer_state_ is not None:
                 optimizer_state = copy.deepcopy(prev.optimizer_state_)
 
         cfg = self._train_config()
-        if prev is not None and "weights" in carry:
-            cfg = cfg.for_finetuning()
+        if prev is not None and carry & {"weights", "ema_as_weights"}:
+            cfg = cfg.for_finetuning(ema_from_zero="ema_as_weights" in carry)
         extra: dict[str, Any] = {}
         checkpointing = getattr(self, "_train_checkpointing", None)
         if checkpointing is not None:
@@ -212,6 +222,57 @@ class TorchGenerativeModel(GenerativeModel):
             f"warm start, carried {sorted(carry)}" if prev is not None else "from scratch",
             result.losses[-1] if result.losses else float("nan"),
         )
+        return self
+
+    # ---- a checkpoint as a fitted model ------------------------------------------------------
+    def load_init(
+        self, path: str | Path | None = None, *, event_shape: tuple[int, ...] | None = None, key: str | None = None
+    ) -> Self:
+        """Make this model the network of a checkpoint file, as if fitted (generation 0 of the paper).
+
+        ``path`` (default: the ``init`` option) is an EDM ``.pkl`` snapshot, a torch
+        ``.pt``/``.pth``/``.ckpt`` file, a ``.safetensors`` file (with its JSON sidecar) or a
+        genloop generation folder (see :mod:`genloop.models.neural.checkpoints`; nothing is
+        unpickled unsafely). The weights are loaded into the network built from this model's
+        ``network`` options, strictly (every key, every shape), and into the EMA as well (the
+        checkpoint's EMA weights are what the paper samples from). ``event_shape`` defaults to
+        the one the file records; images only, with genloop's identity scaling. A genloop
+        folder of the same family restores its whole state (scaling, optimizer, EMA). ``key``
+        picks an entry of a checkpoint dict (default: the EMA one).
+        """
+        from genloop.models.neural.checkpoints import read_network_weights
+
+        path = path if path is not None else getattr(self, "init", None)
+        if not path:
+            raise ConfigError("load_init needs a checkpoint path (or the model option 'init')")
+        weights = read_network_weights(path, key=key)
+        if weights.source == "genloop":
+            if weights.meta.get("name") != self.name:
+                raise ConfigError(f"{path} holds a {weights.meta.get('name')!r} model, not {self.name!r}")
+            from safetensors.numpy import load_file
+
+            self.set_state(load_file(str(Path(path) / "model.safetensors")), weights.meta["state"])
+            if event_shape is not None and tuple(event_shape) != tuple(self.event_shape_):
+                raise DataError(f"{path}: the model's events have shape {self.event_shape_}, the data's {tuple(event_shape)}")
+            return self
+        if event_shape is None:
+            recorded = weights.meta.get("event_shape")
+            if recorded is None:
+                raise ConfigError(f"{path} does not record the image shape; give event_shape (the data's (C, H, W))")
+            event_shape = tuple(int(s) for s in recorded)
+        event_shape = tuple(int(s) for s in event_shape)
+        if len(event_shape) != 3:
+            raise DataError(f"checkpoints of public networks are image models; got event shape {event_shape}")
+        net = self.build_net(event_shape, None)
+        _load_checkpoint(net, weights.state, str(path))
+        self.net_ = net.eval()
+        self.ema_ = copy.deepcopy(net).eval().requires_grad_(False)
+        self.optimizer_state_ = None
+        self.shift_, self.scale_ = np.zeros((1, 1, 1)), np.ones((1, 1, 1))
+        self.samples_seen_ = 0
+        self.losses_ = []
+        self.event_shape_ = event_shape
+        log.info("%s: weights loaded from %s (%s, %d tensors)", self.name, path, weights.source, len(weights.state))
         return self
 
     # ---- sample ----------------------------------------------------------------------------
@@ -319,6 +380,27 @@ def _load(net: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
         net.load_state_dict(state)
     except RuntimeError as exc:
         raise ConfigError(f"warm start: cannot copy the init model's {what} (different architecture?): {exc}") from None
+
+
+def _load_checkpoint(net: nn.Module, state: dict[str, torch.Tensor], path: str) -> None:
+    expected = net.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+        if shapes:
+            parts.append(f"{len(shapes)} of another shape (e.g. {'; '.join(shapes[:2])})")
+        raise ConfigError(
+            f"the weights in {path} do not fit the configured network: {'; '.join(parts)}; "
+            "choose the matching network preset (e.g. network: {kind: songunet, preset: edm-cifar10-uncond-vp})"
+        )
+    net.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
 
 
 def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:

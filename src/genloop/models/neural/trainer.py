@@ -58,7 +58,9 @@ log = logging.getLogger(__name__)
 #: Budget used when neither ``samples`` nor ``epochs`` is given.
 DEFAULT_SAMPLES = 200_000
 
-CarryItem = Literal["weights", "ema", "optimizer"]
+CarryItem = Literal["weights", "ema", "optimizer", "ema_as_weights"]
+#: EDM's ``ema_rampup_ratio``, used by ``carry_over: [ema_as_weights]`` when none is set
+EDM_EMA_RAMPUP_RATIO = 0.05
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Generator], torch.Tensor]
 
 
@@ -75,6 +77,15 @@ class TrainConfig(pydantic.BaseModel):
     start that carries the weights (the paper's image runs train generation 0 long, then
     fine-tune every later generation for 0.05 M images); ``None`` uses the same budget as
     generation 0.
+
+    ``carry_over: [ema_as_weights]`` is how the paper's scripts actually fine-tune (EDM's
+    ``--transfer``): the previous generation's *EMA* weights are loaded into both the network
+    and its EMA, and the EMA half-life ramps up from zero (``ema_rampup_ratio``, EDM's 0.05
+    when unset), so each generation ends with EMA ≈ weights. The learning-rate warm-up also
+    restarts from 0 on every warm start; with EDM's ``warmup_samples`` of 10 M images a
+    0.05 M-image fine-tune never exceeds 0.5 % of ``lr`` (the official code behaves the same).
+    ``finetune_warmup_samples`` sets a separate warm-up for warm starts (e.g. 0: full ``lr`` at
+    once).
     """
 
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
@@ -82,6 +93,7 @@ class TrainConfig(pydantic.BaseModel):
     samples: int | None = pydantic.Field(None, ge=1)
     epochs: float | None = pydantic.Field(None, gt=0)
     finetune_samples: int | None = pydantic.Field(None, ge=1)
+    finetune_warmup_samples: int | None = pydantic.Field(None, ge=0)
     batch_size: int = pydantic.Field(256, ge=1)
     lr: float = pydantic.Field(1e-3, gt=0)
     warmup_samples: int = pydantic.Field(0, ge=0)
@@ -102,11 +114,19 @@ class TrainConfig(pydantic.BaseModel):
             raise ValueError("set only one of 'samples' and 'epochs' (the training budget)")
         return self
 
-    def for_finetuning(self) -> TrainConfig:
-        """This config with the fine-tuning budget (``finetune_samples``) when one is set."""
-        if self.finetune_samples is None:
-            return self
-        return self.model_copy(update={"samples": self.finetune_samples, "epochs": None})
+    def for_finetuning(self, *, ema_from_zero: bool = False) -> TrainConfig:
+        """This config for a warm start that carries weights: the fine-tuning budget
+        (``finetune_samples``) and warm-up (``finetune_warmup_samples``) when set; with
+        ``ema_from_zero`` (``carry_over: [ema_as_weights]``) the EMA half-life ramps up from
+        zero (``ema_rampup_ratio``, EDM's 0.05 when unset), as EDM's transfer path does."""
+        update: dict[str, Any] = {}
+        if self.finetune_samples is not None:
+            update.update(samples=self.finetune_samples, epochs=None)
+        if self.finetune_warmup_samples is not None:
+            update["warmup_samples"] = self.finetune_warmup_samples
+        if ema_from_zero and self.ema_rampup_ratio is None:
+            update["ema_rampup_ratio"] = EDM_EMA_RAMPUP_RATIO
+        return self.model_copy(update=update) if update else self
 
     def total_samples(self, n_data: int) -> int:
         """The budget in samples seen for a training set of ``n_data`` rows."""

@@ -1,0 +1,352 @@
+"""Public pretrained checkpoints as network weights, read without running code stored in them.
+
+The paper starts every image experiment from a public checkpoint. Those files are pickles
+(``.pkl``, ``.pt``, ``.pth``, ``.ckpt``), and unpickling an untrusted file runs whatever it
+names; EDM's snapshots even carry the source code of their classes and *execute* it on load.
+genloop never does that:
+
+* **EDM ``.pkl``** (:func:`read_edm_pickle`): a restricted unpickler resolves only the
+  functions that rebuild tensors (``torch._utils._rebuild_tensor_v2`` and friends, with the
+  storage bytes read by ``torch.load(weights_only=True)``), plain containers
+  (``collections.OrderedDict``, ``dnnlib.util.EasyDict`` as a dict), torch's dtypes / sizes
+  and ``torch.nn`` containers as inert records. EDM's persistence hook
+  (``torch_utils.persistence._reconstruct_persistent_obj``) is replaced by a stub that keeps the
+  class name, the recorded constructor arguments and the state, and drops the stored source
+  unexecuted. Any other global is refused with :class:`~genloop.errors.DataError`.
+  :func:`convert_edm_pickle` writes the chosen network (``ema`` by default) as safetensors plus
+  a JSON sidecar describing the architecture (``genloop convert edm-pkl``).
+* **torch files** (OT-CFM's ``.pt``, DDPM's ``.ckpt``): ``torch.load(weights_only=True)`` only;
+  a dict of checkpoints gives its EMA entry (``ema_model``, ``ema``, …), a DDIM-style list its
+  EMA state, and a ``module.`` prefix (``DataParallel``) is dropped.
+* **safetensors** (converted files, ``OUT.safetensors`` + ``OUT.json``) and **genloop's own**
+  generation folders (``model.safetensors`` + ``model.json``).
+
+:func:`read_network_weights` dispatches on the path and returns the state dict and what is
+known of the architecture.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import pickle
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genloop.errors import DataError
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_FORMAT = "genloop-network-weights-1"
+TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
+#: entries of a checkpoint dict tried in order for the network weights (EMA first, as the paper)
+WEIGHT_KEYS = ("ema_model", "ema", "model_ema", "ema_state_dict", "state_dict", "model", "net_model", "net")
+
+
+# ---- EDM pickles -------------------------------------------------------------------------------
+@dataclass
+class PersistentRecord:
+    """What an EDM persistent object holds, without its class: name, constructor arguments, state."""
+
+    class_name: str
+    init_args: tuple[Any, ...] = ()
+    init_kwargs: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+class ModuleRecord:
+    """An inert stand-in for a plain ``torch.nn`` container (``ModuleDict``, ``ModuleList``,
+    ``Sequential``) found in a pickle: it only keeps the state the pickle gives it."""
+
+    class_name = "Module"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.state: dict[str, Any] = {}
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = dict(state) if isinstance(state, dict) else {}
+
+
+class _EasyDict(dict):
+    """``dnnlib.util.EasyDict`` read as a plain dict."""
+
+
+def _reconstruct_persistent_stub(meta: dict[str, Any]) -> PersistentRecord:
+    # EDM's hook would exec(meta["module_src"]) and build the class from it; the stub keeps
+    # the data only.
+    if not isinstance(meta, dict) or not isinstance(meta.get("class_name"), str):
+        raise pickle.UnpicklingError("malformed persistent object record")
+    state = dict(meta.get("state") or {})
+    return PersistentRecord(
+        class_name=meta["class_name"],
+        init_args=tuple(state.get("_init_args") or ()),
+        init_kwargs=dict(state.get("_init_kwargs") or {}),
+        state=state,
+    )
+
+
+def _load_storage_from_bytes(b: bytes) -> Any:
+    return torch.load(io.BytesIO(b), weights_only=True)
+
+
+def _module_record_class(name: str) -> type:
+    return type(name, (ModuleRecord,), {"class_name": name})
+
+
+_DTYPES = {n for n in dir(torch) if isinstance(getattr(torch, n, None), torch.dtype)}
+_TORCH_NN = {
+    ("torch.nn.modules.container", n): _module_record_class(n) for n in ("ModuleDict", "ModuleList", "Sequential")
+}
+
+
+def _allowed(module: str, name: str) -> Any:
+    table: dict[tuple[str, str], Any] = {
+        ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_stub,
+        ("collections", "OrderedDict"): OrderedDict,
+        ("dnnlib.util", "EasyDict"): _EasyDict,
+        ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+        ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+        ("torch._utils", "_rebuild_parameter_with_state"): torch._utils._rebuild_parameter_with_state,
+        ("torch._tensor", "_rebuild_from_type_v2"): torch._tensor._rebuild_from_type_v2,
+        ("torch.storage", "_load_from_bytes"): _load_storage_from_bytes,
+        ("torch", "Size"): torch.Size,
+        ("torch", "device"): torch.device,
+        ("torch", "Tensor"): torch.Tensor,
+        ("torch.nn.parameter", "Parameter"): torch.nn.Parameter,
+        ("builtins", "set"): set,
+        ("builtins", "frozenset"): frozenset,
+        **_TORCH_NN,
+    }
+    if (module, name) in table:
+        return table[(module, name)]
+    if module == "torch" and name in _DTYPES:
+        return getattr(torch, name)
+    return None
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        obj = _allowed(module, name)
+        if obj is None:
+            raise pickle.UnpicklingError(f"refused to load the global {module}.{name}")
+        return obj
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("refused a persistent id (not an EDM network pickle)")
+
+
+def read_edm_pickle(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Unpickle an EDM snapshot with the restricted unpickler (see the module docstring).
+
+    Returns its top-level mapping, in which persistent objects are :class:`PersistentRecord`
+    and ``torch.nn`` containers :class:`ModuleRecord`; raises :class:`DataError` naming the
+    refused global for anything else.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            data = _RestrictedUnpickler(fh).load()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError, RuntimeError, IndexError) as exc:
+        raise DataError(
+            f"{path} is not an EDM network snapshot genloop can read safely: {exc} (only tensors, plain "
+            "containers and EDM's persistent-class records are allowed; stored code is never run)"
+        ) from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: an EDM snapshot is a dict with an 'ema' network, got {type(data).__name__}")
+    return data
+
+
+def record_state_dict(record: PersistentRecord | ModuleRecord, prefix: str = "") -> dict[str, torch.Tensor]:
+    """The ``state_dict()`` the recorded module would have: its parameters and persistent buffers,
+    and its children's under ``<child>.``."""
+    state = record.state
+    out: dict[str, torch.Tensor] = {}
+    non_persistent = set(state.get("_non_persistent_buffers_set") or ())
+    for name, t in (state.get("_parameters") or {}).items():
+        if t is not None:
+            out[prefix + name] = t.detach()
+    for name, t in (state.get("_buffers") or {}).items():
+        if t is not None and name not in non_persistent:
+            out[prefix + name] = t.detach()
+    for name, child in (state.get("_modules") or {}).items():
+        if isinstance(child, (PersistentRecord, ModuleRecord)):
+            out.update(record_state_dict(child, f"{prefix}{name}."))
+        elif child is not None:
+            raise DataError(f"unexpected module entry {prefix}{name} of type {type(child).__name__} in the snapshot")
+    return out
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if isinstance(obj, torch.Tensor) and obj.numel() == 1:
+        return obj.item()
+    return repr(obj)
+
+
+def edm_architecture(record: PersistentRecord) -> dict[str, Any]:
+    """The sidecar description of an EDM preconditioned network: class, kwargs, event shape and
+    the genloop network config that rebuilds it (a preset when the options are one's)."""
+    from genloop.models.neural.paper_networks import PRESETS
+
+    kw = _jsonable(record.init_kwargs)
+    res, ch = kw.get("img_resolution"), kw.get("img_channels")
+    if not isinstance(res, int) or not isinstance(ch, int):
+        raise DataError(f"the snapshot's {record.class_name} has no img_resolution / img_channels in its init kwargs")
+    precond = {"EDMPrecond": "edm", "VPPrecond": "vp"}.get(record.class_name)
+    network: dict[str, Any] = {"kind": "songunet"}
+    names = ("embedding_type", "encoder_type", "channel_mult_noise", "resample_filter", "model_channels",
+             "channel_mult", "num_blocks", "attn_resolutions", "dropout", "augment_dim")
+    for name, p in PRESETS.items():
+        if p.kind != "songunet" or p.resolution != res or p.precond != precond:
+            continue
+        ref = _jsonable(p.options)
+        defaults = {"num_blocks": 4, "attn_resolutions": [16], "dropout": 0.10, "augment_dim": 0}
+        if all(kw.get(k, defaults.get(k)) == ref.get(k, defaults.get(k)) for k in names):
+            network["preset"] = name
+            network["dropout"] = kw.get("dropout", 0.10)
+            break
+    else:
+        log.warning("the snapshot's network options match no genloop preset; the sidecar records them as they are")
+    return {"class_name": record.class_name, "init_kwargs": kw, "event_shape": [ch, res, res],
+            "precond": precond, "network": network}
+
+
+def convert_edm_pickle(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, key: str = "ema") -> tuple[Path, Path]:
+    """Convert the network ``key`` of an EDM snapshot to ``dst`` (safetensors) and ``dst``'s
+    JSON sidecar (``.json`` in place of ``.safetensors``); returns both paths."""
+    from safetensors.torch import save_file
+
+    data = read_edm_pickle(src)
+    if key not in data:
+        raise DataError(f"{src}: no network {key!r} in the snapshot (it holds {', '.join(map(str, data))})")
+    record = data[key]
+    if not isinstance(record, PersistentRecord) or "_parameters" not in record.state:
+        what = record.class_name if isinstance(record, PersistentRecord) else type(record).__name__
+        raise DataError(f"{src}: entry {key!r} is not a network (it is a {what})")
+    state = record_state_dict(record)
+    if not state:
+        raise DataError(f"{src}: the network {key!r} has no parameters")
+    dst = Path(dst)
+    if dst.suffix != ".safetensors":
+        raise DataError(f"the output must be a .safetensors file, got {dst}")
+    meta = {"format": WEIGHTS_FORMAT, "source": "edm-pkl", "source_file": Path(src).name, "key": key,
+            **edm_architecture(record)}
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    save_file({k: v.to(torch.float32 if v.is_floating_point() else v.dtype).contiguous() for k, v in state.items()}, str(tmp))
+    os.replace(tmp, dst)
+    sidecar = dst.with_suffix(".json")
+    sidecar.write_text(json.dumps(meta, indent=1))
+    return dst, sidecar
+
+
+# ---- torch files ---------------------------------------------------------------------------------
+def _strip_prefix(state: dict[str, torch.Tensor], prefix: str = "module.") -> dict[str, torch.Tensor]:
+    if state and all(k.startswith(prefix) for k in state):
+        return {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def read_torch_checkpoint(path: str | os.PathLike[str], key: str | None = None) -> tuple[dict[str, torch.Tensor], str]:
+    """A state dict from a torch checkpoint read with ``torch.load(weights_only=True)``.
+
+    ``key`` selects a dict entry; by default the first of :data:`WEIGHT_KEYS` present (the EMA
+    weights when saved). A list (the DDIM code's ``[model, optimizer, epoch, step, ema]``) gives
+    its EMA state (index 4) when present, else index 0. Returns ``(state, where)``.
+    """
+    path = Path(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        raise DataError(f"{path} is not a checkpoint genloop can read safely (torch.load weights_only): {exc}") from None
+    where = "the file"
+    if key is not None:
+        if not isinstance(obj, dict) or key not in obj:
+            raise DataError(f"{path}: no entry {key!r} in the checkpoint")
+        obj, where = obj[key], f"entry {key!r}"
+    elif isinstance(obj, (list, tuple)):
+        idx = 4 if len(obj) > 4 and _is_state_dict(obj[4]) else 0
+        obj, where = obj[idx], f"item {idx}"
+    elif isinstance(obj, dict) and not _is_state_dict(obj):
+        for k in WEIGHT_KEYS:
+            if k in obj and _is_state_dict(obj[k]):
+                obj, where = obj[k], f"entry {k!r}"
+                break
+    if not _is_state_dict(obj):
+        raise DataError(f"{path}: found no network weights (a state dict of tensors) in {where}")
+    return _strip_prefix(dict(obj)), where
+
+
+# ---- dispatch ------------------------------------------------------------------------------------
+@dataclass
+class NetworkWeights:
+    """A state dict and what its file says about the network (``meta``: sidecar / genloop JSON)."""
+
+    state: dict[str, torch.Tensor]
+    source: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    ema: dict[str, torch.Tensor] | None = None
+
+
+def read_network_weights(path: str | os.PathLike[str], *, key: str | None = None) -> NetworkWeights:
+    """Read network weights from any supported checkpoint (see the module docstring)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        if not (path / "model.json").is_file():
+            raise DataError(f"{path} is a folder without model.json (not a genloop generation checkpoint)")
+        doc = json.loads((path / "model.json").read_text())
+        arrays = load_file(str(path / "model.safetensors"))
+        net = {k[4:]: v for k, v in arrays.items() if k.startswith("net.")}
+        ema = {k[4:]: v for k, v in arrays.items() if k.startswith("ema.")} or None
+        return NetworkWeights(state=net, ema=ema, source="genloop", meta=doc)
+    if path.suffix == ".pkl":
+        data = read_edm_pickle(path)
+        record = data.get(key or "ema")
+        if not isinstance(record, PersistentRecord):
+            raise DataError(f"{path}: no network {key or 'ema'!r} in the snapshot")
+        return NetworkWeights(state=record_state_dict(record), source="edm-pkl", meta=edm_architecture(record))
+    if path.suffix == ".safetensors":
+        try:
+            state = load_file(str(path))
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+            raise DataError(f"{path} is not a readable safetensors file: {exc}") from None
+        sidecar = path.with_suffix(".json")
+        meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+        return NetworkWeights(state=_strip_prefix(state), source="safetensors", meta=meta)
+    if path.suffix in TORCH_SUFFIXES:
+        state, where = read_torch_checkpoint(path, key)
+        log.info("weights of %s: %s", path, where)
+        return NetworkWeights(state=state, source="torch", meta={"entry": where})
+    raise DataError(
+        f"unknown checkpoint type {path.suffix!r} for {path}; use .pkl (EDM), .pt/.pth/.ckpt (torch), "
+        ".safetensors, or a genloop generation folder"
+    )
+
+
+__all__ = [
+    "PersistentRecord", "ModuleRecord", "NetworkWeights", "read_edm_pickle", "record_state_dict",
+    "convert_edm_pickle", "edm_architecture", "read_torch_checkpoint", "read_network_weights", "WEIGHTS_FORMAT",
+]

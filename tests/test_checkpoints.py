@@ -1,0 +1,293 @@
+"""Public checkpoints as generation 0: every format loads into the configured network and gives
+the writer's outputs; pickles are read without running anything stored in them."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import pickle
+import subprocess
+import sys
+import types
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from genloop.cli import main
+from genloop.errors import ConfigError, DataError
+from genloop.models import make_model
+from genloop.models.io import save_model
+from genloop.models.neural.checkpoints import (
+    PersistentRecord,
+    convert_edm_pickle,
+    edm_architecture,
+    read_edm_pickle,
+    read_torch_checkpoint,
+)
+from genloop.models.neural.networks import NetworkConfig, build_network
+
+SMALL = {"channels": 32, "channel_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": [4], "dropout": 0.0}
+SHAPE = (3, 8, 8)
+
+
+def _net(kind: str, preset: str | None = None, seed: int = 0) -> nn.Module:
+    cfg = NetworkConfig(kind=kind, preset=preset, **SMALL)
+    net = build_network(cfg, SHAPE, generator=torch.Generator().manual_seed(seed)).eval()
+    with torch.no_grad():  # away from the near-zero init of the output layers, so outputs are informative
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(seed + 1)))
+    return net
+
+
+def _probe(net: nn.Module) -> torch.Tensor:
+    x = torch.randn(2, *SHAPE, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        return net(x, torch.tensor([0.3, -0.4]))
+
+
+# ---- a fake EDM snapshot, written the way EDM's persistence module writes one --------------------
+@pytest.fixture
+def edm_modules(monkeypatch):
+    persistence = types.ModuleType("torch_utils.persistence")
+
+    def _reconstruct_persistent_obj(meta):  # what unsafe loading would call (it execs module_src)
+        raise AssertionError("EDM's persistence hook must never run")
+
+    _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
+    _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
+    persistence._reconstruct_persistent_obj = _reconstruct_persistent_obj
+    util = types.ModuleType("dnnlib.util")
+
+    class EasyDict(dict):
+        pass
+
+    EasyDict.__module__ = "dnnlib.util"
+    EasyDict.__qualname__ = "EasyDict"
+    util.EasyDict = EasyDict
+    for name, mod in {"torch_utils": types.ModuleType("torch_utils"), "torch_utils.persistence": persistence,
+                      "dnnlib": types.ModuleType("dnnlib"), "dnnlib.util": util}.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+
+    class Persistent:
+        """An object that pickles as EDM's persistent classes do: (hook, (meta,))."""
+
+        def __init__(self, class_name, state, module_src="# the class source would be here\n"):
+            self.class_name, self.state, self.module_src = class_name, state, module_src
+
+        def __reduce__(self):
+            meta = dict(type="class", version=6, module_src=self.module_src, class_name=self.class_name, state=self.state)
+            return (persistence._reconstruct_persistent_obj, (meta,))
+
+    def record(module: nn.Module, class_name=None, kwargs=None, module_src=None):
+        children = OrderedDict()
+        for name, child in module.named_children():
+            if isinstance(child, nn.ModuleDict):  # EDM uses plain torch.nn.ModuleDict containers
+                container = nn.ModuleDict()
+                container.__dict__["_modules"] = OrderedDict((n, record(c)) for n, c in child.items())
+                children[name] = container
+            else:
+                children[name] = record(child)
+        state = {"training": False, "_parameters": OrderedDict(module._parameters),
+                 "_buffers": OrderedDict(module._buffers), "_non_persistent_buffers_set": set(),
+                 "_modules": children, "_init_args": (), "_init_kwargs": EasyDict(kwargs or {})}
+        extra = {} if module_src is None else {"module_src": module_src}
+        return Persistent(class_name or type(module).__name__, state, **extra)
+
+    return types.SimpleNamespace(record=record, Persistent=Persistent, EasyDict=EasyDict)
+
+
+def _write_snapshot(edm, net, path, module_src=None):
+    kwargs = dict(img_resolution=8, img_channels=3, label_dim=0, use_fp16=False, sigma_data=0.5,
+                  model_type="SongUNet", embedding_type="positional", model_channels=32, channel_mult=[1, 2])
+    data = {"ema": edm.record(net, "EDMPrecond", kwargs, module_src=module_src),
+            "loss_fn": edm.Persistent("EDMLoss", {"P_mean": -1.2, "P_std": 1.2, "sigma_data": 0.5}),
+            "augment_pipe": None, "dataset_kwargs": edm.EasyDict(path="cifar10.zip", xflip=False)}
+    with open(path, "wb") as fh:
+        pickle.dump(data, fh, protocol=4)
+
+
+@pytest.mark.parametrize("preset", ["edm-cifar10-uncond-vp", "edm-cifar10-uncond-ve"])
+def test_edm_snapshot_converts_and_reproduces_the_network(tmp_path, edm_modules, preset) -> None:
+    writer = _net("songunet", preset)
+    _write_snapshot(edm_modules, writer, tmp_path / "snap.pkl")
+    weights, sidecar = convert_edm_pickle(tmp_path / "snap.pkl", tmp_path / "net.safetensors")
+    meta = json.loads(sidecar.read_text())
+    assert meta["class_name"] == "EDMPrecond" and meta["event_shape"] == [3, 8, 8] and meta["precond"] == "edm"
+    model = make_model("edm", network={"kind": "songunet", "preset": preset, **SMALL})
+    model.load_init(weights)  # the image shape comes from the sidecar
+    torch.testing.assert_close(_probe(model.net_), _probe(writer), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(_probe(model.ema_), _probe(writer), rtol=1e-5, atol=1e-5)
+    # the snapshot itself loads the same way (restricted unpickler, no conversion step)
+    direct = make_model("edm", network={"kind": "songunet", "preset": preset, **SMALL}).load_init(tmp_path / "snap.pkl")
+    torch.testing.assert_close(_probe(direct.net_), _probe(writer), rtol=1e-5, atol=1e-5)
+    assert direct.sample(2, rng=np.random.default_rng(0)).shape == (2, *SHAPE)
+
+
+def test_stored_source_is_never_executed(tmp_path, edm_modules) -> None:
+    marker = tmp_path / "pwned"
+    _write_snapshot(edm_modules, _net("songunet"), tmp_path / "snap.pkl",
+                    module_src=f"open({str(marker)!r}, 'w').close()\nclass EDMPrecond: pass\n")
+    data = read_edm_pickle(tmp_path / "snap.pkl")
+    assert isinstance(data["ema"], PersistentRecord) and data["ema"].class_name == "EDMPrecond"
+    convert_edm_pickle(tmp_path / "snap.pkl", tmp_path / "net.safetensors")
+    assert not marker.exists()
+    assert "pwned" not in (tmp_path / "net.json").read_text()
+
+
+class _Evil:
+    """Unpickling this (unsafely) creates a file."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (builtins.open, (self.path, "w"))
+
+
+def test_malicious_pickle_is_refused_and_runs_nothing(tmp_path) -> None:
+    marker, proof = tmp_path / "created-by-pickle", tmp_path / "proof"
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(pickle.dumps({"ema": _Evil(marker)}))
+    pickle.loads(pickle.dumps(_Evil(proof))).close()  # loaded unsafely, such a pickle does create a file
+    assert proof.exists()
+    with pytest.raises(DataError, match=r"refused to load the global io\.open"):
+        read_edm_pickle(evil)
+    with pytest.raises(DataError, match="refused"):
+        make_model("edm", network={"kind": "songunet", **SMALL}).load_init(evil, event_shape=SHAPE)
+    assert not marker.exists()
+    # a torch file is read with weights_only: the same object inside is refused too
+    evil_pt = tmp_path / "evil.pt"
+    torch.save({"ema_model": _Evil(marker)}, evil_pt)
+    with pytest.raises(DataError, match="weights_only"):
+        read_torch_checkpoint(evil_pt)
+    assert not marker.exists()
+    # and through the CLI: exit 2, one line, no traceback, no output written
+    r = subprocess.run([sys.executable, "-m", "genloop.cli", "convert", "edm-pkl", str(evil), str(tmp_path / "o.safetensors")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "refused" in r.stderr and "Traceback" not in r.stderr
+    assert not marker.exists() and not (tmp_path / "o.safetensors").exists()
+
+
+def test_convert_cli(tmp_path, edm_modules, capsys) -> None:
+    _write_snapshot(edm_modules, _net("songunet"), tmp_path / "snap.pkl")
+    out = tmp_path / "net.safetensors"
+    assert main(["convert", "edm-pkl", str(tmp_path / "snap.pkl"), str(out)]) == 0
+    assert out.is_file() and (tmp_path / "net.json").is_file()
+    assert main(["convert", "edm-pkl", str(tmp_path / "snap.pkl"), str(out)]) == 2  # exists, no --force
+    assert main(["convert", "edm-pkl", str(tmp_path / "snap.pkl"), str(out), "--key", "loss_fn", "--force"]) == 2
+    assert main(["convert", "edm-pkl", str(tmp_path / "missing.pkl"), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "exists" in err and "not a network" in err and "not found" in err
+
+
+def test_convert_module_imports_without_torch() -> None:
+    code = "import sys, genloop.models.convert_cli, genloop.cli; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_sidecar_names_the_matching_preset() -> None:
+    kw = dict(img_resolution=32, img_channels=3, label_dim=0, model_type="SongUNet", embedding_type="positional",
+              encoder_type="standard", decoder_type="standard", channel_mult_noise=1, resample_filter=[1, 1],
+              model_channels=128, channel_mult=[2, 2, 2], dropout=0.13, augment_dim=9)
+    meta = edm_architecture(PersistentRecord("EDMPrecond", init_kwargs=kw))
+    assert meta["network"] == {"kind": "songunet", "preset": "edm-cifar10-uncond-vp", "dropout": 0.13}
+    ffhq = edm_architecture(PersistentRecord("EDMPrecond", init_kwargs={**kw, "img_resolution": 64, "channel_mult": [1, 2, 2, 2], "dropout": 0.05}))
+    assert ffhq["network"]["preset"] == "edm-ffhq64-uncond-vp" and ffhq["event_shape"] == [3, 64, 64]
+
+
+# ---- torch checkpoints ------------------------------------------------------------------------------
+def test_otcfm_checkpoint_gives_its_ema_weights(tmp_path) -> None:
+    net, ema = _net("adm", seed=0), _net("adm", seed=5)
+    prefixed = lambda m: {f"module.{k}": v for k, v in m.state_dict().items()}  # noqa: E731 - DataParallel keys
+    opt = torch.optim.Adam(net.parameters())
+    torch.save({"net_model": prefixed(net), "ema_model": prefixed(ema), "optim": opt.state_dict(), "step": 400_000},
+               tmp_path / "otcfm_cifar10_weights_step_400000.pt")
+    model = make_model("otcfm", network={"kind": "adm", **SMALL}).load_init(
+        tmp_path / "otcfm_cifar10_weights_step_400000.pt", event_shape=SHAPE)
+    torch.testing.assert_close(_probe(model.net_), _probe(ema), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(_probe(model.net_), _probe(net))
+    picked = make_model("otcfm", network={"kind": "adm", **SMALL}).load_init(
+        tmp_path / "otcfm_cifar10_weights_step_400000.pt", event_shape=SHAPE, key="net_model")
+    torch.testing.assert_close(_probe(picked.net_), _probe(net), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["state_dict", "ddim_list"])
+def test_ddpm_checkpoint_loads(tmp_path, layout) -> None:
+    net, ema = _net("ddpm", seed=0), _net("ddpm", seed=3)
+    obj = net.state_dict() if layout == "state_dict" else [net.state_dict(), {}, 10, 1000, ema.state_dict()]
+    torch.save(obj, tmp_path / "model-790000.ckpt")
+    model = make_model("ddpm", network={"kind": "ddpm", **SMALL}).load_init(tmp_path / "model-790000.ckpt", event_shape=SHAPE)
+    torch.testing.assert_close(_probe(model.net_), _probe(net if layout == "state_dict" else ema), rtol=1e-5, atol=1e-5)
+
+
+def test_wrong_network_is_a_config_error(tmp_path) -> None:
+    torch.save(_net("ddpm").state_dict(), tmp_path / "ddpm.ckpt")
+    with pytest.raises(ConfigError, match="do not fit the configured network.*missing"):
+        make_model("edm", network={"kind": "songunet", **SMALL}).load_init(tmp_path / "ddpm.ckpt", event_shape=SHAPE)
+    with pytest.raises(ConfigError, match="image shape"):
+        from safetensors.torch import save_file
+
+        save_file(_net("ddpm").state_dict(), str(tmp_path / "bare.safetensors"))
+        make_model("ddpm", network={"kind": "ddpm", **SMALL}).load_init(tmp_path / "bare.safetensors")
+    with pytest.raises(DataError, match="not found"):
+        make_model("ddpm").load_init(tmp_path / "nope.ckpt")
+    with pytest.raises(DataError, match="unknown checkpoint type"):
+        (tmp_path / "x.h5").write_bytes(b"")
+        make_model("ddpm").load_init(tmp_path / "x.h5")
+
+
+def test_genloop_generation_folder_restores_the_whole_state(tmp_path) -> None:
+    X = np.tanh(np.random.default_rng(0).normal(size=(16, *SHAPE)))
+    opts = dict(network={"kind": "ddpm", **SMALL}, train={"samples": 16, "batch_size": 8, "device": "cpu",
+                                                          "ema_halflife_samples": 100.0}, sample_steps=2)
+    fitted = make_model("ddpm", **opts).fit(X, rng=np.random.default_rng(1))
+    save_model(fitted, tmp_path / "gen-003")
+    loaded = make_model("ddpm", **opts).load_init(tmp_path / "gen-003")
+    a, b = fitted.get_state()[0], loaded.get_state()[0]
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    with pytest.raises(ConfigError, match="holds a 'ddpm' model"):
+        make_model("edm", network={"kind": "ddpm", **SMALL}).load_init(tmp_path / "gen-003")
+
+
+# ---- generation 0 from a checkpoint, and the official fine-tuning -------------------------------------
+def test_init_option_fine_tunes_generation_0_from_the_checkpoint(tmp_path) -> None:
+    ckpt = _net("ddpm", seed=4)
+    torch.save(ckpt.state_dict(), tmp_path / "ddpm.ckpt")
+    X = np.tanh(np.random.default_rng(0).normal(size=(16, *SHAPE)))
+    train = {"samples": 16, "batch_size": 8, "device": "cpu", "lr": 1e-9, "ema_halflife_samples": 1e6,
+             "carry_over": ["ema_as_weights"]}
+    model = make_model("ddpm", network={"kind": "ddpm", **SMALL}, train=train, sample_steps=2,
+                       init=str(tmp_path / "ddpm.ckpt"))
+    model.fit(X, rng=np.random.default_rng(1))  # generation 0: fine-tune the checkpoint on X
+    torch.testing.assert_close(_probe(model.net_), _probe(ckpt), rtol=1e-4, atol=1e-4)
+    scratch = make_model("ddpm", network={"kind": "ddpm", **SMALL}, train=train, sample_steps=2).fit(X, rng=np.random.default_rng(1))
+    assert not torch.allclose(_probe(scratch.net_), _probe(ckpt), atol=1e-2)
+
+
+def test_ema_as_weights_is_the_official_transfer(tmp_path) -> None:
+    # EDM --transfer: the previous EMA goes into both the network and the EMA, and the EMA
+    # half-life ramps from zero, so a generation ends with EMA close to the weights
+    X = np.random.default_rng(0).normal(size=(64, 2))
+    base = {"samples": 640, "batch_size": 32, "device": "cpu", "lr": 1e-2, "ema_halflife_samples": 5e5}
+    prev = make_model("edm", network={"hidden": 16, "depth": 2}, train=base).fit(X, rng=np.random.default_rng(1))
+
+    def gap(model) -> float:
+        w = torch.cat([p.detach().flatten() for p in model.net_.parameters()])
+        e = torch.cat([p.flatten() for p in model.ema_.parameters()])
+        return float((w - e).norm() / w.norm())
+
+    runs = {}
+    for carry in (["weights", "ema"], ["ema_as_weights"]):
+        m = make_model("edm", network={"hidden": 16, "depth": 2}, train={**base, "carry_over": carry})
+        runs[carry[0]] = m.fit(X + 0.5, rng=np.random.default_rng(2), init=prev)
+    assert gap(runs["ema_as_weights"]) < 0.05 * gap(runs["weights"])
+    # the fine-tune started from the previous EMA, not from the previous raw weights
+    first = make_model("edm", network={"hidden": 16, "depth": 2},
+                       train={**base, "samples": 32, "lr": 1e-12, "carry_over": ["ema_as_weights"]})
+    first.fit(X, rng=np.random.default_rng(3), init=prev)
+    for p, q in zip(first.net_.parameters(), prev.ema_.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-6)
