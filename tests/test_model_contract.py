@@ -42,6 +42,7 @@ FAST_OPTIONS: dict[str, dict[str, Any]] = {
     "categorical": {"n_categories": 12, "smoothing": 0.5},
     "ngram": {"order": 3},
     "regression": {"alpha": 0.1},
+    "transformer-lm": {"network": {"d_model": 16, "n_heads": 2, "n_layers": 1}, "train": _TINY_NEURAL["train"]},
 }
 
 
@@ -56,6 +57,7 @@ DATA: dict[str, Callable[[np.random.Generator], np.ndarray]] = {
     "categorical": lambda rng: make_data("categorical", n_categories=12).sample(256, rng=rng),
     "ngram": lambda rng: make_data("markov", seq_len=12, n_states=5).sample(128, rng=rng),
     "regression": lambda rng: make_data("linear_regression", d=3).sample(64, rng=rng),
+    "transformer-lm": lambda rng: make_data("markov", seq_len=8, n_states=4).sample(128, rng=rng),
 }
 
 MODEL_NAMES = available_models()

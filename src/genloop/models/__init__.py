@@ -20,6 +20,7 @@ MODELS: Registry[GenerativeModel] = Registry(
         "genloop.models.categorical",
         "genloop.models.ngram",
         "genloop.models.regression",
+        "genloop.models.lm",
     ],
 )
 register_model = MODELS.register
