@@ -46,6 +46,7 @@ from typing_extensions import Self
 from genloop._validation import check_array
 from genloop.errors import ConfigError, DataError
 from genloop.models.base import GenerativeModel
+from genloop.models.neural.distributed import gather_rows, shard_sizes, world
 from genloop.models.neural.networks import NetworkConfig, build_network
 from genloop.models.neural.train_checkpoint import TrainCheckpointing
 from genloop.models.neural.trainer import TrainConfig, resolve_device, train
@@ -290,17 +291,26 @@ class TorchGenerativeModel(GenerativeModel):
             raise ConfigError(f"n must be a non-negative integer, got {n}")
         n = int(n)
         net, device = self._prepare_net()
-        generator = torch.Generator(device=device).manual_seed(torch_seed(rng))
+        seed = torch_seed(rng)
+        w = world()
+        sizes = shard_sizes(n, w.size)
+        if w.distributed:  # each rank draws its share with its own stream; the shares are gathered
+            seed = (seed + 104_729 * w.rank) % (2**63 - 1)
+        generator = torch.Generator(device=device).manual_seed(seed)
         parts: list[np.ndarray] = []
         bs = max(1, int(self.sample_batch_size))
+        local = sizes[w.rank]
         with torch.no_grad():
-            for start in range(0, n, bs):
-                m = min(bs, n - start)
+            for start in range(0, local, bs):
+                m = min(bs, local - start)
                 z = self.generate(net, m, generator)
                 if tuple(z.shape) != (m, *self.event_shape_):
                     raise RuntimeError(f"generate returned shape {tuple(z.shape)}, expected {(m, *self.event_shape_)}")
                 parts.append(z.detach().to("cpu", torch.float64).numpy())
         Z = np.concatenate(parts, axis=0) if parts else np.zeros((0, *self.event_shape_))
+        if w.distributed:
+            comm_device = device if device.type == "cuda" else torch.device("cpu")
+            Z = gather_rows(torch.as_tensor(Z, device=comm_device), sizes).cpu().numpy()
         return self.shift_ + self.scale_ * Z
 
     def to_model_space(self, X: np.ndarray) -> torch.Tensor:

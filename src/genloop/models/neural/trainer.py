@@ -316,8 +316,11 @@ def train(
         raise ConfigError(f"batch_size {B} must be divisible by the number of processes ({w.size}) for DDP")
     local = slice(w.rank * (B // w.size), (w.rank + 1) * (B // w.size))
     if w.distributed:
-        base_seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
-        gen_dev = torch.Generator(device=device).manual_seed((base_seed + 7919 * w.rank) % 2**62)
+        # per-rank noise streams seeded from a copy of the shared generator, which is left as a
+        # single process would use it: the minibatch order is the single-process one
+        probe = torch.Generator().set_state(generator.get_state())
+        base_seed = int(torch.randint(0, 2**62, (1,), generator=probe).item())
+        gen_dev = torch.Generator(device=device).manual_seed((base_seed + 7919 * (w.rank + 1)) % 2**62)
     else:
         gen_dev = device_generator(generator, device)
     dropout_seed = int(torch.randint(0, 2**62, (1,), generator=generator).item()) + w.rank
