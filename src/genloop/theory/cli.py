@@ -1,25 +1,38 @@
-"""The text of ``genloop theory CONFIG``: per-λ predictions for the run a config describes."""
+"""The text of ``genloop theory CONFIG``: per-λ predictions for the run a config describes.
+
+:func:`config_theory` is the one entry point shared by ``genloop theory`` and ``genloop
+report``: it draws the config's real training set exactly as ``genloop run`` does for its
+first seed, runs :func:`genloop.theory.report.theory_analysis` with the stream
+``stage_rng(seed, 0, "theory")`` and caches the result per config, so both print the same
+numbers and the report computes them once.
+"""
 
 from __future__ import annotations
 
+import json
 import math
-from typing import TYPE_CHECKING
+import sys
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from genloop.errors import ConfigError
 from genloop.rng import stage_rng
 from genloop.theory import gaussian
-from genloop.theory.report import SUPPORTED_MODELS, format_theory_table, theory_rows
+from genloop.theory.report import LEGEND, SUPPORTED_MODELS, TheoryResult, _ascii, format_theory_table, theory_analysis
 
 if TYPE_CHECKING:
     from genloop.config import RunConfig
 
+_CACHE: dict[str, TheoryResult] = {}
 
-def theory_text(cfg: RunConfig) -> str:
-    """Fit θ* to the config's real training set (that of its first seed, exactly as ``genloop
-    run`` draws it) and tabulate, for each λ of the config, the exact local rate, the paper's
-    Theorem 1 condition and rate, the stationary spread and the Theorem 2 radius.
+
+def _key(cfg: RunConfig) -> str:
+    return json.dumps([cfg.model_dump(mode="json"), cfg.data.options, cfg.model.options], sort_keys=True, default=repr)
+
+
+def config_theory(cfg: RunConfig, *, progress: bool = False) -> TheoryResult:
+    """The theory of a config's run (its first seed), computed once per process.
 
     Raises :class:`ConfigError` for a model the theory toolkit does not support (the message
     lists the supported ones) or non-vector data.
@@ -30,30 +43,71 @@ def theory_text(cfg: RunConfig) -> str:
         raise ConfigError(
             f"genloop theory does not support model {cfg.model.name!r}; supported models: {', '.join(SUPPORTED_MODELS)}"
         )
+    key = _key(cfg)
+    if key in _CACHE:
+        return _CACHE[key]
     seed = cfg.loop.seeds[0]
     _, split = real_data(cfg, seed)
     real = np.asarray(split.train, dtype=np.float64)
     if real.ndim != 2:
         raise ConfigError(f"genloop theory needs vector data of shape (n, d), data {cfg.data.name!r} has {real.shape}")
-    rows = theory_rows(
-        cfg.model.name, cfg.model.options, real, list(cfg.loop.lambdas), cfg.data.n, rng=stage_rng(seed, 0, "theory")
+    result = theory_analysis(
+        cfg.model.name, cfg.model.options, real, list(cfg.loop.lambdas), real.shape[0],
+        rng=stage_rng(seed, 0, "theory"), scheme=cfg.loop.scheme, generations=cfg.loop.generations, seed=seed,
+        progress=progress,
     )
-    r0 = rows[0]
+    _CACHE[key] = result
+    return result
+
+
+def terminal_unicode(stream: Any = None) -> bool:
+    """Whether ``stream`` (default stdout) can print λ, κ, ‖ and ᵗ."""
+    encoding = getattr(stream or sys.stdout, "encoding", None) or "ascii"
+    try:
+        "λκρ‖ᵗ₂θ".encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def theory_text(
+    cfg: RunConfig, *, unicode: bool | None = None, progress: bool | None = None, legend: bool = True
+) -> str:
+    """The report printed by ``genloop theory``: header, per-λ table, verdicts and a legend.
+
+    ``unicode`` defaults to what stdout can encode; ``progress`` (a bar on stderr) to whether
+    stderr is a terminal.
+    """
+    if progress is None:
+        progress = bool(getattr(sys.stderr, "isatty", lambda: False)())
+    res = config_theory(cfg, progress=progress)
+    uni = terminal_unicode() if unicode is None else unicode
+    seed = cfg.loop.seeds[0]
+    r0 = res.rows[0]
+    w1 = res.w1
+    eps_word = ("consistent with no misspecification" if w1["eps_consistent"]
+                else "above the floor: the model misses part of the data")
     lines = [
         f"theory for {cfg.name or cfg.model.name}: model {cfg.model.name}, data {cfg.data.name} "
-        f"(n = {cfg.data.n}, d = {real.shape[1]}), seed {seed}",
-        f"kappa_max = {r0['kappa_max']:.4g}, alpha = lambda_min(A) = {r0['alpha']:.4g}, "
-        f"L (estimate) = {r0['L']:.4g}, eps = W1 = {r0['eps']:.4g} (sample noise floor {r0['eps_floor']:.2g})",
-        f"Theorem 1 (lambda(1 + L eps/alpha) < 1/2) certifies lambda < {r0['paper_lambda_max']:.4g}; "
-        "the exact rate lambda kappa_max/(1 + lambda kappa_max) is < 1 for every finite lambda.",
+        f"(n = {res.n}, d = {res.d}), scheme {res.scheme}, {res.generations} generations, seed {seed}",
+        f"learner: {res.learner}",
+        f"κ_max = {r0['kappa_max']:.4g}, α = λ_min(A) = {res.alpha:.4g}, ‖A − B‖₂ = {res.delta_AB:.4g}, "
+        f"L (estimate) = {res.L:.4g}; Fisher information B by {res.fisher}",
+        f"ε̂ = W₁(real, model) = {w1['eps']:.3g} ± {w1['eps_sd']:.2g} vs noise floor {w1['eps_floor']:.3g} "
+        f"± {w1['eps_floor_sd']:.2g} (both {int(w1['w1_points'])} vs {int(w1['w1_points'])} points): {eps_word}",
+        f"Theorem 1 certifies λ < {r0['paper_lambda_max']:.4g} (estimated L, ε); with the exact ‖A − B‖ in place "
+        f"of Lε: λ < {r0['free_lambda_max']:.4g}. The rate column is < 1 for every finite λ.",
     ]
-    if cfg.loop.scheme != "replace":
-        lines.append(f"note: the predictions are for the paper's 'replace' scheme; this config uses {cfg.loop.scheme!r}.")
-    if any(math.isinf(lam) for lam in cfg.loop.lambdas):
-        lines.append("lambda = inf (fully synthetic) has no stationary law (the rows say inf).")
-        if cfg.model.name == "gaussian":
-            lines.append(_collapse_line(cfg, real.shape[1]))
-    return "\n".join(lines) + "\n\n" + format_theory_table(rows, compact=True)
+    lines += [f"note: {note}" for note in res.notes]
+    if any(math.isinf(lam) for lam in cfg.loop.lambdas) and cfg.model.name == "gaussian" \
+            and cfg.loop.scheme in ("replace", "fresh"):
+        lines.append(_collapse_line(cfg, res.d))
+    table = format_theory_table(res.rows, compact=True, unicode=uni)
+    text = "\n".join(lines) + "\n\n" + table
+    if legend:
+        text += "\n\n" + LEGEND
+    text += f"\n\n(computed in {res.seconds:.1f} s)"
+    return text if uni else _ascii(text)
 
 
 def _collapse_line(cfg: RunConfig, d: int) -> str:
@@ -65,12 +119,12 @@ def _collapse_line(cfg: RunConfig, d: int) -> str:
     if d == 1:
         lo, med, hi = gaussian.sigma_ratio_band(n, T, estimator, level=0.9)
         return (
-            f"Gaussian collapse at lambda = inf after {T} generations ({estimator}): "
-            f"E[sigma_T]/sigma_0 = {gaussian.expected_sigma_ratio(n, T, estimator):.4g}, "
+            f"Gaussian collapse at λ = ∞ after {T} generations ({estimator}): "
+            f"E[σ_T]/σ_0 = {gaussian.expected_sigma_ratio(n, T, estimator):.4g}, "
             f"median {med:.4g}, 90% band [{lo:.4g}, {hi:.4g}]"
         )
     return (
-        f"Gaussian collapse at lambda = inf after {T} generations ({estimator}): "
-        f"E[Sigma_T] = {gaussian.expected_covariance_ratio(n, T, estimator):.4g} Sigma_0, "
-        f"E[det Sigma_T / det Sigma_0] = {gaussian.generalized_variance_moment(n, d, T, estimator):.4g}"
+        f"Gaussian collapse at λ = ∞ after {T} generations ({estimator}): "
+        f"E[Σ_T] = {gaussian.expected_covariance_ratio(n, T, estimator):.4g} Σ_0, "
+        f"E[det Σ_T / det Σ_0] = {gaussian.generalized_variance_moment(n, d, T, estimator):.4g}"
     )

@@ -55,6 +55,9 @@ __all__ = [
     "gaussian_mle_mean_covariance",
     "stationary_covariance_approx",
     "fully_synthetic_mean_covariance",
+    "GAUSSIAN_SCHEMES",
+    "gaussian_scheme_moments",
+    "mean_offset_factor",
 ]
 
 
@@ -160,3 +163,121 @@ def fully_synthetic_mean_covariance(
         r = expected_covariance_ratio(n, 1, estimator)
         total = float(t) if r == 1.0 else (1.0 - r**t) / (1.0 - r)
     return total * cov_0 / n
+
+
+# ---- every scheme and estimator of the registered Gaussian (exact moment recursions) --------------
+GAUSSIAN_SCHEMES: tuple[str, ...] = ("replace", "accumulate", "fresh")
+
+
+def gaussian_scheme_moments(
+    n: int,
+    lam: float,
+    cov: np.ndarray,
+    generations: int,
+    *,
+    scheme: str = "replace",
+    estimator: Estimator = "mle",
+    reg_covar: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(C_t, V_t), t = 0..generations, for genloop's ``gaussian`` model in any of
+    :data:`GAUSSIAN_SCHEMES`: C_t = E[(μ_t − μ_ref)(μ_t − μ_ref)ᵀ], V_t = E[Σ_t]. Exact.
+
+    ``cov`` is Σ_ref: the divide-by-n covariance of the fixed real set (``replace``,
+    ``accumulate``; μ_ref = its mean) or the population covariance of the data source
+    (``fresh``; μ_ref = the population mean, and generation 0 is a fit of n fresh draws).
+    Only second moments enter, so the laws hold for any data distribution. With N_t the
+    training size, s_t = N_t/(N_t − 1) (unbiased) or 1 (MLE), R = ``reg_covar``·I, working
+    relative to μ_ref (docs/theory.md §2):
+
+    * ``replace`` (n real + m = ⌊λn⌋ fresh synthetic): μ_{t+1} = (m/N)(μ_t + ξ_t),
+      Cov ξ_t = V_t/m, so C_{t+1} = (m/N)²(C_t + V_t/m) and, from the second moments,
+      V_{t+1} = s[(nΣ + m(V_t + C_t))/N − C_{t+1}] + R.
+    * ``accumulate`` (n real + all t synthetic sets, N_t = n + tm): with S_t the sum of the set
+      means, S_t = (1 + m/N_{t−1}) S_{t−1} + ξ_t, so K_t = Cov S_t obeys
+      K_t = (1 + m/N_{t−1})² K_{t−1} + V_{t−1}/m, C_t = (m/N_t)² K_t and
+      V_t = s_t[(nΣ + mΣ_{j<t}(V_j + C_j))/N_t − C_t] + R.
+    * ``fresh`` (n new real draws + m synthetic): C_{t+1} = (nΣ + m²C_t + mV_t)/N²,
+      V_{t+1} = s[(nΣ + m(V_t + C_t))/N − C_{t+1}] + R, from C_0 = Σ/n.
+
+    λ = ∞ (no real data, n synthetic samples per set) is the same with no real term. The
+    ``accumulate-subsample`` scheme has no closed law here (``ConfigError``).
+    """
+    from genloop.theory.gaussian import _check_int
+
+    generations = _check_int(generations, "generations", 0)
+    n = _check_count(n, "n", 2)
+    lam = _check_lam(lam)
+    if scheme not in GAUSSIAN_SCHEMES:
+        raise ConfigError(f"no exact Gaussian law for scheme {scheme!r}; known: {', '.join(GAUSSIAN_SCHEMES)}")
+    if estimator not in ("mle", "unbiased"):
+        raise ConfigError(f"estimator must be 'mle' or 'unbiased', got {estimator!r}")
+    cov = np.atleast_2d(np.asarray(cov, dtype=np.float64))
+    d = cov.shape[0]
+    R = float(reg_covar) * np.eye(d)
+
+    def s(N: int) -> float:
+        return N / (N - 1) if estimator == "unbiased" else 1.0
+
+    n_real = 0 if math.isinf(lam) else n
+    m = synthetic_count(lam, n)
+    C = np.zeros((generations + 1, d, d))
+    V = np.zeros((generations + 1, d, d))
+    if scheme == "fresh":
+        C[0] = cov / n
+        V[0] = s(n) * (n - 1) / n * cov + R
+    else:
+        V[0] = s(n) * cov + R
+    if m == 0:  # no synthetic data: every generation is generation 0 again (fresh: new draws)
+        C[:] = C[0]
+        V[:] = V[0]
+        return C, V
+    if scheme in ("replace", "fresh"):
+        N = n_real + m
+        fresh = scheme == "fresh" and n_real > 0
+        for t in range(generations):
+            if fresh:
+                C[t + 1] = (n_real * cov + m * m * C[t] + m * V[t]) / N**2
+            else:
+                C[t + 1] = (m / N) ** 2 * (C[t] + V[t] / m)
+            second = (n_real * cov + m * (V[t] + C[t])) / N
+            V[t + 1] = s(N) * (second - C[t + 1]) + R
+        return C, V
+    K = np.zeros((d, d))
+    pool = np.zeros((d, d))  # Σ_{j<t} (V_j + C_j)
+    for t in range(1, generations + 1):
+        N_prev, N_t = n_real + (t - 1) * m, n_real + t * m
+        grow = (1.0 + m / N_prev) if N_prev > 0 else 0.0
+        K = grow**2 * K + V[t - 1] / m
+        C[t] = (m / N_t) ** 2 * K
+        pool = pool + V[t - 1] + C[t - 1]
+        V[t] = s(N_t) * ((n_real * cov + m * pool) / N_t - C[t]) + R
+    return C, V
+
+
+def mean_offset_factor(n: int, lam: float, generations: int, *, scheme: str = "replace") -> np.ndarray:
+    """E[η_t − η_ref]/(η_0 − η_ref), t = 0..generations, for an exponential family's mean
+    parameters when generation 0 starts off the fixed point (exact, any finite n).
+
+    ``replace``/``fresh``: (m/(n+m))^t. ``accumulate``: m/(n+m) after the first generation,
+    then constant (the pool keeps every earlier set: an offset is never pulled back further).
+    ``accumulate-subsample``: f_t = (m/(n+m))·(1/t)Σ_{j<t} f_j (the subsample's expected mean
+    is the average of the pool's set means). λ = ∞: 1 for every scheme.
+    """
+    from genloop.loop.schemes import SCHEMES
+
+    lam = _check_lam(lam)
+    generations = _check_count(generations, "generations", 0)
+    if scheme not in SCHEMES:
+        raise ConfigError(f"unknown scheme {scheme!r}; known schemes: {', '.join(SCHEMES)}")
+    f = np.ones(generations + 1)
+    if math.isinf(lam):
+        return f
+    a = replace_contraction(n, lam)
+    for t in range(1, generations + 1):
+        if scheme in ("replace", "fresh"):
+            f[t] = a * f[t - 1]
+        elif scheme == "accumulate":
+            f[t] = a if t == 1 else f[t - 1]
+        else:
+            f[t] = a * f[:t].mean()
+    return f

@@ -1,78 +1,434 @@
-"""Per-λ stability predictions for a model and a real data set (behind ``genloop theory``).
+"""Per-λ predictions for the run a config describes (behind ``genloop theory`` and the report).
 
-For each λ the row gives the exact local rate (spectral radius of J(λ) = λ(A+λB)^{-1}B), the
-exponential-family rate λ/(1+λ) where it applies, the paper's Theorem 1 sufficient condition
-λ(1+Lε/α) < 1/2 with its rate ρ(λ), the linearised stationary spread of the parameters around
-the real-data fit with n real and ⌊λn⌋ synthetic samples per generation, and the paper's
-Theorem 2 radius with bootstrap estimates of its constants (a, b).
+For each λ the row describes the loop that actually runs: m = ⌊λn⌋ synthetic next to n real
+samples (λ_eff = m/n), the config's scheme and estimator, and the learner's own retraining map:
+
+* ``gaussian`` — exact finite-sample laws of the registered model (both estimators, schemes
+  replace / accumulate / fresh; :func:`genloop.theory.expfam.gaussian_scheme_moments`);
+* ``student_t`` — the registered model is the exact maximiser, so J = λ_eff(A+λ_eff B)⁻¹B;
+* ``gmm`` — k warm-started EM iterations (k read from a probe: the first generations of the
+  run itself, same seed and streams), J_k of :mod:`genloop.theory.em`; the exact maximiser's
+  rate is given next to it.
+
+Columns: the rate (spectral radius of the learner's J: the asymptotic per-generation factor,
+and the one-step factor in the A-norm for the exact maximiser), ‖J‖₂ and max_t ‖Jᵗ‖₂ (Euclidean
+norm of genloop's parameter coordinates, the norm of the paper's Theorem 1), the spread of the
+parameters at the last generation T, the paper's Theorem 1 (L, ε estimated) and the same bound
+with the exact ‖A − B‖ (no estimate), the Theorem 2 radius (constants from one retraining step,
+confidence 1−δ over all T generations by a union bound) and a plain-language verdict.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from genloop.errors import ConfigError, DataError
-from genloop.theory.expfam import expfam_rate, synthetic_count
+from genloop.theory.expfam import GAUSSIAN_SCHEMES, gaussian_scheme_moments, mean_offset_factor, synthetic_count
 from genloop.theory.jacobian import (
     GaussianDensity,
     GMMDensity,
     ParametricDensity,
     StudentTDensity,
-    analyze,
-    bootstrap_constants,
-    theorem2_radius,
+    estimate_free_condition,
+    estimate_lipschitz,
+    expected_neg_hessian,
+    generalized_eigenvalues,
+    paper_condition,
+    paper_rate,
+    per_sample_scores,
+    retraining_jacobian,
+    transient_amplification,
 )
 
-__all__ = ["SUPPORTED_MODELS", "density_for", "theory_rows", "format_theory_table"]
+log = logging.getLogger(__name__)
+
+__all__ = ["SUPPORTED_MODELS", "TheoryResult", "density_for", "theory_analysis", "theory_rows",
+           "format_theory_table", "LEGEND"]
 
 SUPPORTED_MODELS: tuple[str, ...] = ("gaussian", "gmm", "student_t")
 
 
 def density_for(model_name: str, model_options: dict[str, Any], d: int) -> ParametricDensity:
-    """The :class:`ParametricDensity` adapter of a model name and its options, in dimension d.
+    """The :class:`ParametricDensity` adapter of a registered model name and its options.
 
-    ``gaussian`` is genloop's registered Gaussian family (its options are validated by the
-    model registry; the theory is that of the maximum-likelihood fit, which ``"unbiased"`` and a
-    small ``reg_covar`` change only at order 1/n). ``gmm`` (full covariances) is the exact
-    maximum-likelihood mixture (EM polished by Newton; the registered model's EM tolerance and
-    ``reg_covar`` are not modelled). ``student_t`` (1-D; options ``dof``,
-    ``learn_dof``) is a theory-only adapter, useful as a misspecified, non-exponential model.
+    Options are validated by the model registry. ``gmm`` needs ``covariance_type: full``;
+    ``student_t`` is 1-D.
     """
     options = dict(model_options or {})
-    if model_name == "gaussian":
-        from genloop.models import MODELS, available_models
+    if model_name not in SUPPORTED_MODELS:
+        raise ConfigError(
+            f"the theory toolkit does not support model {model_name!r}; supported models: {', '.join(SUPPORTED_MODELS)}"
+        )
+    from genloop.models import make_model
 
-        available_models()  # import the families so the registry knows "gaussian"
-        MODELS.validate("gaussian", options)
+    model = make_model(model_name, **options)  # validates the options
+    if model_name == "gaussian":
         return GaussianDensity(d)
     if model_name == "gmm":
-        from genloop.models import make_model
-
-        gm = make_model("gmm", **options)  # validates the options
-        if getattr(gm, "covariance_type", "full") != "full":
+        if model.covariance_type != "full":
             raise ConfigError(
-                f"the theory toolkit supports gmm with covariance_type 'full' only, got {gm.covariance_type!r}"
+                f"the theory toolkit supports gmm with covariance_type 'full' only, got {model.covariance_type!r}"
             )
-        return GMMDensity(int(gm.n_components), d)
-    if model_name == "student_t":
-        unknown = sorted(set(options) - {"dof", "learn_dof"})
-        if unknown:
-            raise ConfigError(f"unknown option(s) {unknown} for theory model 'student_t'; known: dof, learn_dof")
-        if d != 1:
-            raise ConfigError(f"theory model 'student_t' is 1-D, the data has d = {d}")
-        dof = options.get("dof", 5.0)
-        learn = options.get("learn_dof", False)
-        if isinstance(dof, bool) or not isinstance(dof, (int, float)):
-            raise ConfigError(f"student_t option dof must be a number > 0, got {dof!r}")
-        if not isinstance(learn, bool):
-            raise ConfigError(f"student_t option learn_dof must be true or false, got {learn!r}")
-        return StudentTDensity(dof=float(dof), learn_dof=learn)
-    raise ConfigError(
-        f"the theory toolkit does not support model {model_name!r}; supported models: {', '.join(SUPPORTED_MODELS)}"
+        return GMMDensity(int(model.n_components), d)
+    if d != 1:
+        raise ConfigError(f"model 'student_t' is 1-D, the data has d = {d}")
+    return StudentTDensity(dof=model.dof, learn_dof=model.learn_dof)
+
+
+# ---- the noise floor of the W1 estimate at the run's sizes -----------------------------------------
+def _w1(x: np.ndarray, y: np.ndarray) -> float:
+    import ot
+
+    if x.shape[1] == 1:
+        return float(ot.wasserstein_1d(x[:, 0], y[:, 0], p=1))
+    M = ot.dist(x, y, metric="euclidean")
+    return float(ot.emd2(np.full(len(x), 1 / len(x)), np.full(len(y), 1 / len(y)), M))
+
+
+def w1_at_run_size(
+    model: ParametricDensity, theta: torch.Tensor, real: np.ndarray, *, rng: np.random.Generator,
+    repeats: int | None = None, max_points: int = 1000,
+) -> dict[str, float]:
+    """ε̂ = W₁(real, n model draws) and its noise floor W₁(n model draws, n model draws).
+
+    Both at the run's size n (capped at ``max_points`` for d > 1, where exact OT costs n³), so
+    they are comparable: ε̂ within the floor's spread is what a perfectly specified model would
+    also show. Returns the means and standard deviations over ``repeats`` draws (default 20 in
+    1-D, 4 otherwise) and ``consistent`` = ε̂ < floor + 2 sd.
+    """
+    d = real.shape[1]
+    k = real.shape[0] if d == 1 else min(real.shape[0], max_points)
+    repeats = (20 if d == 1 else 4) if repeats is None else repeats
+    eps, floor = [], []
+    for _ in range(repeats):
+        x = real if k == real.shape[0] else real[rng.choice(real.shape[0], size=k, replace=False)]
+        eps.append(_w1(x, model.sample(theta, k, rng)))
+        floor.append(_w1(model.sample(theta, k, rng), model.sample(theta, k, rng)))
+    e, f = np.asarray(eps), np.asarray(floor)
+    sd_f = float(f.std(ddof=1)) if repeats > 1 else 0.0
+    return {"eps": float(e.mean()), "eps_sd": float(e.std(ddof=1)) if repeats > 1 else 0.0,
+            "eps_floor": float(f.mean()), "eps_floor_sd": sd_f, "w1_points": float(k),
+            "eps_consistent": bool(e.mean() < f.mean() + 2.0 * sd_f)}
+
+
+# ---- Theorem 2's constants from one retraining step ------------------------------------------------
+def one_step_constants(
+    cov: np.ndarray, n: int, *, rng: np.random.Generator,
+    deltas: tuple[float, ...] = (0.5, 0.3, 0.2, 0.1, 0.05, 0.02), draws: int = 20_000,
+) -> tuple[float, float]:
+    """(a, b) of the paper's assumption ‖θ̂_n − θ*‖ ≤ a sqrt(log(b/δ))/√n w.p. 1−δ, for one
+    retraining step on the mix (n resampled real + m synthetic points).
+
+    ``cov`` is the first-order covariance of that step's output around θ* (Q_real + Q_synth of
+    the learner). The quantiles q_δ of √n‖Z‖, Z ~ N(0, cov), are drawn by Monte Carlo
+    (``draws``) and q_δ² = a² log b + a² log(1/δ) fitted by least squares (b ≥ 1): a delta-method
+    estimate of the one-step sampling law, not a guaranteed bound.
+    """
+    w = np.clip(np.linalg.eigvalsh(0.5 * (cov + cov.T)), 0.0, None)
+    if not np.any(w > 0):
+        return 0.0, 1.0
+    z = rng.standard_normal((draws, w.size))
+    devs = math.sqrt(n) * np.sqrt((z * z) @ w)
+    ds = np.asarray(deltas, dtype=np.float64)
+    q2 = np.quantile(devs, 1.0 - ds) ** 2
+    slope, intercept = np.polyfit(np.log(1.0 / ds), q2, 1)
+    if slope <= 0:
+        return float(np.sqrt(np.max(q2) / np.log(1.0 / ds.min()))), 1.0
+    return float(np.sqrt(slope)), float(max(1.0, np.exp(intercept / slope)))
+
+
+def theorem2_radius_all_generations(a: float, b: float, n: int, delta: float, rho: float, generations: int) -> float:
+    """(a/√n)·sqrt(log(b·T/δ))/(1 − ρ): the paper's Theorem 2 radius at confidence 1 − δ for all
+    T generations at once (union bound: δ/T per generation); inf when ρ ≥ 1."""
+    if not (0 < delta < 1):
+        raise ConfigError(f"delta must be in (0, 1), got {delta!r}")
+    if not math.isfinite(rho) or rho >= 1:
+        return math.inf
+    T = max(int(generations), 1)
+    return a / math.sqrt(n) * math.sqrt(max(math.log(b * T / delta), 0.0)) / (1.0 - rho)
+
+
+# ---- the learner ---------------------------------------------------------------------------------
+def _probe_em_iterations(options: dict[str, Any], real: np.ndarray, lam: float, seed: int, generations: int = 3):
+    """The first generations of the run itself (same seed, same streams): gen-0 model, EM iterations."""
+    from genloop.loop import run_loop
+    from genloop.models import make_model
+
+    recs = list(run_loop(make_model("gmm", **options), real, lam=lam, generations=generations, seed=seed))
+    return recs[0].model, [int(r.model.n_iter_) for r in recs[1:]]
+
+
+@dataclass
+class TheoryResult:
+    """Everything ``genloop theory`` prints for one model and data set."""
+
+    model_name: str
+    n: int
+    d: int
+    scheme: str
+    estimator: str
+    generations: int
+    learner: str
+    theta_star: np.ndarray
+    A: np.ndarray
+    B: np.ndarray
+    kappa: np.ndarray
+    alpha: float
+    delta_AB: float
+    L: float
+    w1: dict[str, float]
+    fisher: str
+    rows: list[dict[str, Any]]
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _sd(cov: np.ndarray) -> float:
+    return float(math.sqrt(max(float(np.trace(cov)), 0.0)))
+
+
+def _linear_spread(J: np.ndarray, Q: np.ndarray, P0: np.ndarray, e0: np.ndarray, T: int) -> tuple[float, float]:
+    """RMS distance to θ* at generation T, sqrt(|Jᵀe_0|² + tr P_T) with P_{t+1} = J P_t Jᵀ + Q, and
+    the stationary sd sqrt(tr P_∞) (inf when ρ(J) ≥ 1)."""
+    from scipy import linalg
+
+    P, e = P0.copy(), e0.copy()
+    for _ in range(T):
+        P = J @ P @ J.T + Q
+        e = J @ e
+    rho = float(np.max(np.abs(np.linalg.eigvals(J))))
+    stat = _sd(linalg.solve_discrete_lyapunov(J, Q)) if rho < 1 else math.inf
+    return float(math.sqrt(float(e @ e) + max(float(np.trace(P)), 0.0))), stat
+
+
+def _verdict(lam: float, m: int, rate: float | None, transient: float | None, scheme: str, note: str = "") -> str:
+    if note:
+        return note
+    if m == 0:
+        return "no synthetic data: every generation refits the real data"
+    if math.isinf(lam):
+        return "drifts: no real data pulls it back (random walk; collapse for the Gaussian)"
+    if rate is None:
+        return "no prediction"
+    if scheme == "accumulate":
+        return "bounded: the pool remembers every generation (an offset shrinks once, by the rate, then stays)"
+    text = f"stable: contracts at {rate:.3g}/generation"
+    if transient is not None and transient > 1.05:
+        text += f"; transient growth up to {transient:.2g}x first"
+    return text
+
+
+def theory_analysis(
+    model_name: str,
+    model_options: dict[str, Any],
+    real: np.ndarray,
+    lambdas: Sequence[float],
+    n: int,
+    *,
+    rng: np.random.Generator,
+    scheme: str = "replace",
+    generations: int = 20,
+    seed: int = 0,
+    delta: float = 0.05,
+    progress: bool = False,
+) -> TheoryResult:
+    """Predictions for the loop of a config, per λ (module docstring).
+
+    ``real`` is the real training set (N, d) used to fit θ* and A (the run's own set when
+    N = n); ``n`` the real samples per generation; ``seed`` the run's seed (the ``gmm`` probe
+    replays the run's first generations with it); ``rng`` drives every Monte Carlo part (the
+    W₁ draws, the L estimate, Theorem 2's quantiles).
+    """
+    from tqdm.auto import tqdm
+
+    from genloop.loop.schemes import SCHEMES, parse_lambda
+
+    start = time.perf_counter()
+    real = np.asarray(real, dtype=np.float64)
+    if real.ndim == 1:
+        real = real[:, None]
+    if real.ndim != 2:
+        raise DataError(f"real data must have shape (n, d), got {real.shape}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
+        raise ConfigError(f"n must be an integer >= 2, got {n!r}")
+    if not lambdas:
+        raise ConfigError("give at least one lambda")
+    if scheme not in SCHEMES:
+        raise ConfigError(f"unknown scheme {scheme!r}; known schemes: {', '.join(SCHEMES)}")
+    lams = [parse_lambda(lam) for lam in lambdas]
+    n = int(n)
+    options = dict(model_options or {})
+    model = density_for(model_name, options, real.shape[1])
+    estimator = str(options.get("estimator", "mle"))
+    bar = tqdm(total=6 + len(lams), desc="genloop theory", disable=not progress, leave=False)
+
+    # θ*: the exact maximum-likelihood fit (gmm: polished from the run's own generation 0)
+    e0 = np.zeros(model.n_params)
+    probe: dict[float, list[int]] = {}
+    if model_name == "gmm":
+        from genloop.report.trajectory import gmm_parameter_vector
+
+        finite = [lam for lam in lams if math.isfinite(lam) and synthetic_count(lam, n) > 0]
+        gen0 = None
+        for lam in finite or [1.0]:
+            gen0, iters = _probe_em_iterations(options, real, lam, seed)
+            probe[lam] = iters
+        theta0 = torch.as_tensor(gmm_parameter_vector(gen0))
+        theta = model.fit(real, init=theta0)
+        from genloop.report.trajectory import gmm_parameter_vector as _vec
+
+        means = model.unpack(theta)[1].detach().numpy()
+        e0 = _vec(gen0, means) - theta.numpy()
+    else:
+        theta = model.fit(real)
+    bar.update()
+    A = expected_neg_hessian(model, theta, real)
+    B = model.fisher(theta, rng=rng, n_mc=200_000)
+    fisher = "quadrature" if model.quadrature(theta) is not None else "Monte Carlo (2e5 draws)"
+    kappa = generalized_eigenvalues(A, B)
+    alpha = float(np.linalg.eigvalsh(A)[0])
+    delta_AB = float(np.linalg.norm(A - B, 2))
+    bar.update()
+    L = estimate_lipschitz(model, theta, real, rng=rng, n_points=128 if model.n_params <= 20 else 48)
+    bar.update()
+    w1 = w1_at_run_size(model, theta, real[:n] if real.shape[0] > n else real, rng=rng)
+    bar.update()
+    S = per_sample_scores(model, theta, real)
+    V_real = S.T @ S / S.shape[0]
+    deriv = None
+    if model_name == "gmm":
+        from genloop.theory.em import em_step_derivatives
+
+        deriv = em_step_derivatives(model, theta, real, reg_covar=float(options.get("reg_covar", 1e-6)))
+    bar.update()
+
+    notes: list[str] = []
+    if model_name == "gmm":
+        ks = sorted({k for v in probe.values() for k in v})
+        learner = (f"warm-started EM as the run does it (tol = {options.get('tol', 1e-3):g}, max_iter = "
+                   f"{options.get('max_iter', 200)}): k EM iterations per generation, k read from the run's first "
+                   f"generations (seed {seed}): {', '.join(str(k) for k in ks)}; set tol: 0 and a large max_iter "
+                   "to run the exact maximiser G_λ")
+    elif model_name == "gaussian":
+        learner = (f"the registered closed-form fit (estimator {estimator}): exact finite-sample laws"
+                   if scheme in GAUSSIAN_SCHEMES else "the registered closed-form fit")
+    else:
+        learner = "the registered maximum-likelihood fit (Newton to convergence): the exact maximiser G_λ"
+    if model_name != "gaussian" and scheme not in ("replace", "fresh"):
+        notes.append(f"no prediction of the spread for scheme {scheme!r} with a non-exponential model "
+                     "(laws are derived for replace and fresh)")
+
+    paper_lam_max = 0.5 / (1.0 + L * w1["eps"] / alpha) if alpha > 0 else 0.0
+    free_lam_max = 0.5 / (1.0 + delta_AB / alpha) if alpha > 0 else 0.0
+    rows: list[dict[str, Any]] = []
+    cov_real = np.atleast_2d(np.cov(real.T, ddof=0))
+    if scheme == "fresh":
+        cov_real = np.atleast_2d(np.cov(real.T, ddof=1))
+    T = int(generations)
+    for lam in lams:
+        m = synthetic_count(lam, n)
+        lam_eff = math.inf if math.isinf(lam) else m / n
+        row: dict[str, Any] = {"model": model_name, "lam": lam, "m": m, "lam_eff": lam_eff}
+        note = ""
+        J = np.eye(model.n_params) if math.isinf(lam) else retraining_jacobian(A, B, lam_eff)
+        Q_s = np.zeros_like(A)
+        Q_r = np.zeros_like(A)
+        if math.isfinite(lam):
+            M = np.linalg.inv(A + lam_eff * B)
+            Q_r = M @ V_real @ M.T / n
+            if m > 0:
+                Q_s = lam_eff**2 * M @ (B / m) @ M.T
+        maximiser_rate = 1.0 if math.isinf(lam) else float(np.max(np.abs(np.linalg.eigvals(J))))
+        row["maximiser_rate"] = maximiser_rate
+        row["em_k"] = None
+        if model_name == "gmm" and math.isfinite(lam) and m > 0:
+            from genloop.theory.em import em_learner_map
+
+            iters = probe.get(lam) or [int(options.get("max_iter", 200))]
+            k = int(np.median(iters))
+            lm = em_learner_map(deriv, lam_eff, [k], m)[k]
+            J, Q_s, Q_r = lm.J, lm.Q_synth, lm.Q_real
+            row["em_k"] = k
+        rate = 1.0 if math.isinf(lam) else float(np.max(np.abs(np.linalg.eigvals(J))))
+        norm2 = float(np.linalg.norm(J, 2))
+        transient, _ = transient_amplification(J) if math.isfinite(lam) and m > 0 else (1.0 if m else 0.0, 1)
+        ef_ok, ef_rho = estimate_free_condition(A, B, lam_eff) if math.isfinite(lam) else (False, math.inf)
+        rho_paper = paper_rate(lam_eff, alpha, L, w1["eps"])
+        # spreads at T and stationary
+        sd_T: float | None
+        sd_inf: float | None
+        if model_name == "gaussian" and scheme in GAUSSIAN_SCHEMES:
+            C, _ = gaussian_scheme_moments(n, lam, cov_real, T, scheme=scheme, estimator=estimator,  # type: ignore[arg-type]
+                                           reg_covar=float(options.get("reg_covar", 0.0)))
+            sd_T = _sd(C[-1])
+            if math.isinf(lam) or scheme == "accumulate":
+                sd_inf = math.inf if math.isinf(lam) else None
+            else:
+                C_long, _ = gaussian_scheme_moments(n, lam, cov_real, 2000, scheme=scheme, estimator=estimator,  # type: ignore[arg-type]
+                                                    reg_covar=float(options.get("reg_covar", 0.0)))
+                sd_inf = _sd(C_long[-1])
+            if scheme == "accumulate":
+                rate = None
+            row["spread_of"] = "mean μ (exact)"
+        elif model_name == "gaussian":
+            sd_T = sd_inf = None
+            f = mean_offset_factor(n, lam, T, scheme=scheme)
+            rate = None
+            note = (f"mean law only: an offset shrinks to {f[-1]:.3g} of itself after {T} generations; "
+                    "no spread law for accumulate-subsample")
+        elif scheme in ("replace", "fresh"):
+            if math.isinf(lam):
+                sd_T, sd_inf = None, math.inf
+            else:
+                Q = Q_s + (Q_r if scheme == "fresh" else 0.0)
+                P0 = Q_r if scheme == "fresh" else np.zeros_like(A)
+                sd_T, sd_inf = _linear_spread(J, Q, P0, e0, T)
+            row["spread_of"] = "θ (linearised)"
+        else:
+            sd_T = sd_inf = None
+            rate = None
+            note = f"no prediction for scheme {scheme!r} ({model_name} is not an exponential family)"
+        a, b = one_step_constants(Q_r + Q_s, n, rng=rng)
+        row.update(
+            rate=rate,
+            exact_rate=rate,
+            expfam_rate=(m / (n + m) if math.isfinite(lam) else 1.0) if model_name == "gaussian" else None,
+            norm2=norm2,
+            transient=transient,
+            kappa_max=float(kappa[0]),
+            alpha=alpha,
+            delta_AB=delta_AB,
+            L=L,
+            eps=w1["eps"],
+            eps_floor=w1["eps_floor"],
+            paper_condition=paper_condition(lam_eff, alpha, L, w1["eps"]),
+            paper_rho=rho_paper,
+            paper_lambda_max=paper_lam_max,
+            free_condition=ef_ok,
+            free_rho=ef_rho,
+            free_lambda_max=free_lam_max,
+            sd_T=sd_T,
+            stationary_sd=sd_inf,
+            theorem2_a=a,
+            theorem2_b=b,
+            theorem2_radius=theorem2_radius_all_generations(a, b, n, delta, rho_paper, T),
+        )
+        row["verdict"] = _verdict(lam, m, rate, transient, scheme, note)
+        rows.append(row)
+        bar.update()
+    bar.close()
+    return TheoryResult(
+        model_name=model_name, n=n, d=real.shape[1], scheme=scheme, estimator=estimator, generations=T,
+        learner=learner, theta_star=theta.numpy(), A=A, B=B, kappa=kappa, alpha=alpha, delta_AB=delta_AB, L=L,
+        w1=w1, fisher=fisher, rows=rows, notes=notes, seconds=time.perf_counter() - start,
     )
 
 
@@ -84,74 +440,19 @@ def theory_rows(
     n: int,
     *,
     rng: np.random.Generator,
-    delta: float = 0.05,
-    n_boot: int = 100,
+    **kwargs: Any,
 ) -> list[dict[str, Any]]:
-    """One dict per λ with the exact and the paper's predictions (see the module docstring).
-
-    Keys: ``model``, ``lam``, ``m`` (= ⌊λn⌋), ``exact_rate``, ``expfam_rate`` (None when the
-    model is not an exponential family), ``kappa_max``, ``alpha``, ``L``, ``eps``,
-    ``eps_floor`` (W1 between two model samples of the same sizes: the estimator's noise floor),
-    ``paper_condition`` (bool), ``paper_rho`` (inf where undefined), ``paper_lambda_max``
-    (1/(2(1+Lε/α)): the largest λ Theorem 1 certifies), ``stationary_sd``
-    (sqrt of the trace of the linearised stationary covariance of θ; inf at λ = ∞),
-    ``theorem2_radius`` (at confidence 1-δ; inf where ρ ≥ 1).
-
-    ``real`` is the real data set (shape (N, d)) used to fit θ* and estimate A, B, L, ε;
-    ``n`` is the number of real samples per generation of the loop being predicted.
-    """
-    real = np.asarray(real, dtype=np.float64)
-    if real.ndim == 1:
-        real = real[:, None]
-    if real.ndim != 2:
-        raise DataError(f"real data must have shape (n, d), got {real.shape}")
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ConfigError(f"n must be an integer >= 1, got {n!r}")
-    if not lambdas:
-        raise ConfigError("give at least one lambda")
-    model = density_for(model_name, model_options, real.shape[1])
-    an = analyze(model, real, rng=rng, w1_samples=1000)
-    # mixtures refit by EM + Newton (~0.2 s each): fewer bootstrap resamples
-    a, b = bootstrap_constants(model, real, rng=rng, n_boot=n_boot if model.n_params <= 20 else min(n_boot, 40))
-    rows: list[dict[str, Any]] = []
-    for lam in lambdas:
-        lam = float(lam)
-        if math.isnan(lam) or lam < 0:
-            raise ConfigError(f"lambda must be >= 0 or inf, got {lam!r}")
-        m = synthetic_count(lam, int(n))
-        rho = an.paper_rate(lam)
-        if math.isinf(lam):
-            spread = math.inf
-        else:
-            spread = float(math.sqrt(max(np.trace(an.stationary_covariance(int(n), m)), 0.0)))
-        rows.append(
-            {
-                "model": model_name,
-                "lam": lam,
-                "m": m,
-                "exact_rate": an.spectral_radius(lam),
-                "expfam_rate": expfam_rate(lam) if an.exponential_family else None,
-                "kappa_max": float(an.kappa[0]),
-                "alpha": an.alpha,
-                "L": an.L,
-                "eps": an.eps,
-                "eps_floor": an.extras["eps_floor"],
-                "paper_condition": an.paper_condition(lam),
-                "paper_rho": rho,
-                "paper_lambda_max": 0.5 / (1.0 + an.L * an.eps / an.alpha) if an.alpha > 0 else 0.0,
-                "stationary_sd": spread,
-                "theorem2_radius": theorem2_radius(a, b, int(n), delta, rho),
-            }
-        )
-    return rows
+    """The per-λ rows of :func:`theory_analysis` (same arguments)."""
+    return theory_analysis(model_name, model_options, real, lambdas, n, rng=rng, **kwargs).rows
 
 
+# ---- text ---------------------------------------------------------------------------------------
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, str):
         return value
-    if isinstance(value, bool):
+    if isinstance(value, (bool, np.bool_)):
         return "holds" if value else "fails"
     if isinstance(value, (int, np.integer)):
         return str(int(value))
@@ -161,44 +462,85 @@ def _fmt(value: Any) -> str:
     return f"{v:.4g}"
 
 
-_COLUMNS = [
-    ("model", "model"),
-    ("lam", "lambda"),
-    ("m", "m"),
-    ("exact_rate", "exact rate"),
-    ("expfam_rate", "lam/(1+lam)"),
-    ("paper_condition", "Thm 1 cond."),
-    ("paper_rho", "Thm 1 rho"),
-    ("paper_lambda_max", "Thm 1 max lambda"),
-    ("stationary_sd", "stationary sd"),
-    ("theorem2_radius", "Thm 2 radius"),
-    ("kappa_max", "kappa_max"),
-    ("alpha", "alpha"),
-    ("L", "L (est.)"),
-    ("eps", "eps (W1)"),
-    ("eps_floor", "W1 noise floor"),
-]
+def _columns(unicode: bool) -> list[tuple[str, str]]:
+    lam, kap, rho = ("λ", "κ", "ρ") if unicode else ("lambda", "kappa", "rho")
+    norm = "‖J‖₂" if unicode else "|J|_2"
+    tr = "max‖Jᵗ‖" if unicode else "max|J^t|"
+    return [
+        ("model", "model"),
+        ("lam", lam),
+        ("m", "m"),
+        ("rate", "rate"),
+        ("maximiser_rate", f"G_{lam} rate"),
+        ("norm2", norm),
+        ("transient", tr),
+        ("sd_T", "sd at T"),
+        ("stationary_sd", "stationary sd"),
+        ("paper_condition", "Thm 1 cond."),
+        ("paper_rho", f"Thm 1 {rho}"),
+        ("free_rho", f"exact-{norm if unicode else 'norm'} {rho}"),
+        ("theorem2_radius", "Thm 2 radius"),
+        ("verdict", "verdict"),
+        ("kappa_max", f"{kap}_max"),
+        ("alpha", "alpha"),
+        ("L", "L (est.)"),
+        ("eps", "eps (W1)"),
+        ("eps_floor", "W1 noise floor"),
+    ]
 
 
-_PER_MODEL = {"kappa_max", "alpha", "L", "eps", "eps_floor", "paper_lambda_max"}
+_PER_MODEL = {"kappa_max", "alpha", "L", "eps", "eps_floor"}
+
+#: what each column means and guarantees (printed under the table; docs/theory.md §6)
+LEGEND = """\
+rate          spectral radius of the learner's Jacobian J at θ* (λ_eff = m/n): the asymptotic factor per
+              generation of the distance to θ* (and, for the exact maximiser, the one-step factor in the
+              A-norm). Gaussian: m/(n+m) exactly. An accumulating pool has no single rate ("-").
+G_λ rate      the same for the exact maximiser G_λ (differs from "rate" when the learner stops early).
+‖J‖₂          one-step factor in the Euclidean norm of genloop's parameter coordinates (Theorem 1's norm);
+              > 1 means the first generations can move away before contracting.
+max‖Jᵗ‖       worst amplification of a small perturbation over all generations (≥ rate^t always).
+sd at T       RMS distance of the parameters to θ* at the last generation T (Gaussian: the mean, exact;
+              others: θ, linearised, including generation 0's own offset).
+Thm 1 ρ       the paper's one-step bound λ(α+εL)/(α−λ(α+εL)) with estimated L and ε (inf: no statement).
+exact-‖J‖₂ ρ  the same bound with the exact ‖A−B‖ in place of Lε (no estimate); it bounds ‖J‖₂.
+Thm 2 radius  the paper's radius with constants from one retraining step (delta method), at 95 %
+              confidence for all T generations together (union bound over generations).
+Verdicts are linearised statements near θ*; the Gaussian rows are exact for every n."""
 
 
-def format_theory_table(rows: Sequence[dict[str, Any]], *, compact: bool = False) -> str:
+def _ascii(text: str) -> str:
+    table = {"λ": "lambda", "κ": "kappa", "ρ": "rho", "θ": "theta", "α": "alpha", "ε": "eps", "‖": "|",
+             "₂": "_2", "ᵗ": "^t", "≥": ">=", "≤": "<=", "−": "-", "μ": "mu", "Σ": "Sigma", "σ": "sigma",
+             "·": "*", "⌊": "floor(", "⌋": ")", "δ": "delta", "∞": "inf", "≈": "~", "→": "->", "×": "x",
+             "ᵀ": "^T", "₀": "_0", "²": "^2", "⁻¹": "^-1", "Γ": "Gamma", "ν": "nu", "ξ": "xi"}
+    for k, v in table.items():
+        text = text.replace(k, v)
+    return text.encode("ascii", "replace").decode("ascii")
+
+
+def format_theory_table(rows: Sequence[dict[str, Any]], *, compact: bool = False, unicode: bool = True) -> str:
     """A Markdown table of :func:`theory_rows` output (one line per row).
 
-    ``compact`` drops the columns that are the same for every λ of a model (κ_max, α, L, ε,
-    the W1 noise floor, Theorem 1's largest certified λ).
+    ``compact`` drops the columns that are the same for every λ of a model (κ_max, α, L, ε, the
+    W₁ noise floor) and the exact-maximiser rate when it equals the rate; ``unicode=False``
+    writes plain ASCII names.
     """
     if not rows:
         return ""
-    columns = [c for c in _COLUMNS if not (compact and c[0] in _PER_MODEL)]
+    columns = [c for c in _columns(unicode) if not (compact and c[0] in _PER_MODEL)]
+    if compact and all(r.get("em_k") is None for r in rows):
+        columns = [c for c in columns if c[0] != "maximiser_rate"]
     header = [title for _, title in columns]
     body = [[_fmt(row.get(key)) for key, _ in columns] for row in rows]
+    if not unicode:
+        body = [[_ascii(c) for c in r] for r in body]
     widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
     lines = [
         "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
         "| " + " | ".join("-" * w for w in widths) + " |",
     ]
-    lines += ["| " + " | ".join(r[0].ljust(widths[0]) if i == 0 else c.rjust(w)
+    text_cols = {0, len(columns) - 1} if columns[-1][0] == "verdict" else {0}
+    lines += ["| " + " | ".join(c.ljust(w) if i in text_cols else c.rjust(w)
                                 for i, (c, w) in enumerate(zip(r, widths))) + " |" for r in body]
     return "\n".join(lines)
