@@ -154,7 +154,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from genloop.report.demo import run_demo
 
     out = Path(args.out)
-    paths = run_demo(out, quick=args.quick, jobs=args.jobs)
+    paths = run_demo(out, quick=args.quick, jobs=args.jobs, topic=args.topic)
     print(f"demo results in {out}")
     for p in paths:
         print(f"  {p}")
@@ -237,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="genloop-demo", help="output folder (default: genloop-demo)")
     p.add_argument("--quick", action="store_true", help="a smaller, faster version (for tests)")
     p.add_argument("--jobs", type=_positive_int, default=2, help="parallel processes (default 2)")
+    p.add_argument("--topic", choices=["all", "paper", "discrete"], default="all",
+                   help="paper: Gaussian collapse and two moons; discrete: categorical tails and regression; all (default)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("show", help="print the per-generation metrics of a run or an experiment")

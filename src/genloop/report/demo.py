@@ -5,6 +5,8 @@
    closed form E[σ_t]/σ_0 = c4(n)^t.
 2. Two moons with a GMM and a KDE for λ ∈ {0, 0.5, 1, ∞}: W2, MMD and held-out NLL per
    generation, and scatter plots of the generations.
+3. Discrete tails and regression on its own labels (:mod:`genloop.report.demo_discrete`;
+   ``topic="discrete"`` runs only this part).
 
 Everything goes under one output folder: ``results.md`` (the tables), PNG plots, and the run
 folders of the toy experiments (which ``genloop show`` reads).
@@ -58,12 +60,38 @@ def toy_config(model: dict[str, Any], *, generations: int, n: int) -> dict[str, 
     }
 
 
-def run_demo(out: str | Path, *, quick: bool = False, jobs: int = 2) -> list[Path]:
-    """Run the demo into ``out``; return the paths of what it wrote (results.md first)."""
-    from genloop.theory.gaussian import expected_sigma_ratio, sigma_ratio_quantile
+TOPICS = ("all", "paper", "discrete")
 
+
+def run_demo(out: str | Path, *, quick: bool = False, jobs: int = 2, topic: str = "all") -> list[Path]:
+    """Run the demo into ``out``; return the paths of what it wrote (results.md first).
+
+    ``topic``: ``"paper"`` (Gaussian collapse and two moons), ``"discrete"`` (categorical tails
+    and regression, :mod:`genloop.report.demo_discrete`) or ``"all"`` (both).
+    """
+    from genloop.errors import ConfigError
+
+    if topic not in TOPICS:
+        raise ConfigError(f"unknown demo topic {topic!r}; known topics: {', '.join(TOPICS)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    discrete_md = ""
+    discrete_paths: list[Path] = []
+    if topic in ("all", "discrete"):
+        from genloop.report.demo_discrete import run_discrete_demo
+
+        discrete_md, discrete_paths = run_discrete_demo(out, quick=quick)
+    if topic == "discrete":
+        results = out / "results.md"
+        results.write_text("# genloop demo\n\n" + discrete_md)
+        return [results, *discrete_paths]
+    return _run_paper_demo(out, quick=quick, jobs=jobs, extra_md=discrete_md, extra_paths=discrete_paths)
+
+
+def _run_paper_demo(out: Path, *, quick: bool, jobs: int, extra_md: str = "", extra_paths: list[Path] | None = None) -> list[Path]:
+    """The paper's two experiments (sections 1 and 2 of the module docstring), then ``extra_md``."""
+    from genloop.theory.gaussian import expected_sigma_ratio, sigma_ratio_quantile
+
     written: list[Path] = []
 
     # 1. Gaussian collapse --------------------------------------------------------------------
@@ -118,6 +146,7 @@ def run_demo(out: str | Path, *, quick: bool = False, jobs: int = 2) -> list[Pat
         + format_table(gauss_rows, markdown=True)
         + "\n\n## Two moons (n = %d): fully synthetic drifts, λ ≤ 1 stays near λ = 0\n\n" % toy_n
         + "\n\n".join(toy_tables) + "\n"
+        + ("\n" + extra_md if extra_md else "")
     )
     (out / "gaussian_collapse.json").write_text(json.dumps({k: v.mean(axis=0).tolist() for k, v in curves.items()}))
-    return [results, *written]
+    return [results, *written, *(extra_paths or [])]
