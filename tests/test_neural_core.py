@@ -410,3 +410,22 @@ def test_sampling_runs_in_batches() -> None:
     assert m.last_nfe_ == 6
     np.testing.assert_array_equal(a, m.sample(20, rng=np.random.default_rng(5)))
     assert m.sample(0, rng=np.random.default_rng(5)).shape == (0, 2)
+
+
+def test_channels_last_and_device_options() -> None:
+    data = torch.tanh(torch.randn(16, 1, 8, 8, generator=_gen(0)))
+    model = make_model("edm", network={"channels": 8, "channel_mult": [1, 2], "attn_resolutions": [4], "norm_groups": 4})
+    results = []
+    for channels_last in (False, True):
+        net = build_network(model.network, (1, 8, 8), generator=_gen(1))
+        cfg = TrainConfig(samples=64, batch_size=8, device="cpu", channels_last=channels_last, compile=True)
+        results.append(train(net, model.loss, data, cfg, generator=_gen(2), progress=False).net)
+    for a, b in zip(results[0].parameters(), results[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)  # same training, another memory layout
+    assert TrainConfig(device="cuda:1").device == "cuda:1"
+    with pytest.raises(Exception, match="pattern"):
+        TrainConfig(device="gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA device"):
+            train(Scalar(), _sq_loss, torch.zeros(4, 1), TrainConfig(samples=4, batch_size=4, device="cuda:0"),
+                  generator=_gen(0))

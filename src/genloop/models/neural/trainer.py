@@ -104,9 +104,15 @@ class TrainConfig(pydantic.BaseModel):
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = pydantic.Field(1e-8, gt=0)
     carry_over: tuple[CarryItem, ...] = ("weights", "ema")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: str = pydantic.Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     amp: bool = True
     log_every: int = pydantic.Field(0, ge=0)
+    #: CUDA only: cuDNN / cuBLAS in deterministic mode (see :func:`set_deterministic_cuda`)
+    deterministic: bool = False
+    #: CUDA only: ``torch.compile`` the network for training
+    compile: bool = False
+    #: images in channels-last memory layout (faster convolutions on recent GPUs)
+    channels_last: bool = False
 
     @pydantic.model_validator(mode="after")
     def _one_budget(self) -> TrainConfig:
@@ -166,12 +172,35 @@ def halflife_from_decay(decay: float, batch_size: int) -> float:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``"auto"`` → CUDA when available, else CPU; ``"cuda"`` without a GPU is a ConfigError."""
+    """``"auto"`` → CUDA when available, else CPU; ``"cuda"`` / ``"cuda:N"`` (a pinned GPU)
+    without that GPU is a ConfigError."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was requested but no CUDA device is available")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} was requested but no CUDA device is available")
+        index = torch.device(device).index
+        if index is not None and index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r} was requested but only {torch.cuda.device_count()} GPU(s) are visible")
     return torch.device(device)
+
+
+def set_deterministic_cuda() -> None:
+    """Ask CUDA for reproducible results: deterministic cuDNN kernels without autotuning and
+    ``torch.use_deterministic_algorithms`` (warning, not failing, where an op has no
+    deterministic kernel). cuBLAS also needs ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` in the
+    environment *before* CUDA starts (set here when absent, which only helps if CUDA has not
+    started yet). What stays non-deterministic: ops whose CUDA backward uses atomic adds
+    without a deterministic variant (e.g. nearest-neighbour up-sampling's backward), NCCL
+    reductions across a different number of GPUs, and bf16 autocast across GPU models.
+    These are process-wide settings.
+    """
+    import os
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def device_generator(generator: torch.Generator, device: torch.device) -> torch.Generator:
@@ -307,10 +336,15 @@ def train(
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     use_amp = bool(cfg.amp and device.type == "cuda")
+    if cfg.deterministic and device.type == "cuda":
+        set_deterministic_cuda()
     net.to(device).train()
     n = data.shape[0]
     digest = data_digest(data) if checkpoint is not None else None
     data = data.to(device)
+    if cfg.channels_last and data.ndim == 4:
+        net.to(memory_format=torch.channels_last)
+        data = data.contiguous(memory_format=torch.channels_last)
     B = min(cfg.batch_size, n)
     if w.distributed and B % w.size:
         raise ConfigError(f"batch_size {B} must be divisible by the number of processes ({w.size}) for DDP")
@@ -340,6 +374,11 @@ def train(
         from torch.nn.parallel import DistributedDataParallel
 
         model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        if device.type == "cuda":
+            model = torch.compile(model)  # type: ignore[assignment]
+        else:
+            log.info("train.compile applies on CUDA only; training uncompiled on %s", device)
 
     steps = cfg.num_steps(n)
     result = TrainResult(net=net, ema=ema, optimizer_state={})
@@ -353,7 +392,7 @@ def train(
         expected_fp = {
             "steps": steps, "batch_size": B, "n": n, "data": digest, "data_shape": list(data.shape),
             "net": module_signature(net), "has_ema": ema is not None, "world_size": w.size,
-            "train": cfg.model_dump(mode="json", exclude={"log_every", "device", "amp"}),
+            "train": cfg.model_dump(mode="json", exclude={"log_every", "device", "amp", "compile", "channels_last", "deterministic"}),
             **{str(k): v for k, v in (fingerprint or {}).items()},
         }
         expected_fp = json.loads(json.dumps(expected_fp))
@@ -497,6 +536,7 @@ __all__ = [
     "update_ema_",
     "resolve_device",
     "device_generator",
+    "set_deterministic_cuda",
     "DEFAULT_SAMPLES",
     "TrainCheckpointing",
 ]
