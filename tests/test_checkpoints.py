@@ -291,3 +291,15 @@ def test_ema_as_weights_is_the_official_transfer(tmp_path) -> None:
     first.fit(X, rng=np.random.default_rng(3), init=prev)
     for p, q in zip(first.net_.parameters(), prev.ema_.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-6)
+
+
+def test_check_data_catches_a_bad_init_or_image_size_before_a_run(tmp_path) -> None:
+    model = make_model("edm", network={"kind": "songunet", "preset": "edm-cifar10-uncond-vp"})
+    model.check_data((3, 32, 32), 10)
+    with pytest.raises(ConfigError, match="not divisible"):
+        model.check_data((3, 30, 30), 10)
+    with pytest.raises(ConfigError, match="does not exist"):
+        make_model("edm", init=str(tmp_path / "missing.pkl")).check_data((3, 32, 32), 10)
+    (tmp_path / "weights.h5").write_bytes(b"")
+    with pytest.raises(ConfigError, match="not a checkpoint genloop reads"):
+        make_model("edm", init=str(tmp_path / "weights.h5")).check_data((3, 32, 32), 10)

@@ -111,6 +111,30 @@ class TorchGenerativeModel(GenerativeModel):
         self._check_fitted()
         return self.ema_ if self.ema_ is not None else self.net_
 
+    def check_data(self, event_shape: tuple[int, ...], n: int) -> None:
+        """Before a run writes anything: a paper network must suit ``event_shape`` and an
+        ``init`` checkpoint must exist and be of a known type."""
+        from genloop.models.neural.checkpoints import TORCH_SUFFIXES
+        from genloop.models.neural.paper_networks import PAPER_KINDS, check_event_shape
+
+        network = getattr(self, "network", None)
+        if isinstance(network, NetworkConfig) and network.kind in PAPER_KINDS:
+            overrides = {k: getattr(network, k) for k in network.model_fields_set}
+            check_event_shape(network.kind, network.preset, overrides, tuple(event_shape))
+        init = getattr(self, "init", None)
+        if init:
+            p = Path(init).expanduser()
+            if not p.exists():
+                raise ConfigError(f"model.init: checkpoint {str(p)!r} does not exist")
+            ok = p.is_dir() and (p / "model.json").is_file() or p.suffix in (".pkl", ".safetensors", *TORCH_SUFFIXES)
+            if not ok:
+                raise ConfigError(
+                    f"model.init: {str(p)!r} is not a checkpoint genloop reads (.pkl EDM snapshot, .pt/.pth/.ckpt, "
+                    ".safetensors, or a genloop generation folder)"
+                )
+            if len(event_shape) != 3 and not p.is_dir():
+                raise ConfigError(f"model.init: public checkpoints are image networks; the data have shape {event_shape}")
+
     # ---- in-generation checkpoints ---------------------------------------------------------
     def enable_training_checkpoints(self, directory: Path, every_samples: int) -> None:
         """Save the training state every ``every_samples`` samples into ``directory`` during

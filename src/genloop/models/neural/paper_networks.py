@@ -110,6 +110,19 @@ def preset_options(kind: str, preset: str | None, overrides: dict[str, Any]) -> 
     return opts
 
 
+def check_event_shape(kind: str, preset: str | None, overrides: dict[str, Any], event_shape: tuple[int, ...]) -> dict[str, Any]:
+    """Raise :class:`ConfigError` unless the network suits images of ``event_shape``; returns
+    its constructor options."""
+    if len(event_shape) != 3 or event_shape[1] != event_shape[2]:
+        raise ConfigError(f"network kind {kind!r} needs square image events (C, H, H), got shape {event_shape}")
+    opts = preset_options(kind, preset, overrides)
+    levels = len(opts.get("channel_mult", opts.get("ch_mult", ())))
+    H = event_shape[1]
+    if H % (2 ** (levels - 1)):
+        raise ConfigError(f"network kind {kind!r}: image size {H} is not divisible by 2^{levels - 1} ({levels} levels)")
+    return opts
+
+
 def build_paper_network(kind: str, preset: str | None, overrides: dict[str, Any], event_shape: tuple[int, ...],
                         *, time_scale: float = 1000.0) -> nn.Module:
     """The network ``kind`` / ``preset`` for image events ``(C, H, W)`` (``H = W``), unitialised.
@@ -118,13 +131,8 @@ def build_paper_network(kind: str, preset: str | None, overrides: dict[str, Any]
     preconditioned snapshot), ``adm`` :class:`~.adm_unet.ADMUNet`, ``ddpm``
     :class:`~.ddpm_unet.DDPMUNet` (time input ``t / T``, ``time_scale = T``).
     """
-    if len(event_shape) != 3 or event_shape[1] != event_shape[2]:
-        raise ConfigError(f"network kind {kind!r} needs square image events (C, H, H), got shape {event_shape}")
+    opts = check_event_shape(kind, preset, overrides, event_shape)
     C, H, _ = event_shape
-    opts = preset_options(kind, preset, overrides)
-    levels = len(opts.get("channel_mult", opts.get("ch_mult", ())))
-    if H % (2 ** (levels - 1)):
-        raise ConfigError(f"network kind {kind!r}: image size {H} is not divisible by 2^{levels - 1} ({levels} levels)")
     if kind == "songunet":
         from genloop.models.neural.edm_unet import SongUNet, SongUNetRaw
 
@@ -139,4 +147,4 @@ def build_paper_network(kind: str, preset: str | None, overrides: dict[str, Any]
     return DDPMUNet(resolution=H, in_channels=C, out_ch=C, time_scale=time_scale, **opts)
 
 
-__all__ = ["PRESETS", "Preset", "PAPER_KINDS", "DEFAULT_PRESET", "build_paper_network", "preset_options", "resolve_preset"]
+__all__ = ["PRESETS", "Preset", "PAPER_KINDS", "DEFAULT_PRESET", "build_paper_network", "check_event_shape", "preset_options", "resolve_preset"]
