@@ -40,7 +40,9 @@ __all__ = [
 ]
 
 
-def as_tokens(X: object, *, name: str = "X", vocab_size: int | None = None, min_samples: int = 1) -> np.ndarray:
+def as_tokens(
+    X: object, *, name: str = "X", vocab_size: int | None = None, min_samples: int = 1, hint: str = ""
+) -> np.ndarray:
     """``X`` as an int64 array of token codes ``(n, L)``, or a :class:`DataError` saying why not.
 
     Codes must be exact non-negative integers (stored as floats or ints); with ``vocab_size``
@@ -65,7 +67,7 @@ def as_tokens(X: object, *, name: str = "X", vocab_size: int | None = None, min_
         raise DataError(f"{name} contains a negative token code ({int(tokens.min())})")
     if vocab_size is not None and tokens.size and tokens.max() >= vocab_size:
         raise DataError(
-            f"{name} contains unknown token {int(tokens.max())}: the vocabulary has {vocab_size} tokens (0 … {vocab_size - 1})"
+            f"{name} contains unknown token {int(tokens.max())}: the vocabulary has {vocab_size} tokens (0 … {vocab_size - 1}){hint}"
         )
     return tokens
 

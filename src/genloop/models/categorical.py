@@ -59,14 +59,22 @@ class CategoricalModel(GenerativeModel):
         self.n_categories = n_categories
         self.smoothing = smoothing
 
-    def _tokens(self, X: object, vocab: int | None) -> np.ndarray:
-        tokens = as_tokens(X, vocab_size=vocab)
+    def _tokens(self, X: object, vocab: int | None, hint: str = "") -> np.ndarray:
+        tokens = as_tokens(X, vocab_size=vocab, hint=hint)
         if tokens.shape[1] != 1:
             raise DataError(
                 f"the categorical model takes single tokens (n, 1), got sequences of length {tokens.shape[1]}; "
                 "use the 'ngram' or 'transformer-lm' model for sequences"
             )
         return tokens[:, 0]
+
+    def check_data(self, event_shape: tuple[int, ...], n: int) -> None:
+        """Before a run writes anything: events must be single tokens ``(1,)``."""
+        if tuple(event_shape) != (1,):
+            raise ConfigError(
+                f"the categorical model takes single tokens (n, 1), the data have events of shape {event_shape}; "
+                "use the 'ngram' or 'transformer-lm' model for sequences"
+            )
 
     def fit(self, X: np.ndarray, *, rng: np.random.Generator, init: GenerativeModel | None = None) -> Self:
         """p̂_k = (c_k + α)/(n + αK) from the tokens ``X`` ``(n, 1)``; ``rng`` is unused (closed form)."""
@@ -104,7 +112,7 @@ class CategoricalModel(GenerativeModel):
     def log_prob(self, X: np.ndarray) -> np.ndarray:
         """log p̂(x) per row (−inf for a category of mass 0); a code >= K is an unknown token."""
         self._check_fitted()
-        tokens = self._tokens(X, self.n_categories_)
+        tokens = self._tokens(X, self.n_categories_, hint="; set n_categories to the size of the data's vocabulary")
         with np.errstate(divide="ignore"):
             return np.log(self.probs_[tokens])
 

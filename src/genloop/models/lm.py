@@ -185,6 +185,13 @@ class TransformerLM(TorchGenerativeModel):
     def _fit_scaling(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(X.shape[1:]), np.ones(X.shape[1:])  # tokens are used as they are
 
+    def check_data(self, event_shape: tuple[int, ...], n: int) -> None:
+        """Before a run writes anything: events must be sequences ``(L,)``."""
+        if len(event_shape) != 1:
+            raise ConfigError(f"transformer-lm takes token sequences (n, L), the data have events of shape {event_shape}")
+        if n < 2:
+            raise ConfigError(f"transformer-lm needs at least 2 training sequences, data.n = {n}")
+
     # ---- fit / likelihood / state ----------------------------------------------------------
     def fit(self, X: np.ndarray, *, rng: np.random.Generator, init: GenerativeModel | None = None) -> Self:
         """Train on token sequences ``X`` ``(n, L)``; V from the option, the warm start, or the data."""
@@ -199,7 +206,7 @@ class TransformerLM(TorchGenerativeModel):
     def log_prob(self, X: np.ndarray) -> np.ndarray:
         """log p_θ(x) = Σ_i log softmax(f_θ)[x_i] per sequence (the network's law, temperature 1)."""
         self._check_fitted()
-        tokens = as_tokens(X, vocab_size=self.vocab_size_)
+        tokens = as_tokens(X, vocab_size=self.vocab_size_, hint="; set the model's vocab_size to the size of the data's vocabulary")
         if tokens.shape[1] != self.event_shape_[0]:
             raise ConfigError(f"sequences have length {tokens.shape[1]}, the model was fitted on {self.event_shape_[0]}")
         net, device = self._prepare_net()

@@ -60,6 +60,13 @@ class NGramModel(GenerativeModel):
         self.smoothing = smoothing
         self.vocab_size = vocab_size
 
+    def check_data(self, event_shape: tuple[int, ...], n: int) -> None:
+        """Before a run writes anything: sequences ``(L,)`` with L >= order."""
+        if len(event_shape) != 1:
+            raise ConfigError(f"the n-gram model takes token sequences (n, L), the data have events of shape {event_shape}")
+        if self.order > event_shape[0]:
+            raise ConfigError(f"n-gram order {self.order} is larger than the sequences (length {event_shape[0]}); use order <= {event_shape[0]}")
+
     # ---- fit ---------------------------------------------------------------------------------
     def fit(self, X: np.ndarray, *, rng: np.random.Generator, init: GenerativeModel | None = None) -> Self:
         """Count every (context, next token) pair of ``X`` ``(n, L)``; ``rng`` is unused."""
@@ -130,7 +137,7 @@ class NGramModel(GenerativeModel):
     def log_prob(self, X: np.ndarray) -> np.ndarray:
         """log p̂(x_0 … x_{L-1}) = Σ_i log p̂(x_i | c_i) per sequence (−inf for an impossible one)."""
         self._check_fitted()
-        tokens = as_tokens(X, vocab_size=self.vocab_size_)
+        tokens = as_tokens(X, vocab_size=self.vocab_size_, hint="; set the model's vocab_size to the size of the data's vocabulary")
         if tokens.shape[1] != self.seq_len_:
             raise DataError(f"sequences have length {tokens.shape[1]}, the model was fitted on length {self.seq_len_}")
         total = np.zeros(tokens.shape[0])

@@ -68,6 +68,13 @@ class RegressionModel(GenerativeModel):
         self.sigma = sigma
         self.design = design
 
+    def check_data(self, event_shape: tuple[int, ...], n: int) -> None:
+        """Before a run writes anything: rows ``[x_1 … x_d, y]`` with d >= 1 (and n > d to estimate σ)."""
+        if len(event_shape) != 1 or event_shape[0] < 2:
+            raise ConfigError(f"the regression model takes rows [x_1 … x_d, y] with d >= 1, the data have events of shape {event_shape}")
+        if self.sigma is None and n <= event_shape[0] - 1:
+            raise ConfigError(f"estimating sigma needs more rows than features (n={n}, d={event_shape[0] - 1}); set sigma")
+
     def fit(self, X: np.ndarray, *, rng: np.random.Generator, init: GenerativeModel | None = None) -> Self:
         """β̂ from the rows ``X`` ``(n, d + 1)``; the design comes from ``init`` when given."""
         rows = check_vectors(X, name="regression rows")
