@@ -111,6 +111,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from genloop.report.tables import format_table
     from genloop.store import RunStore
     from genloop.sweep import find_runs
+    from genloop.sweep.local import run_folder_problems
 
     folder = Path(args.folder)
     if not folder.exists():
@@ -129,6 +130,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         verdict = "ok" if check.ok else f"damaged: resume rolls back to {check.intact_generation}"
         if check.ok and not check.verified:
             verdict = "ok (no checksums: written by an older genloop)"
+        refused = run_folder_problems(run)
+        if refused:
+            verdict = "refused: resume stops with a message"
+            check.problems.extend(refused)
         rows.append({"run": _rel(run, folder), "state": check.state, "last": check.last_generation,
                      "intact": check.intact_generation, "verdict": verdict})
         problems += [f"{_rel(run, folder)}: {p}" for p in check.problems]

@@ -519,7 +519,9 @@ def _chain(previous: str, entry: dict[str, Any]) -> str:
 
 
 def _mb(n: int) -> str:
-    return f"{n / 2**20:.1f} MiB"
+    from genloop.sweep.preflight import _size
+
+    return _size(n)
 
 
 def _read_lines(path: Path) -> list[str]:

@@ -175,12 +175,15 @@ def _run_doc(cfg: RunConfig, spec: RunSpec) -> dict[str, Any]:
     return doc
 
 
-def execute_run(cfg: RunConfig, spec: RunSpec, *, progress: ProgressFn | None = None) -> dict[str, Any]:
+def execute_run(cfg: RunConfig, spec: RunSpec, *, progress: ProgressFn | None = None,
+                check_disk: bool = True) -> dict[str, Any]:
     """Run (or resume) one (λ, seed) run to ``cfg.loop.generations``; return its last metrics.
 
     A resume first verifies the folder against its checksums and rolls back to the last
     intact generation (logged as a warning). An interruption (Ctrl-C, SIGTERM, a full disk, an
-    error) marks the run ``stopped`` with the reason; finished generations stay.
+    error) marks the run ``stopped`` with the reason; finished generations stay. With
+    ``check_disk``, once generation 0's checkpoint size is known a run whose remaining
+    checkpoints cannot fit the disk stops with the estimate.
     """
     source, split = real_data(cfg, spec.seed)
     keep_pool = cfg.loop.scheme in ("accumulate", "accumulate-subsample")
@@ -228,7 +231,7 @@ def execute_run(cfg: RunConfig, spec: RunSpec, *, progress: ProgressFn | None = 
                 )
                 last_line = {"generation": record.generation, **record.metrics}
                 shutil.rmtree(spec.path / "training" / f"gen_{record.generation:04d}", ignore_errors=True)
-                if record.generation == 0 and cfg.loop.generations > 0:
+                if check_disk and record.generation == 0 and cfg.loop.generations > 0:
                     from genloop.sweep.preflight import check_disk_for_checkpoints
 
                     check_disk_for_checkpoints(store.generation_bytes(0), cfg.loop.generations, 1,
@@ -252,8 +255,14 @@ def _stop_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _execute_in_child(doc: dict[str, Any], spec: RunSpec) -> tuple[RunSpec, dict[str, Any]]:
-    return spec, execute_run(parse_config(doc), spec)
+def _execute_in_child(doc: dict[str, Any], spec: RunSpec, check_disk: bool) -> tuple[RunSpec, dict[str, Any]]:
+    try:
+        return spec, execute_run(parse_config(doc), spec, check_disk=check_disk)
+    except SystemExit as exc:
+        # SIGTERM (from the parent, or because the parent died): the run is marked stopped;
+        # a worker told to stop must not go back to the pool for the next run.
+        logging.shutdown()
+        os._exit(exc.code if isinstance(exc.code, int) else 1)
 
 
 def _init_worker(threads: int, parent_pid: int) -> None:
@@ -266,10 +275,13 @@ def _init_worker(threads: int, parent_pid: int) -> None:
     """
     import signal
 
-    signal.signal(signal.SIGTERM, _exit_on_signal)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # Ctrl-C reaches the whole process group: the parent handles it and stops the workers
+    # with SIGTERM, so each run is marked stopped exactly once.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent_pid)
     _limit_threads(threads)
+    # Last: a SIGTERM while still importing (no run started) just ends the worker.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:
@@ -299,6 +311,8 @@ def _die_with_parent(parent_pid: int) -> None:
         while os.getppid() == parent_pid:
             time.sleep(1.0)
         os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30.0)  # time to mark the run stopped; then leave whatever the main thread does
+        os._exit(1)
 
     threading.Thread(target=watch, name="genloop-parent-watch", daemon=True).start()
 
@@ -353,16 +367,17 @@ def run_experiment(
         specs = prepare_experiment(cfg, out, resume=resume)
         if jobs <= 1 or len(specs) == 1:
             for spec in specs:
-                execute_run(cfg, spec, progress=progress)
+                execute_run(cfg, spec, progress=progress, check_disk=check_resources)
                 if on_run_done is not None:
                     on_run_done(spec)
             return specs
-        _run_in_processes(cfg, specs, jobs=jobs, threads_per_job=threads_per_job, on_run_done=on_run_done)
+        _run_in_processes(cfg, specs, jobs=jobs, threads_per_job=threads_per_job, on_run_done=on_run_done,
+                          check_disk=check_resources)
     return specs
 
 
 def _run_in_processes(cfg: RunConfig, specs: list[RunSpec], *, jobs: int, threads_per_job: int | None,
-                      on_run_done: Callable[[RunSpec], None] | None) -> None:
+                      on_run_done: Callable[[RunSpec], None] | None, check_disk: bool) -> None:
     from concurrent.futures.process import BrokenProcessPool
 
     doc = cfg.resolved()
@@ -373,7 +388,7 @@ def _run_in_processes(cfg: RunConfig, specs: list[RunSpec], *, jobs: int, thread
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_init_worker, initargs=(threads, os.getpid()))
     try:
-        futures = {pool.submit(_execute_in_child, doc, spec): spec for spec in specs}
+        futures = {pool.submit(_execute_in_child, doc, spec, check_disk): spec for spec in specs}
         for fut in as_completed(futures):
             spec, _ = fut.result()
             done.add(spec)
@@ -394,6 +409,28 @@ def _run_in_processes(cfg: RunConfig, specs: list[RunSpec], *, jobs: int, thread
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_folder_problems(run: Path) -> list[str]:
+    """What a resume of ``run`` would refuse beyond its checksums: a lock that is a folder, a
+    run config that no longer matches the experiment's (read-only)."""
+    from genloop.config import read_yaml
+    from genloop.errors import GenloopError
+
+    problems = []
+    if (run / ".lock").is_dir():
+        problems.append(".lock is a folder, not a lock file")
+    exp_cfg = run.parent.parent / "config.yaml"
+    if exp_cfg.is_file() and (run / "config.yaml").is_file():
+        try:
+            exp, own = read_yaml(exp_cfg), read_yaml(run / "config.yaml")
+        except GenloopError as exc:
+            return [*problems, str(exc)]
+        strip = lambda d: {**_comparable(d), "loop": {k: v for k, v in _comparable(d).get("loop", {}).items()  # noqa: E731
+                                                      if k not in ("lambdas", "seeds")}}
+        if not isinstance(exp, dict) or not isinstance(own, dict) or strip(exp) != strip(own):
+            problems.append("config.yaml differs from the experiment's config.yaml (edited?)")
+    return problems
 
 
 def find_runs(folder: str | Path) -> list[Path]:
