@@ -456,7 +456,7 @@ def test_generalized_eigenvalues_reject_non_concave_fit() -> None:
 def test_theory_rows_gaussian_and_student_t() -> None:
     rng = np.random.default_rng(16)
     real = np.concatenate([rng.normal(-2, 0.7, 300), rng.normal(1.5, 1.0, 300)])[:, None]
-    lams = [0.1, 1.0, 10.0, math.inf]
+    lams = [0.1, 1.0, 10.0, 0.255, math.inf]
     rows = theory_rows("gaussian", {"estimator": "mle"}, real, lams, 100, rng=rng)
     assert [r["lam"] for r in rows] == lams
     var = real.var()
@@ -464,17 +464,23 @@ def test_theory_rows_gaussian_and_student_t() -> None:
         assert r["exact_rate"] == pytest.approx(r["expfam_rate"], abs=1e-9)
         assert r["paper_condition"] == (r["paper_rho"] < 1)
         if math.isfinite(r["lam"]):
-            # exp family: stationary cov = m/(n(n+2m)) B^{-1}, B^{-1} = diag(σ², 1/2) in (μ, log σ)
             m = r["m"]
-            expect = math.sqrt(m / (100 * (100 + 2 * m)) * (var + 0.5))
-            assert r["stationary_sd"] == pytest.approx(expect, rel=1e-8)
+            assert m == math.floor(r["lam"] * 100)
+            assert r["exact_rate"] == pytest.approx(m / (100 + m), abs=1e-12)  # m/(n+m), not λ/(1+λ)
+            # exact stationary covariance of the MLE mean: m Σ/(n(n+2m) + m)
+            assert r["stationary_sd"] == pytest.approx(math.sqrt(m * var / (100 * (100 + 2 * m) + m)), rel=1e-8)
+            # an exponential family: J = rate·I, no transient growth, ‖J‖₂ = rate
+            assert r["norm2"] == pytest.approx(r["rate"], abs=1e-9)
+            assert r["free_condition"] == (r["lam_eff"] < 0.5)
+    assert rows[3]["m"] == 25 and rows[3]["rate"] == pytest.approx(0.2)
     assert rows[-1]["exact_rate"] == 1.0 and rows[-1]["stationary_sd"] == math.inf
     rows_t = theory_rows("student_t", {"dof": 4.0}, real, [0.5], 100, rng=rng)
     assert rows_t[0]["expfam_rate"] is None
     assert 0 < rows_t[0]["exact_rate"] < 1
     table = format_theory_table(rows + rows_t)
     lines = table.splitlines()
-    assert len(lines) == 2 + len(rows) + 1 and "exact rate" in lines[0] and "student_t" in lines[-1]
+    assert len(lines) == 2 + len(rows) + 1 and "rate" in lines[0] and "student_t" in lines[-1]
+    assert "λ" in lines[0] and "lambda" in format_theory_table(rows, unicode=False).splitlines()[0]
 
 
 def test_theory_rows_bad_input() -> None:
@@ -542,16 +548,21 @@ def test_theory_text_for_a_config() -> None:
     doc = {
         "data": {"name": "gaussian", "n": 60, "mean": [0.0]},
         "model": {"name": "gaussian", "estimator": "mle"},
-        "loop": {"generations": 3, "lambdas": [0.5, 2, "inf"], "scheme": "accumulate"},
+        "loop": {"generations": 3, "lambdas": [0.5, 2, "inf"], "scheme": "replace"},
     }
-    text = theory_text(parse_config(doc))
+    text = theory_text(parse_config(doc), unicode=False)
     table = [line for line in text.splitlines() if line.startswith("| gaussian")]
     assert len(table) == 3
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in table]
-    assert cells[0][3] == "0.3333" and cells[1][3] == "0.6667" and cells[2][3] == "1"  # exact rate λ/(1+λ)
-    assert "'replace' scheme" in text  # the accumulate scheme is flagged
+    assert cells[0][3] == "0.3333" and cells[1][3] == "0.6667" and cells[2][3] == "1"  # m/(n+m)
+    assert "stable: contracts at 0.333/generation" in cells[0][-1] and "drifts" in cells[2][-1]
     expect = gaussian.expected_sigma_ratio(60, 3, "mle")
     assert f"E[sigma_T]/sigma_0 = {expect:.4g}" in text  # the collapse line at λ = ∞
+    assert "rate " in text and "Thm 2 radius" in text  # the legend
+    assert text.isascii()
+    doc["loop"]["scheme"] = "accumulate"
+    text = theory_text(parse_config(doc), unicode=True)
+    assert "bounded: the pool remembers" in text and "λ" in text
     doc["model"] = {"name": "kde"}
     with pytest.raises(ConfigError, match="supported models: gaussian, gmm, student_t"):
         theory_text(parse_config(doc))

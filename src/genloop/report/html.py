@@ -312,25 +312,30 @@ def _section_theory(ctx: _Context) -> str:
 
 
 _THEORY_COLUMNS = [
-    ("lam", "λ"), ("m", "m = ⌊λn⌋"), ("exact_rate", "exact rate λκ/(1+λκ)"), ("expfam_rate", "λ/(1+λ)"),
-    ("paper_condition", "Thm 1 condition"), ("paper_rho", "Thm 1 ρ"), ("paper_lambda_max", "Thm 1 max λ"),
-    ("stationary_sd", "stationary sd"), ("theorem2_radius", "Thm 2 radius"), ("kappa_max", "κ_max"),
-    ("alpha", "α"), ("L", "L (est.)"), ("eps", "ε (W1)"), ("eps_floor", "W1 noise floor"),
+    ("lam", "λ"), ("m", "m = ⌊λn⌋"), ("rate", "rate (learner)"), ("maximiser_rate", "G_λ rate"),
+    ("norm2", "‖J‖₂"), ("transient", "max_t ‖Jᵗ‖₂"), ("sd_T", "sd at T"), ("stationary_sd", "stationary sd"),
+    ("paper_condition", "Thm 1 condition"), ("paper_rho", "Thm 1 ρ"), ("free_rho", "ρ with exact ‖A−B‖"),
+    ("theorem2_radius", "Thm 2 radius (95 %, all T)"), ("verdict", "verdict"), ("kappa_max", "κ_max"),
+    ("alpha", "α"), ("L", "L (est.)"), ("eps", "ε̂ (W1)"), ("eps_floor", "W1 noise floor"),
 ]
 
 
 def _theory_table(ctx: _Context) -> str:
-    from genloop.theory.report import theory_rows
+    from genloop.theory.cli import config_theory
+    from genloop.theory.report import LEGEND
 
-    real = np.asarray(ctx.train(), dtype=np.float64)
-    if real.ndim != 2:
-        raise DataError(f"the theory toolkit needs vector data (n, d), got shape {real.shape}")
-    rows = theory_rows(ctx.cfg.model.name, ctx.cfg.model.options, real, ctx.cfg.loop.lambdas, ctx.cfg.data.n,
-                       rng=np.random.default_rng(ctx.seed), n_boot=ctx.n_boot)
+    res = config_theory(ctx.cfg)  # the numbers of `genloop theory CONFIG`, computed once per process
     keys = [k for k, _ in _THEORY_COLUMNS]
-    return (html_table(rows, keys, [t for _, t in _THEORY_COLUMNS])
-            + "<p>Fitted on the real training data of the first seed. The exact rate is the spectral radius "
-              "of J = λ(A+λB)<sup>−1</sup>B; Theorem 1/2 are the paper's sufficient bounds.</p>")
+    w1 = res.w1
+    eps = ("consistent with no misspecification" if w1["eps_consistent"]
+           else "above the noise floor: the model misses part of the data")
+    notes = "".join(f"<p>{html.escape(n)}</p>" for n in res.notes)
+    return (html_table(res.rows, keys, [t for _, t in _THEORY_COLUMNS])
+            + f"<p>Learner: {html.escape(res.learner)}.</p>"
+            + f"<p>ε̂ = {w1['eps']:.3g} ± {w1['eps_sd']:.2g} against a noise floor of {w1['eps_floor']:.3g} ± "
+              f"{w1['eps_floor_sd']:.2g} at the run's size: {html.escape(eps)}.</p>" + notes
+            + "<p>Fitted on the real training data of the first seed, with the stream of <code>genloop theory</code> "
+              "(the same numbers).</p><pre>" + html.escape(LEGEND) + "</pre>")
 
 
 def _trajectory(ctx: _Context, part: str | None) -> str:
@@ -355,8 +360,8 @@ def _trajectory(ctx: _Context, part: str | None) -> str:
         offset = float(np.mean([c.observed[:, 0].mean() for c in comps.values()]))
         caveat = ("<p>Mixtures: θ* is the exact maximum-likelihood fit reached from generation 0 (EM + Newton); "
                   f"generation 0 itself is at squared distance {html.escape(_fmt(offset))} from it on average "
-                  "because EM stops at its tolerance. The prediction is linearised around θ* and assumes each "
-                  "generation is an exact maximiser; a learner that stops early keeps part of that offset.</p>")
+                  "because EM stops at its tolerance. The prediction is linearised around θ* with the learner's own "
+                  "map (k warm-started EM iterations, k from the run), which carries that offset.</p>")
     return (_figure(path, f"RMS distance to θ* ({part}); dashed: predicted")
             + html_table(rows) + caveat
             + "<p>Squared distances, mean over seeds (see genloop.report.trajectory for the definitions "
@@ -375,8 +380,9 @@ def build_report(
 
     ``out`` is the file to write (default ``FOLDER/report.html``; an existing folder gets a
     ``report.html`` inside). ``theory=False`` skips the theory section (the costliest);
-    ``seed`` seeds its Monte Carlo estimates and ``n_boot`` its bootstrap (Theorem 2
-    constants). Raises :class:`ConfigError` when ``folder`` does not exist or holds no run.
+    ``seed`` seeds the trajectory overlay's Monte Carlo parts; the theory table uses the
+    stream of ``genloop theory`` (same numbers). ``n_boot`` is kept for compatibility (Theorem
+    2's constants now come from the one-step sampling law, without a bootstrap). Raises :class:`ConfigError` when ``folder`` does not exist or holds no run.
     """
     folder = Path(folder)
     if not folder.is_dir():

@@ -47,7 +47,9 @@ Predictions (replace scheme, n real + m = ⌊λn⌋ synthetic samples per genera
   The first term is the deterministic contraction (rate ρ = spectral radius of J) of the
   initial offset e_0 = θ_0 − θ* (scikit-learn's EM stops at ``tol``, so θ_0 ≠ θ*).
   λ = ∞: J = I and Q = B^{-1}/n (a random walk, valid only while the fit stays near θ*).
-  EM's tolerance and ``reg_covar`` are not modelled.
+  When the run's checkpoints record EM iteration counts (scikit-learn stops at ``tol``), J and
+  Q are those of the learner that ran: k warm-started EM iterations per generation (k = the
+  run's median), :func:`genloop.theory.em.em_learner_map`, with ``reg_covar``.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ __all__ = [
     "gaussian_moment_recursion",
     "gaussian_predicted_distances",
     "linearized_predicted_distances",
+    "linear_map_predicted_distances",
     "gmm_parameter_vector",
     "observed_distances",
     "predicted_distances",
@@ -260,6 +263,20 @@ def linearized_predicted_distances(
             J = retraining_jacobian(A, B, lam_eff)
             Q = lam_eff**2 * M @ (B / m) @ M.T
     P = np.zeros((p, p))
+    out = np.empty(generations + 1)
+    for t in range(generations + 1):
+        out[t] = float(e @ e) + float(np.trace(P))
+        e = J @ e
+        P = J @ P @ J.T + Q
+    return out
+
+
+def linear_map_predicted_distances(J: np.ndarray, Q: np.ndarray, e0: np.ndarray, generations: int) -> np.ndarray:
+    """E||θ_t − θ*||² ≈ ||Jᵗe_0||² + tr P_t with P_{t+1} = J P_t Jᵀ + Q, for any linearised learner
+    map (J, Q) (e.g. :func:`genloop.theory.em.em_learner_map`), t = 0..generations."""
+    generations = _check_generations(generations)
+    e = np.asarray(e0, dtype=np.float64).reshape(-1)
+    P = np.zeros_like(np.asarray(J, dtype=np.float64))
     out = np.empty(generations + 1)
     for t in range(generations + 1):
         out[t] = float(e @ e) + float(np.trace(P))
@@ -506,6 +523,7 @@ def compare_trajectories(
     part = _check_part(model_name, part)
     cache = _SeedCache()
     fisher: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    em_cache: dict[int, Any] = {}
     grouped: dict[str, list[tuple[_Run, np.ndarray, np.ndarray | None, str, bool]]] = defaultdict(list)
     for run in runs:
         obs = _run_distances(run, cache)[part]
@@ -537,8 +555,23 @@ def compare_trajectories(
                 fisher[run.seed] = (expected_neg_hessian(density, th, real), density.fisher(th, rng=rng, n_mc=n_mc))
             A, B = fisher[run.seed]
             e0 = gmm_parameter_vector(run.models[0], means) - theta
-            pred_arr = linearized_predicted_distances(A, B, e0, real.shape[0], lam, generations)
-            grouped[run.lam].append((run, obs, pred_arr, "linearised around θ* (J = λ(A+λB)^{-1}B)", False))
+            iters = [int(mdl.n_iter_) for mdl in run.models[1:] if getattr(mdl, "n_iter_", 0)]
+            m = synthetic_count(lam, real.shape[0])
+            if iters and math.isfinite(lam) and m > 0 and density.quadrature_grid(th) is not None:
+                # the learner's own map: k warm-started EM iterations (k = the run's median)
+                from genloop.theory.em import em_learner_map, em_step_derivatives
+
+                if run.seed not in em_cache:
+                    em_cache[run.seed] = em_step_derivatives(
+                        density, th, real, reg_covar=float(run.cfg.model.options.get("reg_covar", 1e-6)))
+                k = int(np.median(iters))
+                lm = em_learner_map(em_cache[run.seed], m / real.shape[0], [k], m)[k]
+                pred_arr = linear_map_predicted_distances(lm.J, lm.Q_synth, e0, generations)
+                method = f"linearised around θ*, the run's own map: {k} warm-started EM iterations per generation"
+            else:
+                pred_arr = linearized_predicted_distances(A, B, e0, real.shape[0], lam, generations)
+                method = "linearised around θ* (exact maximiser, J = λ(A+λB)^{-1}B)"
+            grouped[run.lam].append((run, obs, pred_arr, method, False))
     out: dict[str, TrajectoryComparison] = {}
     for lam, items in grouped.items():
         observed = _stack([it[1] for it in items])

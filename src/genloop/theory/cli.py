@@ -96,7 +96,7 @@ def theory_text(
         f"ε̂ = W₁(real, model) = {w1['eps']:.3g} ± {w1['eps_sd']:.2g} vs noise floor {w1['eps_floor']:.3g} "
         f"± {w1['eps_floor_sd']:.2g} (both {int(w1['w1_points'])} vs {int(w1['w1_points'])} points): {eps_word}",
         f"Theorem 1 certifies λ < {r0['paper_lambda_max']:.4g} (estimated L, ε); with the exact ‖A − B‖ in place "
-        f"of Lε: λ < {r0['free_lambda_max']:.4g}. The rate column is < 1 for every finite λ.",
+        f"of Lε: λ < {r0['free_lambda_max']:.4g}. The exact rate (column \"rate\") is < 1 for every finite λ.",
     ]
     lines += [f"note: {note}" for note in res.notes]
     if any(math.isinf(lam) for lam in cfg.loop.lambdas) and cfg.model.name == "gaussian" \

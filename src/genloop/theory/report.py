@@ -216,10 +216,10 @@ def _verdict(lam: float, m: int, rate: float | None, transient: float | None, sc
         return "no synthetic data: every generation refits the real data"
     if math.isinf(lam):
         return "drifts: no real data pulls it back (random walk; collapse for the Gaussian)"
+    if scheme == "accumulate":
+        return "bounded: the pool remembers every generation (an offset shrinks once, by m/(n+m), then stays)"
     if rate is None:
         return "no prediction"
-    if scheme == "accumulate":
-        return "bounded: the pool remembers every generation (an offset shrinks once, by the rate, then stays)"
     text = f"stable: contracts at {rate:.3g}/generation"
     if transient is not None and transient > 1.05:
         text += f"; transient growth up to {transient:.2g}x first"
