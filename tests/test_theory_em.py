@@ -1,0 +1,175 @@
+"""The learner's own map for ``gmm`` (k warm-started EM steps), norms of J and the honest floors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.mixture import GaussianMixture
+
+from genloop.loop import LoopState, run_loop
+from genloop.models import make_model
+from genloop.report.trajectory import gmm_parameter_vector
+from genloop.theory.em import em_learner_map, em_step_derivatives, gmm_em_steps
+from genloop.theory.jacobian import (
+    GaussianDensity,
+    GMMDensity,
+    estimate_free_condition,
+    expected_neg_hessian,
+    retraining_jacobian,
+    transient_amplification,
+)
+from genloop.theory.report import one_step_constants, w1_at_run_size
+
+K_SE = 4.5
+
+
+def _mixture(rng: np.random.Generator, n: int) -> np.ndarray:
+    return np.concatenate([rng.normal(-1.5, 0.6, n // 2), rng.normal(1.0, 0.8, n - n // 2)])[:, None]
+
+
+def _gmm_model(density: GMMDensity, theta: np.ndarray, **options: object):
+    """A registered gmm whose state is θ (GMMDensity coordinates)."""
+    lw, mu, L = (a.detach().numpy() for a in density.unpack(torch.as_tensor(theta)))
+    cov = np.einsum("kij,klj->kil", L, L)
+    model = make_model("gmm", n_components=density.K, **options)
+    prec_chol = np.linalg.inv(np.linalg.cholesky(cov)).transpose(0, 2, 1)
+    model.set_state({"weights": np.exp(lw), "means": mu, "covariances": cov, "precisions_cholesky": prec_chol},
+                    {"converged": True, "n_iter": 0, "lower_bound": 0.0})
+    return model
+
+
+def test_em_steps_match_scikit_learn() -> None:
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal([-1, 0], 0.5, (150, 2)), rng.normal([1, 1], 0.7, (150, 2))])
+    density = GMMDensity(2, 2)
+    start = make_model("gmm", n_components=2, max_iter=1).fit(x, rng=rng)
+    theta0 = gmm_parameter_vector(start)
+    for k in (1, 3):
+        gm = GaussianMixture(2, tol=0.0, max_iter=k, reg_covar=1e-6, weights_init=start.weights_,
+                             means_init=start.means_, precisions_init=start._estimator.precisions_)
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            gm.fit(x)
+        ref = density.pack(gm.weights_, gm.means_, gm.covariances_).numpy()
+        ours = gmm_em_steps(density, torch.as_tensor(theta0), torch.as_tensor(x),
+                            torch.full((300,), 1 / 300, dtype=torch.float64), k, 1e-6).numpy()
+        np.testing.assert_allclose(ours, ref, atol=1e-10)
+
+
+def test_many_em_steps_converge_to_the_exact_maximiser_jacobian() -> None:
+    rng = np.random.default_rng(1)
+    x = _mixture(rng, 400)
+    density = GMMDensity(2, 1)
+    theta = density.fit(x)
+    A, B = expected_neg_hessian(density, theta, x), density.fisher(theta)
+    deriv = em_step_derivatives(density, theta, x, reg_covar=0.0)
+    assert deriv.fixed_point_error < 1e-7
+    lam = 0.8
+    maps = em_learner_map(deriv, lam, [1, 2, 3000], 320)
+    J = retraining_jacobian(A, B, lam)
+    np.testing.assert_allclose(maps[3000].J, J, atol=1e-6)
+    M = np.linalg.inv(A + lam * B)
+    np.testing.assert_allclose(maps[3000].Q_synth, lam**2 * M @ (B / 320) @ M.T, atol=1e-8)
+    rates = [float(np.max(np.abs(np.linalg.eigvals(maps[k].J)))) for k in (1, 2, 3000)]
+    assert rates[0] > rates[1] > rates[2]  # a learner that stops early contracts more slowly
+
+
+@pytest.mark.slow
+def test_em_learner_prediction_matches_the_real_loop_and_the_maximiser_does_not() -> None:
+    # Common random numbers: runs started at θ* ± δv with the same seed differ by J^t(δv) to
+    # first order (even-order terms cancel); the registered gmm with tol = 0 runs exactly k EM steps.
+    rng = np.random.default_rng(5)
+    n, lam, k, delta, T, seeds = 300, 0.55, 2, 0.05, 3, 120
+    x = _mixture(rng, n)
+    density = GMMDensity(2, 1)
+    theta = density.fit(x)
+    m = math.floor(lam * n)
+    Jk = em_learner_map(em_step_derivatives(density, theta, x), m / n, [k], m)[k].J
+    J = retraining_jacobian(expected_neg_hessian(density, theta, x), density.fisher(theta), m / n)
+    means = density.unpack(theta)[1].detach().numpy()
+    v = np.zeros(density.n_params)
+    v[1] = 1.0  # the mean of component 0
+    diffs = []
+    for s in range(seeds):
+        paths = []
+        for sign in (1.0, -1.0):
+            start = _gmm_model(density, theta.numpy() + sign * delta * v, tol=0.0, max_iter=k)
+            recs = run_loop(make_model("gmm", n_components=2, tol=0.0, max_iter=k), x, lam=lam, generations=T,
+                            seed=s, resume=LoopState(0, start))
+            paths.append(np.array([gmm_parameter_vector(r.model, means) for r in recs]))
+        diffs.append((paths[0] - paths[1]) / 2)
+    diffs = np.array(diffs)
+    P, Pk = np.eye(density.n_params), np.eye(density.n_params)
+    far = 0
+    for t in range(T):
+        P, Pk = J @ P, Jk @ Pk
+        obs = diffs[:, t].mean(0)
+        se = diffs[:, t].std(0, ddof=1) / math.sqrt(seeds)
+        assert np.all(np.abs(obs - delta * Pk @ v) < K_SE * se + 1e-4 * delta), (t, obs, delta * Pk @ v, se)
+        far += int(np.any(np.abs(obs - delta * P @ v) > 10 * se))
+    assert far == T  # the exact maximiser's J is rejected at every generation
+
+
+def test_transient_amplification_and_the_estimate_free_bound() -> None:
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        p = 4
+        Q = rng.normal(size=(p, p))
+        A = Q @ Q.T + 0.05 * np.eye(p)
+        R = rng.normal(size=(p, p)) * rng.uniform(0.05, 1.5)
+        B = A + 0.5 * (R + R.T)
+        if np.linalg.eigvalsh(B)[0] <= 0:
+            continue
+        for lam in (0.05, 0.2, 1.0):
+            J = retraining_jacobian(A, B, lam)
+            best, t_best = transient_amplification(J)
+            norms = [np.linalg.norm(np.linalg.matrix_power(J, t), 2) for t in range(1, 400)]
+            assert best == pytest.approx(max(norms), rel=1e-9) and norms[t_best - 1] == pytest.approx(best)
+            ok, rho = estimate_free_condition(A, B, lam)
+            if ok:
+                assert np.linalg.norm(J, 2) <= rho + 1e-12 < 1
+            # J is self-adjoint in the A-inner product: ‖J‖_A = spectral radius
+            Lc = np.linalg.cholesky(A)
+            JA = Lc.T @ J @ np.linalg.inv(Lc.T)
+            assert np.linalg.norm(JA, 2) == pytest.approx(np.max(np.abs(np.linalg.eigvals(J))), rel=1e-8)
+
+
+def test_w1_noise_floor_flags_a_well_specified_fit() -> None:
+    rng = np.random.default_rng(3)
+    density = GaussianDensity(1)
+    flags = []
+    for _ in range(30):
+        x = rng.normal(size=(40, 1))
+        flags.append(w1_at_run_size(density, density.fit(x), x, rng=rng)["eps_consistent"])
+    assert np.mean(flags) > 0.8  # small n, well specified: ε̂ sits inside its noise floor
+    bimodal = _mixture(rng, 400)
+    out = w1_at_run_size(density, density.fit(bimodal), bimodal, rng=rng)
+    assert not out["eps_consistent"] and out["eps"] > 2 * out["eps_floor"]
+
+
+@pytest.mark.slow
+def test_one_step_constants_cover_one_retraining_step() -> None:
+    # One retraining step of the Gaussian MLE on n fresh real + m = ⌊λn⌋ draws of θ*: the radius
+    # a sqrt(log(b/δ))/sqrt(n) from the delta-method constants holds the step with probability ≈ 1-δ.
+    rng = np.random.default_rng(4)
+    n, lam = 40, 0.7
+    m = math.floor(lam * n)
+    density = GaussianDensity(1)
+    B = np.diag([1.0, 2.0])  # Fisher information of N(0, 1) in (μ, log σ)
+    M = np.linalg.inv(B + (m / n) * B)
+    cov = M @ (B / n + (m / n) ** 2 * B / m) @ M.T
+    a, b = one_step_constants(cov, n, rng=rng)
+    draws = 4000
+    dev = np.empty(draws)
+    for i in range(draws):
+        mix = np.concatenate([rng.normal(size=(n, 1)), rng.normal(size=(m, 1))])
+        dev[i] = np.linalg.norm(density.fit(mix).numpy())
+    for delta in (0.3, 0.1):
+        radius = a * math.sqrt(math.log(b / delta)) / math.sqrt(n)
+        cover = float(np.mean(dev <= radius))
+        assert abs(cover - (1 - delta)) < K_SE * math.sqrt(delta * (1 - delta) / draws) + 0.02
