@@ -123,3 +123,41 @@ def test_lm_on_a_text_file_runs_and_resumes(tmp_path) -> None:
     source = make_data("text", path=str(text), seq_len=12)
     decoded = source.decode(samples[:3])
     assert all(len(s) == 12 and set(s) <= set(source.chars) for s in decoded)
+
+
+# ---- the Hugging Face backend (transformers, built offline from a config or a local folder) ----------
+HF_TINY = {"model_type": "gpt2", "n_layer": 1, "n_embd": 16, "n_head": 2, "vocab_size": 3, "n_positions": 8}
+
+
+def test_hf_gpt2_from_a_config_is_an_exact_normalised_law() -> None:
+    pytest.importorskip("transformers")
+    X = make_data("markov", seq_len=3, transition=[[0.9, 0.1], [0.3, 0.7]]).sample(100, rng=np.random.default_rng(0))
+    m = make_model("hf-causal-lm", config=HF_TINY, train=TINY["train"]).fit(X, rng=np.random.default_rng(1))
+    every = _all_sequences(3, 3)  # the network's whole vocabulary, BOS id (2) included
+    assert math.isclose(np.exp(m.log_prob(every)).sum(), 1.0, rel_tol=1e-9)
+    again = make_model("hf-causal-lm", config=HF_TINY, train=TINY["train"]).fit(X, rng=np.random.default_rng(1))
+    np.testing.assert_array_equal(again.log_prob(every), m.log_prob(every))  # seeded, no global RNG
+    with pytest.raises(DataError, match="unknown token 3"):
+        m.log_prob(np.array([[0.0, 3.0, 1.0]]))
+
+
+def test_hf_pretrained_folder_starts_generation_0(tmp_path) -> None:
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.AutoConfig.for_model(**{k: v for k, v in HF_TINY.items() if k != "model_type"}, model_type="gpt2")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        saved = transformers.AutoModelForCausalLM.from_config(cfg)
+    saved.save_pretrained(tmp_path / "ckpt")
+    model = make_model("hf-causal-lm", pretrained=str(tmp_path / "ckpt"), train=TINY["train"])
+    net = model.build_net((3,), torch.Generator().manual_seed(5))
+    for key, value in saved.state_dict().items():
+        torch.testing.assert_close(net.model.state_dict()[key], value, rtol=0, atol=0)
+    X = np.random.default_rng(0).integers(0, 2, size=(40, 3)).astype(float)
+    recs = list(run_loop(model, X, lam="inf", generations=1, metrics=["perplexity"]))
+    assert all(np.isfinite(r.metrics["perplexity"]) for r in recs)
+    with pytest.raises(ConfigError, match="exactly one of config"):
+        make_model("hf-causal-lm", config=HF_TINY, pretrained=str(tmp_path / "ckpt"))
+    with pytest.raises(ConfigError, match="cannot read a transformers checkpoint"):
+        make_model("hf-causal-lm", pretrained=str(tmp_path / "missing")).fit(X, rng=np.random.default_rng(0))
+    with pytest.raises(ConfigError, match="exceed the network's context"):
+        model.check_data((20,), 10)

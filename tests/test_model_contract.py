@@ -43,6 +43,10 @@ FAST_OPTIONS: dict[str, dict[str, Any]] = {
     "ngram": {"order": 3},
     "regression": {"alpha": 0.1},
     "transformer-lm": {"network": {"d_model": 16, "n_heads": 2, "n_layers": 1}, "train": _TINY_NEURAL["train"]},
+    "hf-causal-lm": {
+        "config": {"model_type": "gpt2", "n_layer": 1, "n_embd": 16, "n_head": 2, "vocab_size": 5, "n_positions": 8},
+        "train": _TINY_NEURAL["train"],
+    },
 }
 
 
@@ -58,6 +62,7 @@ DATA: dict[str, Callable[[np.random.Generator], np.ndarray]] = {
     "ngram": lambda rng: make_data("markov", seq_len=12, n_states=5).sample(128, rng=rng),
     "regression": lambda rng: make_data("linear_regression", d=3).sample(64, rng=rng),
     "transformer-lm": lambda rng: make_data("markov", seq_len=8, n_states=4).sample(128, rng=rng),
+    "hf-causal-lm": lambda rng: make_data("markov", seq_len=8, n_states=4).sample(128, rng=rng),
 }
 
 MODEL_NAMES = available_models()

@@ -21,6 +21,7 @@ MODELS: Registry[GenerativeModel] = Registry(
         "genloop.models.ngram",
         "genloop.models.regression",
         "genloop.models.lm",
+        "genloop.models.hf_lm",
     ],
 )
 register_model = MODELS.register
