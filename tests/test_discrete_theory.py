@@ -138,3 +138,17 @@ def test_mixed_loop_keeps_the_support_and_has_the_expfam_stationary_law() -> Non
     np.testing.assert_allclose(mixed_mass_covariance(p_real[0], N, lam), m * categorical_covariance(p_real[0]) / (N * (N + 2 * m) + m))
     with pytest.raises(ConfigError, match="finite lambda"):
         mixed_mass_covariance(p_real[0], N, "inf")
+
+
+@pytest.mark.slow
+def test_diffusion_law_against_the_loop_for_large_n() -> None:
+    n, gens, seeds = 2500, 40, 120  # n > EXACT_MAX_N: method "auto" is Kimura's diffusion
+    counts = np.array([5, 20, n - 25])
+    real = np.repeat(np.arange(3), counts).astype(float)[:, None]  # generation 0 has exactly these masses
+    lost = np.empty((seeds, 3), dtype=bool)
+    for s in range(seeds):
+        last = list(run_loop(make_model("categorical", n_categories=3), real, lam="inf", generations=gens, seed=s))[-1]
+        lost[s] = last.model.pmf() == 0
+    theory = loss_probability(counts / n, n, gens, method="auto")
+    np.testing.assert_array_equal(theory, loss_probability_diffusion(counts / n, n, gens))
+    _within(lost.astype(float), theory, resolution=1 / seeds)

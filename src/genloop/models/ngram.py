@@ -77,6 +77,8 @@ class NGramModel(GenerativeModel):
         if init is not None and not isinstance(init, NGramModel):
             raise ConfigError(f"warm start of the n-gram model needs an n-gram init, got {type(init).__name__}")
         V = resolve_vocab(tokens, self.vocab_size, init, "vocab_size_")
+        if float(V) ** max(self.order - 1, 1) >= 2.0**62:
+            raise ConfigError(f"vocab_size ** (order - 1) is too large for context codes (V={V}, order={self.order})")
         tables: dict[str, np.ndarray] = {}
         for j in range(self.order):  # context length j, pooled over positions i >= j
             ctx = np.concatenate([tokens[:, i - j : i] for i in range(j, L)], axis=0)
