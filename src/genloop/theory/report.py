@@ -20,10 +20,11 @@ confidence 1−δ over all T generations by a union bound) and a plain-language 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -226,6 +227,22 @@ def _verdict(lam: float, m: int, rate: float | None, transient: float | None, sc
     return text
 
 
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run the analysis on one BLAS/torch thread and restore the settings afterwards: its
+    matrices are small (tens of parameters), where extra threads only contend for the cores
+    (on a loaded 2-core machine default threads made ``genloop theory`` 10x slower)."""
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def theory_analysis(
     model_name: str,
     model_options: dict[str, Any],
@@ -245,8 +262,27 @@ def theory_analysis(
     ``real`` is the real training set (N, d) used to fit θ* and A (the run's own set when
     N = n); ``n`` the real samples per generation; ``seed`` the run's seed (the ``gmm`` probe
     replays the run's first generations with it); ``rng`` drives every Monte Carlo part (the
-    W₁ draws, the L estimate, Theorem 2's quantiles).
+    W₁ draws, the L estimate, Theorem 2's quantiles). Runs single-threaded (:func:`_one_thread`).
     """
+    with _one_thread():
+        return _theory_analysis(model_name, model_options, real, lambdas, n, rng=rng, scheme=scheme,
+                                generations=generations, seed=seed, delta=delta, progress=progress)
+
+
+def _theory_analysis(
+    model_name: str,
+    model_options: dict[str, Any],
+    real: np.ndarray,
+    lambdas: Sequence[float],
+    n: int,
+    *,
+    rng: np.random.Generator,
+    scheme: str,
+    generations: int,
+    seed: int,
+    delta: float,
+    progress: bool,
+) -> TheoryResult:
     from tqdm.auto import tqdm
 
     from genloop.loop.schemes import SCHEMES, parse_lambda
