@@ -309,7 +309,8 @@ class TorchGenerativeModel(GenerativeModel):
 
     def sample(self, n: int, *, rng: np.random.Generator) -> np.ndarray:
         """``n`` samples ``(n, *event_shape_)`` as float64, drawn in batches of
-        ``sample_batch_size`` with the EMA network when there is one."""
+        ``sample_batch_size`` with the EMA network when there is one; images are clipped to
+        [-1, 1]. Under DDP each rank draws its share and every rank returns all ``n``."""
         self._check_fitted()
         if int(n) != n or n < 0:
             raise ConfigError(f"n must be a non-negative integer, got {n}")
@@ -335,7 +336,12 @@ class TorchGenerativeModel(GenerativeModel):
         if w.distributed:
             comm_device = device if device.type == "cuda" else torch.device("cpu")
             Z = gather_rows(torch.as_tensor(Z, device=comm_device), sizes).cpu().numpy()
-        return self.shift_ + self.scale_ * Z
+        X = self.shift_ + self.scale_ * Z
+        if len(self.event_shape_) == 3:
+            # images live in [-1, 1]; the official code clips its samples there too before
+            # saving them (and before FID), so the next generation trains on valid images
+            X = np.clip(X, -1.0, 1.0)
+        return X
 
     def to_model_space(self, X: np.ndarray) -> torch.Tensor:
         """``(X - shift_) / scale_`` as a float32 tensor (for ``log_prob`` and diagnostics)."""
