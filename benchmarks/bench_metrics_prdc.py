@@ -1,22 +1,25 @@
-"""Benchmark: blocked k-NN precision/recall/density/coverage vs a full-distance-matrix reference.
+"""Benchmark: genloop's k-NN precision/recall/density/coverage vs the ``prdc`` package.
 
-The reference follows the ``prdc`` package (Naeem et al. 2020): three full distance matrices
-from ``sklearn.metrics.pairwise_distances`` (real-real, fake-fake, real-fake), k-th values by
-``np.argpartition``; the radius test is ``<=`` in both. genloop's :func:`genloop.metrics.prdc.prdc`
-computes one GEMM per row block and never holds an N x N matrix. The large case (default
-N = 50,000 per side, 2048-d) runs genloop only, in a child process, and reports its peak
-resident memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``: the whole process, features
-included).
+The reference is the ``prdc`` package itself (Naeem et al. 2020, ``compute_prdc(real, fake,
+nearest_k)``: three full sklearn distance matrices, ``np.argpartition``, ``<``), run in this
+script on the same features; genloop runs with ``boundary="open"`` (the package's ``<``) so the
+values must be identical. Both are timed interleaved, best of ``--repeats``, with the same
+number of threads (``--threads``; torch, BLAS and the package's joblib all see it). The large
+case (default N = 50,000 per side, 2048-d) runs genloop only, in a child process, and reports
+its peak resident memory (``ru_maxrss``: the whole process, features included).
 
-    python benchmarks/bench_metrics_prdc.py                 # N = 10,000 vs reference, then N = 50,000
-    python benchmarks/bench_metrics_prdc.py --quick         # N = 2,000 vs reference, then N = 5,000
-    python benchmarks/bench_metrics_prdc.py --skip-large    # only the comparison
+    python benchmarks/bench_metrics_prdc.py                 # N = 10,000 at d = 64 and 2048, then N = 50,000
+    python benchmarks/bench_metrics_prdc.py --quick         # N = 2,000, then N = 5,000
+    python benchmarks/bench_metrics_prdc.py --skip-large    # only the comparisons
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -33,25 +36,13 @@ def make_features(n: int, d: int, seed: int, shift: float = 0.0) -> np.ndarray:
     return np.abs(z @ A + 0.1 * rng.normal(size=(n, d)).astype(np.float32))
 
 
-def _kth_value(unsorted: np.ndarray, k: int) -> np.ndarray:
-    indices = np.argpartition(unsorted, k, axis=-1)[..., :k]
-    return np.take_along_axis(unsorted, indices, axis=-1).max(axis=-1)
-
-
 def reference_prdc(real: np.ndarray, fake: np.ndarray, k: int) -> dict[str, float]:
-    """The ``prdc`` package's computation (full matrices), with ``<=`` as genloop."""
-    from sklearn.metrics import pairwise_distances
+    """The ``prdc`` package (its progress print silenced)."""
+    from prdc import compute_prdc
 
-    r_real = _kth_value(pairwise_distances(real, real, metric="euclidean"), k + 1)
-    r_fake = _kth_value(pairwise_distances(fake, fake, metric="euclidean"), k + 1)
-    d = pairwise_distances(real, fake, metric="euclidean")
-    inside = d <= r_real[:, None]
-    return {
-        "precision": float(inside.any(axis=0).mean()),
-        "recall": float((d <= r_fake[None, :]).any(axis=1).mean()),
-        "density": int(inside.sum()) / (k * fake.shape[0]),
-        "coverage": float((d.min(axis=1) <= r_real).mean()),
-    }
+    with contextlib.redirect_stdout(io.StringIO()):
+        out = compute_prdc(real_features=real, fake_features=fake, nearest_k=k)
+    return {key: float(v) for key, v in out.items()}
 
 
 def run_large(n: int, d: int, k: int, batch_size: int, dtype: str) -> None:
@@ -60,75 +51,79 @@ def run_large(n: int, d: int, k: int, batch_size: int, dtype: str) -> None:
 
     real, fake = make_features(n, d, 1), make_features(n, d, 2, shift=0.1)
     t = time.perf_counter()
-    out = prdc(fake, real, k=k, batch_size=batch_size, dtype=dtype)  # type: ignore[arg-type]
+    out = prdc(generated=fake, real=real, k=k, batch_size=batch_size, dtype=dtype)  # type: ignore[arg-type]
     elapsed = time.perf_counter() - t
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
     print(json.dumps({"n": n, "time_s": elapsed, "peak_rss_gib": peak_gib, **out}))
+
+
+def compare(n: int, d: int, args: argparse.Namespace) -> None:
+    import torch
+
+    from genloop.metrics.prdc import kth_nn_sq_distances, prdc
+
+    real, fake = make_features(n, d, 1), make_features(n, d, 2, shift=0.1)
+    opts = {"k": args.k, "batch_size": args.batch_size, "dtype": args.dtype, "boundary": "open"}
+    sq_radii = kth_nn_sq_distances(real, args.k, args.batch_size, dtype=args.dtype)
+    t_ours, t_prep, t_ref = [], [], []
+    ours = prepared = ref = {}
+    for _ in range(args.repeats):  # interleaved, so that machine load affects all alike
+        t = time.perf_counter()
+        ours = prdc(generated=fake, real=real, **opts)
+        t_ours.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        prepared = prdc(generated=fake, real=real, real_sq_radii=sq_radii, **opts)
+        t_prep.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        ref = reference_prdc(real, fake, args.k)
+        t_ref.append(time.perf_counter() - t)
+    keys = list(ref)
+    print(f"\nPRDC, N={n} per side, d={d}, k={args.k}, {torch.get_num_threads()} threads, first pass {args.dtype}")
+    print(f"{'method':<32}{'time [s]':>10}" + "".join(f"{key:>12}" for key in keys))
+    for label, tt, vals in (("genloop", t_ours, ours), ("genloop, real radii prepared", t_prep, prepared),
+                            ("prdc package", t_ref, ref)):  # fmt: skip
+        print(f"{label:<32}{min(tt):>10.2f}" + "".join(f"{vals[key]:>12.6f}" for key in keys))
+    same = all(ours[key] == ref[key] for key in keys) and all(prepared[key] == ref[key] for key in keys)
+    print(f"speed-up {min(t_ref) / min(t_ours):.1f}x cold, {min(t_ref) / min(t_prep):.1f}x per generation with "
+          f"prepared real radii (target >= 10x); identical values: {same}")  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=10_000, help="samples per side for the comparison")
     parser.add_argument("--n-large", type=int, default=50_000)
-    parser.add_argument("--dim", type=int, default=2048)
+    parser.add_argument("--dims", type=str, default="64,2048", help="feature dimensions of the comparisons")
+    parser.add_argument("--large-dim", type=int, default=2048)
     parser.add_argument("--k", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=1024)
-    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    parser.add_argument("--repeats", type=int, default=1, help="best of this many runs of each method")
-    parser.add_argument("--quick", action="store_true", help="N = 2,000 and N-large = 5,000")
+    parser.add_argument("--dtype", choices=["auto", "bfloat16", "float32", "float64"], default="auto")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2, help="best of this many interleaved runs of each method")
+    parser.add_argument("--quick", action="store_true", help="N = 2,000 and N-large = 5,000, one repeat")
     parser.add_argument("--skip-large", action="store_true")
     parser.add_argument("--large-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.quick:
-        args.n, args.n_large = 2000, 5000
-    if args.large_child:
-        run_large(args.n_large, args.dim, args.k, args.batch_size, args.dtype)
-        return
-
-    from genloop.metrics.prdc import prdc
-
-    real, fake = make_features(args.n, args.dim, 1), make_features(args.n, args.dim, 2, shift=0.1)
-
-    def best(fn):  # type: ignore[no-untyped-def]
-        times, out = [], None
-        for _ in range(args.repeats):
-            t = time.perf_counter()
-            out = fn()
-            times.append(time.perf_counter() - t)
-        return min(times), out
-
-    t_ours, ours = best(lambda: prdc(fake, real, k=args.k, batch_size=args.batch_size, dtype=args.dtype))
-    # in the loop the real radii are computed once per run (Metric.prepare): time a generation
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(args.threads)
     import torch
 
-    from genloop.metrics.prdc import kth_nn_sq_distances
-
-    sq_radii = kth_nn_sq_distances(torch.as_tensor(real, dtype=getattr(torch, args.dtype)), args.k, args.batch_size)
-    t_prep, prepared = best(
-        lambda: prdc(fake, real, k=args.k, batch_size=args.batch_size, dtype=args.dtype, real_sq_radii=sq_radii)
-    )
-    assert prepared == ours
-    t_ref, ref = best(lambda: reference_prdc(real, fake, args.k))
-    print(f"PRDC, N={args.n} per side, d={args.dim}, k={args.k}, genloop dtype {args.dtype}")
-    print(f"{'method':<30}{'time [s]':>10}" + "".join(f"{key:>12}" for key in ours))
-    print(f"{'genloop (blocked GEMM)':<30}{t_ours:>10.2f}" + "".join(f"{v:>12.6f}" for v in ours.values()))
-    print(f"{'genloop, real radii prepared':<30}{t_prep:>10.2f}" + "".join(f"{v:>12.6f}" for v in prepared.values()))
-    print(f"{'reference (full matrices)':<30}{t_ref:>10.2f}" + "".join(f"{v:>12.6f}" for v in ref.values()))
-    same = all(ours[key] == ref[key] for key in ours)
-    diff = max(abs(ours[key] - ref[key]) for key in ours)
-    print(
-        f"speed-up {t_ref / t_ours:.1f}x cold, {t_ref / t_prep:.1f}x per generation with prepared real radii "
-        f"(target >= 5x); identical values: {same} (max |diff| {diff:.2e})"
-    )
-
+    torch.set_num_threads(args.threads)
+    if args.quick:
+        args.n, args.n_large, args.repeats = 2000, 5000, 1
+    if args.large_child:
+        run_large(args.n_large, args.large_dim, args.k, args.batch_size, args.dtype)
+        return
+    for d in (int(x) for x in args.dims.split(",")):
+        compare(args.n, d, args)
     if not args.skip_large:
-        cmd = [sys.executable, __file__, "--large-child", "--n-large", str(args.n_large), "--dim", str(args.dim),
-               "--k", str(args.k), "--batch-size", str(args.batch_size), "--dtype", args.dtype]  # fmt: skip
+        cmd = [sys.executable, __file__, "--large-child", "--n-large", str(args.n_large), "--large-dim",
+               str(args.large_dim), "--k", str(args.k), "--batch-size", str(args.batch_size), "--dtype", args.dtype,
+               "--threads", str(args.threads)]  # fmt: skip
         res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
         print(
-            f"genloop at N={res['n']} per side, d={args.dim}: {res['time_s']:.1f} s, peak RSS "
-            f"{res['peak_rss_gib']:.2f} GiB (target < 8 GiB); precision {res['precision']:.4f} "
-            f"recall {res['recall']:.4f} density {res['density']:.4f} coverage {res['coverage']:.4f}"
+            f"\ngenloop at N={res['n']} per side, d={args.large_dim}, {args.threads} threads: {res['time_s']:.1f} s "
+            f"(target <= 60 s), peak RSS {res['peak_rss_gib']:.2f} GiB (target <= 8 GiB); precision "
+            f"{res['precision']:.4f} recall {res['recall']:.4f} density {res['density']:.4f} coverage {res['coverage']:.4f}"
         )
 
 

@@ -113,7 +113,7 @@ def _bruteforce_prdc(fake: np.ndarray, real: np.ndarray, k: int) -> dict[str, fl
     return {
         "precision": float((rf <= r_real[:, None]).any(axis=0).mean()),
         "recall": float((rf <= r_fake[None, :]).any(axis=1).mean()),
-        "density": int((rf <= r_real[:, None]).sum()) / (k * fake.shape[0]),  # counts, then one division
+        "density": (1.0 / k) * (int((rf <= r_real[:, None]).sum()) / fake.shape[0]),  # the prdc package's order
         "coverage": float((rf.min(axis=1) <= r_real).mean()),
     }
 
@@ -125,8 +125,9 @@ def test_prdc_equals_bruteforce_for_any_batch_size(k: int) -> None:
     fake = rng.normal(size=(131, 5)) * 1.2 + 0.2
     expected = _bruteforce_prdc(fake, real, k)
     for bs in (3, 16, 1000):  # 3 < k + 1 for k = 5: blocks narrower than the neighbour list
-        got = prdc(fake, real, k=k, batch_size=bs, device="cpu", dtype="float64")
-        assert got == expected  # exact: the same counts
+        for dtype in ("float64", "float32", "bfloat16"):
+            got = prdc(generated=fake, real=real, k=k, batch_size=bs, device="cpu", dtype=dtype)
+            assert {key: got[key] for key in expected} == expected  # exact: the same counts
     radii = kth_nn_distances(torch.as_tensor(real), k, batch_size=10)
     np.testing.assert_allclose(radii.numpy(), np.sort(cdist(real, real), axis=1)[:, k], rtol=1e-10)
 
@@ -137,11 +138,12 @@ def test_prdc_mode_collapse_vs_noisy_generator() -> None:
     real = centres[rng.integers(0, 10, size=1000)] + 0.5 * rng.normal(size=(1000, 2))
     collapsed = centres[0] + 0.5 * rng.normal(size=(1000, 2))  # one mode of ten
     noisy = 8.0 * rng.normal(size=(1000, 2))  # covers everything, mostly off-manifold
-    c = prdc(collapsed, real, k=3, device="cpu")
-    n = prdc(noisy, real, k=3, device="cpu")
+    c = prdc(generated=collapsed, real=real, k=3, device="cpu")
+    n = prdc(generated=noisy, real=real, k=3, device="cpu")
     assert c["precision"] > 0.9 and c["recall"] < 0.2 and c["coverage"] < 0.15
     assert n["precision"] < 0.5 and n["recall"] > 0.9
-    faithful = prdc(centres[rng.integers(0, 10, size=1000)] + 0.5 * rng.normal(size=(1000, 2)), real, device="cpu")
+    faithful = prdc(generated=centres[rng.integers(0, 10, size=1000)] + 0.5 * rng.normal(size=(1000, 2)), real=real,
+                    device="cpu")
     assert min(faithful["precision"], faithful["recall"], faithful["coverage"]) > 0.85
     assert 0.8 < faithful["density"] < 1.25  # E[density] = 1 for identical distributions
 
@@ -152,9 +154,11 @@ def test_prdc_metric_matches_function_and_prepare() -> None:
     expected = _bruteforce_prdc(G.reshape(200, -1), R.reshape(220, -1), 3)
     m = make_metric("prdc", features="raw", distance_dtype="float64", knn_batch_size=17, device="cpu")
     m.prepare(R)
-    assert m(G, R) == expected
-    fresh = make_metric("prdc", features="raw", device="cpu")(G, R)  # float32, no prepare
-    assert set(fresh) == {"precision", "recall", "density", "coverage"}
+    assert {key: v for key, v in m(G, R).items() if key in expected} == expected
+    fresh = make_metric("prdc", features="raw", device="cpu")(G, R)  # float32 first pass, no prepare
+    assert set(fresh) == {"precision", "recall", "density", "coverage", "precision_se", "recall_se", "density_se",
+                          "coverage_se"}  # fmt: skip
+    assert {key: fresh[key] for key in expected} == expected
     prepared = make_metric("prdc", features="raw", device="cpu")
     prepared.prepare(R)
     assert prepared(G, R) == fresh
@@ -166,8 +170,10 @@ def test_prdc_metric_matches_function_and_prepare() -> None:
 def test_kid_matches_direct_formula_and_is_unbiased() -> None:
     rng = np.random.default_rng(30)
     X, Y = rng.normal(size=(40, 3)), rng.normal(size=(30, 3)) + 0.5
-    got = kid(X, Y, n_subsets=1, subset_size=1000, rng=np.random.default_rng(0), device="cpu")
-    # subset_size capped at 30: one subset of 30 rows of X (in some order) and all of Y
+    with pytest.raises(DataError, match="subset_size=None"):
+        kid(generated=X, real=Y, n_subsets=1, subset_size=1000, rng=np.random.default_rng(0), device="cpu")
+    got = kid(generated=X, real=Y, n_subsets=1, subset_size=None, rng=np.random.default_rng(0), device="cpu")
+    # subset_size None: the smaller set's 30: one subset of 30 rows of X (in some order) and all of Y
     idx = np.random.default_rng(0).choice(40, 30, replace=False)
     x, m, d = X[idx], 30, 3
 
@@ -181,11 +187,13 @@ def test_kid_matches_direct_formula_and_is_unbiased() -> None:
     assert got["kid_std"] == 0.0
     # unbiased: mean over many independent same-distribution pairs is 0 within 4 standard errors
     vals = [
-        kid(rng.normal(size=(50, 4)), rng.normal(size=(50, 4)), n_subsets=1, rng=rng, device="cpu")["kid"]
+        kid(generated=rng.normal(size=(50, 4)), real=rng.normal(size=(50, 4)), n_subsets=1, subset_size=None, rng=rng,
+            device="cpu")["kid"]
         for _ in range(200)
     ]
     assert abs(np.mean(vals)) < 4 * np.std(vals) / math.sqrt(len(vals))
-    shifted = kid(rng.normal(size=(200, 4)) + 1, rng.normal(size=(200, 4)), n_subsets=10, subset_size=100, rng=rng, device="cpu")
+    shifted = kid(generated=rng.normal(size=(200, 4)) + 1, real=rng.normal(size=(200, 4)), n_subsets=10,
+                  subset_size=100, rng=rng, device="cpu")
     assert shifted["kid"] > 10 * np.std(vals)
 
 

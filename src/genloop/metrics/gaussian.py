@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.linalg
-from scipy.linalg.blas import dtrmm
 
 from genloop.errors import ConfigError, DataError
 from genloop.metrics import register_metric
@@ -61,25 +60,30 @@ def sqrtm_psd(S: np.ndarray) -> np.ndarray:
 
 
 def trace_sqrt_product(S1: np.ndarray, S2: np.ndarray) -> float:
-    """``tr (S1 S2)^{1/2}`` for PSD ``S1``, ``S2`` via a symmetric eigenproblem in float64.
+    """``tr (S1 S2)^{1/2}`` for PSD ``S1``, ``S2`` via one symmetric eigenproblem in float64.
 
     ``S1 S2`` is similar to the symmetric PSD matrix ``L^T S2 L`` (``S1 = L L^T``, Cholesky) and,
-    when ``S1`` is singular, to ``S1^{1/2} S2 S1^{1/2}`` (``eigh`` square root); the trace of the
-    principal square root is the sum of the square roots of those (non-negative) eigenvalues.
-    Negative round-off eigenvalues are clipped to zero.
+    when ``S1`` is singular, to ``R^T S2 R`` with ``R = V_+ diag(w_+)^{1/2}`` from the
+    eigendecomposition of ``S1`` restricted to its positive eigenvalues; the trace of the
+    principal square root is the sum of the square roots of that matrix's (non-negative)
+    eigenvalues. Negative round-off eigenvalues are clipped to zero. The factorisations use
+    torch's LAPACK (``cholesky_ex``, ``eigvalsh``), ~2-5x faster than scipy's on 2 cores at
+    d = 2048, and ~30x faster than ``scipy.linalg.sqrtm(S1 @ S2)`` (benchmarks/bench_metrics_frechet.py).
     """
-    S1 = np.asarray(S1, dtype=np.float64)
-    S2 = np.asarray(S2, dtype=np.float64)
-    try:
-        L = scipy.linalg.cholesky((S1 + S1.T) / 2.0, lower=True, check_finite=False)
-        # M = L^T S2 L with two triangular products (BLAS trmm: half the flops of two GEMMs)
-        C = dtrmm(1.0, L, S2, side=0, lower=1, trans_a=1)
-        M = dtrmm(1.0, L, np.asfortranarray(C), side=1, lower=1, trans_a=0)
-    except np.linalg.LinAlgError:
-        r1 = sqrtm_psd(S1)
-        M = r1 @ S2 @ r1
-    w = scipy.linalg.eigvalsh((M + M.T) / 2.0, check_finite=False, driver="evr")
-    return float(np.sum(np.sqrt(np.clip(w, 0.0, None))))
+    import torch
+
+    A = torch.from_numpy(np.ascontiguousarray((np.asarray(S1, dtype=np.float64) + np.asarray(S1, dtype=np.float64).T) / 2.0))
+    B = torch.from_numpy(np.ascontiguousarray((np.asarray(S2, dtype=np.float64) + np.asarray(S2, dtype=np.float64).T) / 2.0))
+    L, info = torch.linalg.cholesky_ex(A)
+    if int(info) == 0:
+        M = L.T @ B @ L
+    else:
+        w, V = torch.linalg.eigh(A)
+        keep = w > w.abs().max() * A.shape[0] * np.finfo(np.float64).eps
+        R = V[:, keep] * w[keep].sqrt()
+        M = R.T @ B @ R
+    ev = torch.linalg.eigvalsh((M + M.T) / 2.0)
+    return float(ev.clamp(min=0.0).sqrt().sum())
 
 
 def bures_wasserstein_squared(m1: object, S1: object, m2: object, S2: object) -> float:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from genloop._validation import check_array
-from genloop.errors import ConfigError
+from genloop.errors import ConfigError, DataError
 from genloop.metrics import register_metric
 from genloop.metrics._arrays import content_hash, default_cache_dir, default_rng
 from genloop.metrics.base import Metric
@@ -49,6 +49,42 @@ _FEATURES_MAX = 4
 
 def _check_samples(X: object, name: str) -> np.ndarray:
     return check_array(X, name=name, min_samples=2)
+
+
+def check_images(X: np.ndarray, name: str, pixel_range: str = "-1,1") -> np.ndarray:
+    """Images ``(n, C, H, W)`` in [-1, 1] for a network feature extractor, or a DataError naming the fix.
+
+    Refuses channels-last arrays ``(n, H, W, C)`` (C in {1, 3} last, not first) and values outside
+    [-1, 1] (e.g. 0..255 pixels); with ``pixel_range="0,255"`` 0..255 values are converted
+    explicitly by ``x / 127.5 - 1``.
+    """
+    raw = np.asarray(X)
+    if raw.ndim != 4:
+        raise DataError(f"{name} images must have shape (n, C, H, W), got shape {raw.shape}")
+    if raw.shape[1] not in (1, 3) and raw.shape[-1] in (1, 3):
+        raise DataError(
+            f"{name} images of shape {raw.shape} look channels-last (n, H, W, C); genloop expects (n, C, H, W): "
+            f"pass X.transpose(0, 3, 1, 2)"
+        )
+    if raw.shape[1] not in (1, 3):
+        raise DataError(f"{name} images need 1 or 3 channels in axis 1 (n, C, H, W), got shape {raw.shape}")
+    X = check_array(raw, name=name, min_samples=2)
+    lo, hi = float(X.min()), float(X.max())
+    if pixel_range == "0,255":
+        if lo < 0 or hi > 255:
+            raise DataError(f"{name} images with pixel_range='0,255' must lie in [0, 255], got [{lo:g}, {hi:g}]")
+        return X.astype(np.float32) / 127.5 - 1.0
+    if pixel_range != "-1,1":
+        raise ConfigError(f"pixel_range must be '-1,1' or '0,255', got {pixel_range!r}")
+    tol = 1e-3
+    if lo < -1 - tol or hi > 1 + tol:
+        hint = (
+            "they look like 0..255 pixels: pass X / 127.5 - 1, or set the option pixel_range='0,255'"
+            if hi > 1.5 and lo >= 0
+            else "scale them to [-1, 1]"
+        )
+        raise DataError(f"{name} images must lie in [-1, 1], got values in [{lo:g}, {hi:g}]; {hint}")
+    return X
 
 
 def cached_features(extractor: FeatureExtractor, X: np.ndarray, key: str | None = None) -> np.ndarray:
@@ -83,9 +119,11 @@ class FeatureMetric(Metric):
         classifier_dataset: Literal["digits", "mnist"] = "digits",
         classifier_seed: int = 0,
         cache_dir: str | None = None,
+        pixel_range: Literal["-1,1", "0,255"] = "-1,1",
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size}")
+        self.pixel_range = pixel_range
         self.features = features
         self.weights_path = weights_path
         self.batch_size = batch_size
@@ -112,8 +150,13 @@ class FeatureMetric(Metric):
             )
         return self._extractor
 
+    def _inputs(self, X: object, name: str) -> np.ndarray:
+        if self.features == "raw":
+            return _check_samples(X, name)
+        return check_images(np.asarray(X), name, self.pixel_range)
+
     def _real_side(self, real: np.ndarray) -> Any:
-        real = _check_samples(real, "real")
+        real = self._inputs(real, "real")
         key = content_hash(real)
         if self._real_key != key:
             self._real_value = self._compute_real(real, key)
@@ -140,16 +183,35 @@ class FeatureMetric(Metric):
         self._real_side(real)
 
     def _generated_features(self, generated: np.ndarray) -> np.ndarray:
-        return cached_features(self.extractor, _check_samples(generated, "generated"))
+        X = self._inputs(generated, "generated")  # validated before the extractor is built
+        return cached_features(self.extractor, X)
+
+
+_COMMON_DOC = """Common options: ``features`` (``inception``, ``classifier``, ``raw``), ``weights_path``,
+    ``batch_size`` (images per network batch), ``device``, ``classifier_dataset``/``classifier_seed``,
+    ``cache_dir``, ``pixel_range`` (``"-1,1"``; ``"0,255"`` converts 0..255 pixels explicitly)."""
+
+#: below this many samples per set, FID's 1/N bias and noise matter: ``fid`` adds KID by default
+SMALL_SET = 5000
 
 
 @register_metric("fid")
 class FID(FeatureMetric):
     """Fréchet distance between feature Gaussians (FID with ``features="inception"``).
 
+    Keys: ``fid``; ``fid_se`` (its standard error from ``se_splits`` random halvings of the
+    generated set, :func:`~genloop.metrics.frechet.split_se`; 0 disables); with ``fid_inf=True``
+    also ``fid_inf``/``fid_inf_se`` (Chong & Forsyth's extrapolation,
+    :func:`~genloop.metrics.frechet.fid_infinity`); with ``kid`` (``None``: when either set has
+    fewer than 5,000 samples) also ``fid_kid``, ``fid_kid_se``: the KID of the same features
+    (unbiased, the better companion on small sets; subsets of ``min(1000, n)``), named apart
+    from the ``kid`` metric's keys so that both can be configured. A warning is logged once when ``fid_se`` exceeds
+    ``max_relative_se`` of the value: ``n_eval`` is then too small to rank models by FID.
+
     ``allow_rank_deficient`` permits ``n <= feature dim`` (otherwise a DataError);
     ``disk_cache`` stores the real statistics under ``cache_dir``/stats (default
-    ``~/.cache/genloop/stats``) keyed by the real data's content hash and the extractor id.
+    ``~/.cache/genloop/stats``, at most ``cache_max_bytes``) keyed by the real data's content
+    hash and the extractor id.
     """
 
     def __init__(
@@ -161,18 +223,33 @@ class FID(FeatureMetric):
         classifier_dataset: Literal["digits", "mnist"] = "digits",
         classifier_seed: int = 0,
         cache_dir: str | None = None,
+        pixel_range: Literal["-1,1", "0,255"] = "-1,1",
         allow_rank_deficient: bool = False,
         disk_cache: bool = True,
+        cache_max_bytes: int | None = None,
+        se_splits: int = 2,
+        fid_inf: bool = False,
+        kid: bool | None = None,
+        max_relative_se: float = 0.1,
     ) -> None:
-        super().__init__(features, weights_path, batch_size, device, classifier_dataset, classifier_seed, cache_dir)
+        super().__init__(features, weights_path, batch_size, device, classifier_dataset, classifier_seed, cache_dir,
+                         pixel_range)  # fmt: skip
+        if se_splits < 0:
+            raise ConfigError(f"se_splits must be >= 0, got {se_splits}")
         self.allow_rank_deficient = allow_rank_deficient
         self.disk_cache = disk_cache
+        self.cache_max_bytes = cache_max_bytes
+        self.se_splits = se_splits
+        self.fid_inf = fid_inf
+        self.kid = kid
+        self.max_relative_se = max_relative_se
+        self._warned = False
 
     def _stats_cache(self) -> StatsCache:
         root = Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
-        return StatsCache(root / "stats")
+        return StatsCache(root / "stats", max_bytes=self.cache_max_bytes)
 
-    def _compute_real(self, real: np.ndarray, key: str) -> FeatureStats:
+    def _compute_real(self, real: np.ndarray, key: str) -> tuple[FeatureStats, str]:
         extractor = self.extractor
         disk_key = hashlib.blake2b(f"{key}|{extractor.id}".encode(), digest_size=20).hexdigest()
         cache = self._stats_cache() if self.disk_cache else None
@@ -180,11 +257,11 @@ class FID(FeatureMetric):
             stats = cache.get(disk_key)
             if stats is not None:
                 logger.debug("fid: real statistics read from %s", cache.path(disk_key))
-                return stats
+                return stats, key
         stats = FeatureStats.from_features(cached_features(extractor, real, key), batch_size=4096)
         if cache is not None:
             cache.put(disk_key, stats, {"extractor": extractor.id, "data_hash": key})
-        return stats
+        return stats, key
 
     def __call__(
         self,
@@ -194,20 +271,48 @@ class FID(FeatureMetric):
         model: GenerativeModel | None = None,
         rng: np.random.Generator | None = None,
     ) -> dict[str, float]:
-        del model, rng
-        real_stats = self._real_side(real)
-        gen_stats = FeatureStats.from_features(self._generated_features(generated), batch_size=4096)
+        del model
+        from genloop.metrics.frechet import fid_infinity, split_se
+
+        gen = default_rng(rng)
+        generated = self._inputs(generated, "generated")
+        real_stats, real_key = self._real_side(real)
+        feats = self._generated_features(generated)
+        gen_stats = FeatureStats.from_features(feats, batch_size=4096)
         value = frechet_distance(gen_stats, real_stats, allow_rank_deficient=self.allow_rank_deficient)
-        return {"fid": value}
+        out = {"fid": value}
+        if self.se_splits:
+            out["fid_se"] = split_se(feats, real_stats, rng=gen, n_splits=self.se_splits)
+            if not self._warned and not out["fid_se"] <= self.max_relative_se * max(value, 1e-12):
+                logger.warning(
+                    "fid: %d generated samples give FID %.4g with standard error %.2g (> %.0f%% of the value, or "
+                    "unknown): too few for a stable ranking of models; raise n_eval, or compare by kid / fid_inf",
+                    feats.shape[0], value, out["fid_se"], 100 * self.max_relative_se,
+                )  # fmt: skip
+                self._warned = True
+        if self.fid_inf:
+            out.update({k: v for k, v in fid_infinity(feats, real_stats, rng=gen).items() if k != "fid_inf_slope"})
+        n_real = real_stats.n
+        if self.kid or (self.kid is None and min(feats.shape[0], n_real) < SMALL_SET):
+            from genloop.metrics.prdc import kid
+
+            real_feats = cached_features(self.extractor, self._inputs(real, "real"), real_key)
+            res = kid(generated=feats, real=real_feats, subset_size=min(1000, feats.shape[0], real_feats.shape[0]),
+                      rng=gen, device=self.device)  # fmt: skip
+            out.update({"fid_kid": res["kid"], "fid_kid_se": res["kid_se"]})
+        return out
 
 
 @register_metric("prdc")
 class PRDC(FeatureMetric):
     """Precision, recall (Kynkäänniemi et al. 2019), density, coverage (Naeem et al. 2020).
 
-    ``k`` nearest neighbours (3 as in the paper); ``knn_batch_size`` rows per distance block
-    bounds memory at ``knn_batch_size * N`` distances; ``distance_dtype`` sets the precision of
-    the distance computation. The real k-NN radii are computed once per real set.
+    ``k`` nearest neighbours (3 as in the paper); ``knn_batch_size`` rows per distance block;
+    ``distance_dtype`` sets the precision of the first pass only (results are exact float64
+    decisions whatever it is); ``boundary`` ``"closed"`` (``d <= r``, the papers) or ``"open"``
+    (``d < r``, the ``prdc`` package). The real k-NN radii are computed once per real set. Keys:
+    the four values and their standard errors (``precision_se``, ...; see
+    :func:`genloop.metrics.prdc.prdc`).
     """
 
     def __init__(
@@ -219,28 +324,26 @@ class PRDC(FeatureMetric):
         classifier_dataset: Literal["digits", "mnist"] = "digits",
         classifier_seed: int = 0,
         cache_dir: str | None = None,
+        pixel_range: Literal["-1,1", "0,255"] = "-1,1",
         k: int = 3,
         knn_batch_size: int = 1024,
-        distance_dtype: Literal["float32", "float64"] = "float32",
+        distance_dtype: Literal["auto", "bfloat16", "float32", "float64"] = "auto",
+        boundary: Literal["closed", "open"] = "closed",
     ) -> None:
-        super().__init__(features, weights_path, batch_size, device, classifier_dataset, classifier_seed, cache_dir)
+        super().__init__(features, weights_path, batch_size, device, classifier_dataset, classifier_seed, cache_dir,
+                         pixel_range)  # fmt: skip
         if k < 1 or knn_batch_size < 1:
             raise ConfigError(f"k and knn_batch_size must be positive integers, got {k}, {knn_batch_size}")
         self.k = k
         self.knn_batch_size = knn_batch_size
         self.distance_dtype = distance_dtype
+        self.boundary = boundary
 
     def _compute_real(self, real: np.ndarray, key: str) -> tuple[np.ndarray, torch.Tensor]:
-        import torch
-
-        from genloop.metrics._arrays import resolve_device
         from genloop.metrics.prdc import kth_nn_sq_distances
 
         feats = cached_features(self.extractor, real, key)
-        dtype = torch.float64 if self.distance_dtype == "float64" else torch.float32
-        with torch.no_grad():
-            R = torch.tensor(feats, dtype=dtype, device=resolve_device(self.device))  # cached features are read-only
-            sq_radii = kth_nn_sq_distances(R, self.k, self.knn_batch_size)
+        sq_radii = kth_nn_sq_distances(feats, self.k, self.knn_batch_size, dtype=self.distance_dtype, device=self.device)
         return feats, sq_radii
 
     def __call__(
@@ -254,14 +357,16 @@ class PRDC(FeatureMetric):
         del model, rng
         from genloop.metrics.prdc import prdc
 
+        generated = self._inputs(generated, "generated")
         real_feats, sq_radii = self._real_side(real)
         return prdc(
-            self._generated_features(generated),
-            real_feats,
+            generated=self._generated_features(generated),
+            real=real_feats,
             k=self.k,
             batch_size=self.knn_batch_size,
             device=self.device,
             dtype=self.distance_dtype,
+            boundary=self.boundary,
             real_sq_radii=sq_radii,
         )
 
@@ -270,8 +375,10 @@ class PRDC(FeatureMetric):
 class KID(FeatureMetric):
     """Kernel inception distance: unbiased cubic-polynomial MMD² averaged over random subsets.
 
-    ``n_subsets`` subsets of ``subset_size`` rows per side (capped at the set sizes), drawn with
-    the call's ``rng`` (a fixed stream when ``rng`` is None). Keys ``kid`` and ``kid_std``.
+    ``n_subsets`` subsets of ``subset_size`` rows per side drawn with the call's ``rng`` (a
+    fixed stream when ``rng`` is None). ``subset_size=None`` (default) uses ``min(1000, n)``
+    for the smaller set's ``n``; an explicit ``subset_size`` larger than a set is an error.
+    Keys ``kid``, ``kid_std``, ``kid_se``, ``kid_subset_size``.
     """
 
     def __init__(
@@ -283,11 +390,13 @@ class KID(FeatureMetric):
         classifier_dataset: Literal["digits", "mnist"] = "digits",
         classifier_seed: int = 0,
         cache_dir: str | None = None,
+        pixel_range: Literal["-1,1", "0,255"] = "-1,1",
         n_subsets: int = 100,
-        subset_size: int = 1000,
+        subset_size: int | None = None,
     ) -> None:
-        super().__init__(features, weights_path, batch_size, device, classifier_dataset, classifier_seed, cache_dir)
-        if n_subsets < 1 or subset_size < 2:
+        super().__init__(features, weights_path, batch_size, device, classifier_dataset, classifier_seed, cache_dir,
+                         pixel_range)  # fmt: skip
+        if n_subsets < 1 or (subset_size is not None and subset_size < 2):
             raise ConfigError(f"kid needs n_subsets >= 1 and subset_size >= 2, got {n_subsets}, {subset_size}")
         self.n_subsets = n_subsets
         self.subset_size = subset_size
@@ -306,15 +415,18 @@ class KID(FeatureMetric):
         del model
         from genloop.metrics.prdc import kid
 
+        generated = self._inputs(generated, "generated")
         real_feats = self._real_side(real)
+        feats = self._generated_features(generated)
+        size = self.subset_size if self.subset_size is not None else min(1000, feats.shape[0], real_feats.shape[0])
         return kid(
-            self._generated_features(generated),
-            real_feats,
+            generated=feats,
+            real=real_feats,
             n_subsets=self.n_subsets,
-            subset_size=self.subset_size,
+            subset_size=size,
             rng=default_rng(rng),
             device=self.device,
         )
 
 
-__all__ = ["FID", "PRDC", "KID", "FeatureMetric", "cached_features"]
+__all__ = ["FID", "PRDC", "KID", "FeatureMetric", "cached_features", "check_images", "SMALL_SET"]
