@@ -25,6 +25,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from genloop.errors import ConfigError
 from genloop.loop.schemes import SchemeName, parse_lambda
+from genloop.loop.variants import MixtureVariant, PlainVariant, VariantField
 
 
 class _Strict(BaseModel):
@@ -114,6 +115,11 @@ class LoopConfig(_Strict):
         description="real set the metrics compare with: the held-out split, or the training set "
         "(as the paper's image experiments do)",
     )
+    variant: VariantField = Field(
+        default_factory=PlainVariant,
+        description="how the synthetic half is made: {kind: plain | curated | corrected | biased | mixture, ...} "
+        "(docs/variants.md)",
+    )
 
     @field_validator("lambdas", mode="before")
     @classmethod
@@ -194,10 +200,19 @@ class RunConfig(_Strict):
             raise ConfigError(f"metric {', '.join(map(repr, twice))} is listed more than once; its values would collide")
         return value
 
+    @model_validator(mode="after")
+    def _mixture_keeps_checkpoints(self) -> RunConfig:
+        if isinstance(self.loop.variant, MixtureVariant) and self.output.checkpoints == "last":
+            raise ConfigError("loop.variant mixture samples from earlier generations' models: it needs "
+                              "output.checkpoints: all (a resumed run reloads them), not 'last'")
+        return self
+
     def resolved(self) -> dict[str, Any]:
         """A plain, YAML-safe dict of this config (λ = ∞ written as ``inf``)."""
         doc = self.model_dump(mode="json")
         doc["loop"]["lambdas"] = [format_lambda(v) for v in self.loop.lambdas]
+        if self.loop.variant == PlainVariant():  # the paper's loop: written as before variants existed
+            doc["loop"].pop("variant", None)
         return doc
 
 

@@ -13,7 +13,7 @@ import zlib
 
 import numpy as np
 
-STAGES = ("data", "fit", "sample", "eval", "fresh", "subsample", "init")
+STAGES = ("data", "fit", "sample", "eval", "fresh", "subsample", "init", "curate", "correct", "mixture", "reward")
 
 
 def _stage_key(stage: str) -> int:

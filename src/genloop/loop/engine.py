@@ -13,7 +13,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +24,7 @@ from genloop._validation import check_array
 from genloop.data.base import DataSource
 from genloop.errors import ConfigError
 from genloop.loop.schemes import SCHEMES, assemble, parse_lambda, real_count, synthetic_count
+from genloop.loop.variants import VariantConfig, VariantRunner, parse_variant
 from genloop.metrics.base import Metric
 from genloop.models.base import GenerativeModel
 from genloop.rng import stage_rng
@@ -60,12 +61,14 @@ class LoopState:
     """Where a loop stands after a completed generation: enough to resume it exactly.
 
     ``pool`` holds every synthetic set drawn so far (only the accumulate schemes read it; it
-    is empty otherwise).
+    is empty otherwise). ``history`` maps earlier generations to their fitted models, for the
+    ``mixture`` variant (models it lacks come from :func:`run_loop`'s ``load_model``).
     """
 
     generation: int
     model: GenerativeModel
     pool: list[np.ndarray] = field(default_factory=list)
+    history: dict[int, GenerativeModel] = field(default_factory=dict)
 
 
 def _resolve_model(model: GenerativeModel | str) -> GenerativeModel:
@@ -134,6 +137,8 @@ def run_loop(
     resume: LoopState | None = None,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     checkpoint_every: int = 200_000,
+    variant: VariantConfig | Mapping[str, Any] | str | None = None,
+    load_model: Callable[[int], GenerativeModel] | None = None,
 ) -> Iterator[GenerationRecord]:
     """Iteratively retrain ``model`` on mixes of ``real`` and its own samples.
 
@@ -160,6 +165,11 @@ def run_loop(
             ``gen_XXXX`` per generation; a killed generation then resumes inside its
             training. The caller deletes a generation's folder once the generation is stored.
         checkpoint_every: training samples between two such checkpoints.
+        variant: how the synthetic samples are made (:mod:`genloop.loop.variants`): a block
+            such as ``{"kind": "curated", "K": 4, "tau": 1.0, "reward": "quadratic"}``, a kind
+            name, or None for the paper's loop (``plain``). Its ``lam_schedule`` sets λ_t.
+        load_model: ``generation -> fitted model`` (e.g. ``RunStore.load_model``), used on resume
+            by the ``mixture`` variant to recover the models of earlier generations.
 
     Yields:
         one :class:`GenerationRecord` per generation, in order.
@@ -188,35 +198,48 @@ def run_loop(
     for metric in metric_objs:
         metric.prepare(heldout)
 
-    k = synthetic_count(lam, n)
+    vcfg = parse_variant(variant)
+    runner = VariantRunner(vcfg, real=real, seed=int(seed))
     if resume is None:
         prev: GenerativeModel | None = None
         pool: list[np.ndarray] = []
         start = 0
+        history: dict[int, GenerativeModel] = {}
     else:
         prev, pool, start = resume.model, list(resume.pool), resume.generation + 1
+        history = {}
+        if runner.needs_history:
+            known = {**resume.history, resume.generation: resume.model}
+            history = _recover_history(known, vcfg, resume.generation, load_model)
     keep_pool = scheme in ("accumulate", "accumulate-subsample")
 
     for t in range(start, generations + 1):
         t0 = time.perf_counter()
         timings = {"sample": 0.0, "fit": 0.0, "eval": 0.0}
         synthetic: np.ndarray | None = None
+        variant_metrics: dict[str, float] = {}
         if t == 0:
             X, n_real, n_synth = real, n, 0
         else:
             assert prev is not None
+            lam_t = vcfg.lam_at(t, lam, generations)
+            k = synthetic_count(lam_t, n)
             ts = time.perf_counter()
-            synthetic = prev.sample(k, rng=stage_rng(seed, t, "sample")) if k else real[:0]
+            models = history if runner.needs_history else {t - 1: prev}
+            models[t - 1] = prev
+            draw = runner.draw(t, k, models, lambda stage, _t=t: stage_rng(seed, _t, stage))
+            synthetic = draw.X
+            variant_metrics = draw.metrics
             timings["sample"] = time.perf_counter() - ts
             if keep_pool:
                 pool.append(synthetic)
-            if math.isinf(lam):
+            if math.isinf(lam_t):
                 real_part = real[:0]
             elif scheme == "fresh":
-                real_part = source.sample(real_count(lam, n), rng=stage_rng(seed, t, "fresh"))  # type: ignore[union-attr]
+                real_part = source.sample(real_count(lam_t, n), rng=stage_rng(seed, t, "fresh"))  # type: ignore[union-attr]
             else:
                 real_part = real
-            mix = assemble(scheme, real=real_part, synthetic=synthetic, pool=pool, lam=lam,
+            mix = assemble(scheme, real=real_part, synthetic=synthetic, pool=pool, lam=lam_t,
                            rng=stage_rng(seed, t, "subsample"))
             X, n_real, n_synth = mix.X, mix.n_real, mix.n_synthetic
         tf = time.perf_counter()
@@ -232,6 +255,11 @@ def run_loop(
         samples = None
         if metric_objs:
             values, samples = evaluate(fitted, metric_objs, heldout, n_eval=n_eval, rng=stage_rng(seed, t, "eval"))
+        if runner.reward is not None:
+            if samples is None:
+                samples = fitted.sample(n_eval, rng=stage_rng(seed, t, "eval"))
+            values.update(runner.reward_metrics(samples))
+        values.update(variant_metrics)
         timings["eval"] = time.perf_counter() - te
         seconds = time.perf_counter() - t0
         timings["other"] = max(seconds - timings["sample"] - timings["fit"] - timings["eval"], 0.0)
@@ -241,3 +269,28 @@ def run_loop(
             seconds=seconds, timings=timings, samples=samples, synthetic=synthetic,
         )
         prev = fitted
+        if runner.needs_history:
+            history[t] = fitted
+            _trim_history(history, vcfg, t + 1)
+
+
+def _trim_history(history: dict[int, GenerativeModel], vcfg: VariantConfig, next_t: int) -> None:
+    """Drop models that no later generation's mixture window can use."""
+    window = getattr(vcfg, "window", None)
+    keep = set(window(next_t)) if window is not None else set()
+    for s in [s for s in history if s not in keep]:
+        del history[s]
+
+
+def _recover_history(history: dict[int, GenerativeModel], vcfg: VariantConfig, last: int,
+                     load_model: Callable[[int], GenerativeModel] | None) -> dict[int, GenerativeModel]:
+    """The models the mixture window after generation ``last`` needs, loaded when missing."""
+    needed = vcfg.window(last + 1)  # type: ignore[union-attr]
+    missing = [s for s in needed if s not in history]
+    if missing and load_model is None:
+        raise ConfigError(
+            f"the mixture variant resumes after generation {last} but has no model of generation(s) {missing}; "
+            "pass load_model (e.g. RunStore.load_model) or LoopState.history"
+        )
+    out = {s: history[s] if s in history else load_model(s) for s in needed}  # type: ignore[misc]
+    return out

@@ -221,6 +221,8 @@ def execute_run(cfg: RunConfig, spec: RunSpec, *, progress: ProgressFn | None = 
             resume=resume_state,
             checkpoint_dir=spec.path / "training",
             checkpoint_every=cfg.output.training_checkpoint_every,
+            variant=cfg.loop.variant,
+            load_model=store.load_model,
         )
         last_line: dict[str, Any] = {}
         try:
