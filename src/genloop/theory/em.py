@@ -178,9 +178,9 @@ def em_learner_map(deriv: EMStepDerivatives, lam_eff: float, ks: Sequence[int], 
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1:
         raise ConfigError(f"the EM learner needs k >= 1 iterations, got {ks}")
-    if m < 1:
-        raise ConfigError("the EM learner map is defined for m >= 1 synthetic samples")
-    a = lam_eff / (1.0 + lam_eff)
+    if m < 0:
+        raise ConfigError(f"m must be >= 0 synthetic samples, got {m}")
+    a = lam_eff / (1.0 + lam_eff)  # m = 0: EM continuing on the real data alone (J_k = D1_r^k)
     D1 = (1.0 - a) * deriv.D1_r + a * deriv.D1_s
     D2 = a * deriv.D2_s
     p, n, ws = D1.shape[0], deriv.n, deriv.w_s
@@ -196,7 +196,7 @@ def em_learner_map(deriv: EMStepDerivatives, lam_eff: float, ks: Sequence[int], 
         J = power + acc @ D2
         g_s, g_r = a * (acc @ deriv.G_s), (1.0 - a) * (acc @ deriv.G_r)
         if_s = g_s[:, keep] / ws[keep] - g_s.sum(1, keepdims=True)
-        Q_synth = (if_s * ws[keep]) @ if_s.T / m
+        Q_synth = (if_s * ws[keep]) @ if_s.T / m if m else np.zeros((p, p))
         if_r = g_r * n - g_r.sum(1, keepdims=True)
         Q_real = if_r @ if_r.T / n / n
         out[k] = EMLearnerMap(k=k, lam_eff=float(lam_eff), J=J, Q_synth=0.5 * (Q_synth + Q_synth.T),

@@ -214,6 +214,8 @@ def _verdict(lam: float, m: int, rate: float | None, transient: float | None, sc
     if note:
         return note
     if m == 0:
+        if rate:
+            return f"no synthetic data: EM continues on the real data, converging at {rate:.3g}/generation"
         return "no synthetic data: every generation refits the real data"
     if math.isinf(lam):
         return "drifts: no real data pulls it back (random walk; collapse for the Gaussian)"
@@ -312,7 +314,7 @@ def _theory_analysis(
     if model_name == "gmm":
         from genloop.report.trajectory import gmm_parameter_vector
 
-        finite = [lam for lam in lams if math.isfinite(lam) and synthetic_count(lam, n) > 0]
+        finite = [lam for lam in lams if math.isfinite(lam)]
         gen0 = None
         for lam in finite or [1.0]:
             gen0, iters = _probe_em_iterations(options, real, lam, seed)
@@ -385,7 +387,7 @@ def _theory_analysis(
         maximiser_rate = 1.0 if math.isinf(lam) else float(np.max(np.abs(np.linalg.eigvals(J))))
         row["maximiser_rate"] = maximiser_rate
         row["em_k"] = None
-        if model_name == "gmm" and math.isfinite(lam) and m > 0:
+        if model_name == "gmm" and math.isfinite(lam):
             from genloop.theory.em import em_learner_map
 
             iters = probe.get(lam) or [int(options.get("max_iter", 200))]
@@ -395,7 +397,7 @@ def _theory_analysis(
             row["em_k"] = k
         rate = 1.0 if math.isinf(lam) else float(np.max(np.abs(np.linalg.eigvals(J))))
         norm2 = float(np.linalg.norm(J, 2))
-        transient, _ = transient_amplification(J) if math.isfinite(lam) and m > 0 else (1.0 if m else 0.0, 1)
+        transient, _ = transient_amplification(J) if math.isfinite(lam) else (1.0, 1)
         ef_ok, ef_rho = estimate_free_condition(A, B, lam_eff) if math.isfinite(lam) else (False, math.inf)
         rho_paper = paper_rate(lam_eff, alpha, L, w1["eps"])
         # spreads at T and stationary
