@@ -13,6 +13,14 @@ preconditioning wrapper), warm starts per ``train.carry_over``, the device, the 
 :func:`~genloop.models.neural.trainer.train` loop, batched sampling with the EMA network, and
 checkpoints as named numpy arrays (no pickle).
 
+Starting from a checkpoint
+--------------------------
+The image families take ``init: PATH``, a public checkpoint or a genloop generation folder
+(:meth:`TorchGenerativeModel.load_init`). A fit without a previous generation (generation 0,
+or every generation with ``retrain: scratch``) then starts from that checkpoint as from a
+previous generation, per ``train.carry_over``, with the fine-tuning budget; to evaluate the
+checkpoint as it is, call :meth:`~TorchGenerativeModel.load_init` instead of ``fit``.
+
 Data scaling convention
 -----------------------
 Networks work in a *model space* ``z = (x - shift) / scale``:
