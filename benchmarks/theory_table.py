@@ -1,9 +1,10 @@
 """Regenerate the table of docs/theory.md: the paper's Theorem 1 threshold vs the exact rate.
 
-For a few models and data sets, and λ in {0.1, 0.5, 1, 2, 10}, prints (Markdown) the exact
-local rate of retraining (spectral radius of J = λ(A+λB)^{-1}B), λ/(1+λ) for exponential
-families, the paper's sufficient condition λ(1+Lε/α) < 1/2 and its rate ρ(λ), the linearised
-stationary spread for n = 1000 real samples per generation, and the Theorem 2 radius.
+For a few models and data sets, and λ in {0.1, 0.5, 1, 2, 10}, prints (Markdown) the rows of
+``genloop theory`` for a replace loop with n = 1000 real samples per generation and 20
+generations: the learner's rate (m/(n+m) for the Gaussian; k warm-started EM steps for the
+GMM, next to the exact maximiser's), ‖J‖₂ and max‖Jᵗ‖, the spreads, the paper's Theorem 1
+and its estimate-free form, the Theorem 2 radius and the verdict.
 
     .venv/bin/python benchmarks/theory_table.py [--seed 0] [--out table.md]
 """

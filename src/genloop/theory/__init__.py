@@ -4,7 +4,8 @@
 * :mod:`genloop.theory.expfam` — exponential families in the mixed (replace) loop.
 * :mod:`genloop.theory.jacobian` — the exact Jacobian J = λ(A+λB)^{-1}B and the paper's
   Theorem 1/2 quantities for any :class:`ParametricDensity`.
-* :mod:`genloop.theory.report` — per-λ tables (``genloop theory``).
+* :mod:`genloop.theory.em` — the learner's own map for ``gmm``: k warm-started EM steps.
+* :mod:`genloop.theory.report` — per-λ predictions of a config's run (``genloop theory``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from genloop.theory.expfam import (
     expfam_mean_trajectory,
     expfam_rate,
     fully_synthetic_mean_covariance,
+    gaussian_scheme_moments,
+    mean_offset_factor,
     gaussian_mle_mean_covariance,
     known_variance_mean_variance,
     replace_contraction,
@@ -37,13 +40,15 @@ from genloop.theory.jacobian import (
     StudentTDensity,
     TorchModuleDensity,
     analyze,
+    estimate_free_condition,
     paper_condition,
     paper_rate,
     retraining_jacobian,
     retraining_map,
     spectral_radius,
+    transient_amplification,
 )
-from genloop.theory.report import SUPPORTED_MODELS, format_theory_table, theory_rows
+from genloop.theory.report import SUPPORTED_MODELS, TheoryResult, format_theory_table, theory_analysis, theory_rows
 
 __all__ = [
     "c4",
@@ -62,6 +67,8 @@ __all__ = [
     "gaussian_mle_mean_covariance",
     "stationary_covariance_approx",
     "fully_synthetic_mean_covariance",
+    "gaussian_scheme_moments",
+    "mean_offset_factor",
     "ParametricDensity",
     "GaussianDensity",
     "StudentTDensity",
@@ -74,7 +81,11 @@ __all__ = [
     "spectral_radius",
     "paper_condition",
     "paper_rate",
+    "estimate_free_condition",
+    "transient_amplification",
     "SUPPORTED_MODELS",
+    "TheoryResult",
+    "theory_analysis",
     "theory_rows",
     "format_theory_table",
 ]
