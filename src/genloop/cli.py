@@ -20,7 +20,7 @@ EXIT_BAD_INPUT = 2
 
 #: Modules that add their own subcommands: each has ``add_parser(sub)``, which calls
 #: ``sub.add_parser(...)`` and sets ``func``. They must import light (no torch at import time).
-_COMMAND_MODULES: tuple[str, ...] = ("genloop.models.convert_cli",)
+_COMMAND_MODULES: tuple[str, ...] = ("genloop.models.convert_cli", "genloop.metrics.eval_cli")
 
 
 def _progress_bar(total: int, desc: str, *, quiet: bool, unit: str = "gen"):  # noqa: ANN202 - tqdm type

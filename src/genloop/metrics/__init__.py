@@ -9,7 +9,8 @@ from genloop.registry import Registry
 
 METRICS: Registry[Metric] = Registry(
     "metric",
-    modules=["genloop.metrics.vector", "genloop.metrics.gaussian", "genloop.metrics.images", "genloop.metrics.discrete", "genloop.metrics.regression"],
+    modules=["genloop.metrics.vector", "genloop.metrics.gaussian", "genloop.metrics.images", "genloop.metrics.discrete", "genloop.metrics.regression",
+             "genloop.metrics.inception_score"],
 )
 register_metric = METRICS.register
 

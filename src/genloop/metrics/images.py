@@ -108,6 +108,12 @@ class FeatureMetric(Metric):
 
     The extractor is built on first use (``prepare`` or the first call), so a missing
     Inception weight file raises its ConfigError there, before any generation is scored.
+    Images are checked first (:func:`check_images`: layout ``(n, C, H, W)``, values in [-1, 1]).
+
+    Options: ``features`` (``inception``, ``classifier``, ``raw``), ``weights_path``,
+    ``batch_size`` (images per network batch), ``device``, ``classifier_dataset``/``classifier_seed``,
+    ``cache_dir``, ``pixel_range`` (``"-1,1"``; ``"0,255"`` converts 0..255 pixels explicitly),
+    ``resize`` (Inception's resize to 299: ``pytorch-fid`` default, ``torch-fidelity``, ``clean-fid``).
     """
 
     def __init__(
@@ -120,10 +126,12 @@ class FeatureMetric(Metric):
         classifier_seed: int = 0,
         cache_dir: str | None = None,
         pixel_range: Literal["-1,1", "0,255"] = "-1,1",
+        resize: Literal["pytorch-fid", "torch-fidelity", "clean-fid"] = "pytorch-fid",
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size}")
         self.pixel_range = pixel_range
+        self.resize = resize
         self.features = features
         self.weights_path = weights_path
         self.batch_size = batch_size
@@ -147,6 +155,7 @@ class FeatureMetric(Metric):
                 classifier_dataset=self.classifier_dataset,
                 classifier_seed=self.classifier_seed,
                 cache_dir=self.cache_dir,
+                resize=self.resize,
             )
         return self._extractor
 
@@ -187,10 +196,6 @@ class FeatureMetric(Metric):
         return cached_features(self.extractor, X)
 
 
-_COMMON_DOC = """Common options: ``features`` (``inception``, ``classifier``, ``raw``), ``weights_path``,
-    ``batch_size`` (images per network batch), ``device``, ``classifier_dataset``/``classifier_seed``,
-    ``cache_dir``, ``pixel_range`` (``"-1,1"``; ``"0,255"`` converts 0..255 pixels explicitly)."""
-
 #: below this many samples per set, FID's 1/N bias and noise matter: ``fid`` adds KID by default
 SMALL_SET = 5000
 
@@ -224,6 +229,7 @@ class FID(FeatureMetric):
         classifier_seed: int = 0,
         cache_dir: str | None = None,
         pixel_range: Literal["-1,1", "0,255"] = "-1,1",
+        resize: Literal["pytorch-fid", "torch-fidelity", "clean-fid"] = "pytorch-fid",
         allow_rank_deficient: bool = False,
         disk_cache: bool = True,
         cache_max_bytes: int | None = None,
@@ -233,7 +239,7 @@ class FID(FeatureMetric):
         max_relative_se: float = 0.1,
     ) -> None:
         super().__init__(features, weights_path, batch_size, device, classifier_dataset, classifier_seed, cache_dir,
-                         pixel_range)  # fmt: skip
+                         pixel_range, resize)  # fmt: skip
         if se_splits < 0:
             raise ConfigError(f"se_splits must be >= 0, got {se_splits}")
         self.allow_rank_deficient = allow_rank_deficient
@@ -325,13 +331,14 @@ class PRDC(FeatureMetric):
         classifier_seed: int = 0,
         cache_dir: str | None = None,
         pixel_range: Literal["-1,1", "0,255"] = "-1,1",
+        resize: Literal["pytorch-fid", "torch-fidelity", "clean-fid"] = "pytorch-fid",
         k: int = 3,
         knn_batch_size: int = 1024,
         distance_dtype: Literal["auto", "bfloat16", "float32", "float64"] = "auto",
         boundary: Literal["closed", "open"] = "closed",
     ) -> None:
         super().__init__(features, weights_path, batch_size, device, classifier_dataset, classifier_seed, cache_dir,
-                         pixel_range)  # fmt: skip
+                         pixel_range, resize)  # fmt: skip
         if k < 1 or knn_batch_size < 1:
             raise ConfigError(f"k and knn_batch_size must be positive integers, got {k}, {knn_batch_size}")
         self.k = k
@@ -391,11 +398,12 @@ class KID(FeatureMetric):
         classifier_seed: int = 0,
         cache_dir: str | None = None,
         pixel_range: Literal["-1,1", "0,255"] = "-1,1",
+        resize: Literal["pytorch-fid", "torch-fidelity", "clean-fid"] = "pytorch-fid",
         n_subsets: int = 100,
         subset_size: int | None = None,
     ) -> None:
         super().__init__(features, weights_path, batch_size, device, classifier_dataset, classifier_seed, cache_dir,
-                         pixel_range)  # fmt: skip
+                         pixel_range, resize)  # fmt: skip
         if n_subsets < 1 or (subset_size is not None and subset_size < 2):
             raise ConfigError(f"kid needs n_subsets >= 1 and subset_size >= 2, got {n_subsets}, {subset_size}")
         self.n_subsets = n_subsets

@@ -50,12 +50,14 @@ def make_extractor(
     classifier_dataset: Literal["digits", "mnist"] = "digits",
     classifier_seed: int = 0,
     cache_dir: str | None = None,
+    resize: str = "pytorch-fid",
 ) -> FeatureExtractor:
     """Build the feature extractor called ``name`` (``raw``, ``inception`` or ``classifier``).
 
     ``batch_size`` and ``device`` (``"auto"``: CUDA if available) apply to network extractors;
     ``weights_path`` to ``inception``; ``classifier_dataset``/``classifier_seed`` to
-    ``classifier``; ``cache_dir`` overrides genloop's cache folder (weights, trained classifier).
+    ``classifier``; ``cache_dir`` overrides genloop's cache folder (weights, trained classifier);
+    ``resize`` is the Inception resize convention (``pytorch-fid``, ``torch-fidelity``, ``clean-fid``).
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size}")
@@ -66,7 +68,8 @@ def make_extractor(
     if name == "inception":
         from genloop.metrics.features.inception import InceptionFeatures
 
-        return InceptionFeatures(weights_path=weights_path, batch_size=batch_size, device=device, cache_dir=cache_dir)
+        return InceptionFeatures(weights_path=weights_path, batch_size=batch_size, device=device, cache_dir=cache_dir,
+                                 resize=resize)  # fmt: skip
     if name == "classifier":
         from genloop.metrics.features.classifier import ClassifierFeatures
 

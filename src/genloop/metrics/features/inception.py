@@ -218,16 +218,49 @@ class FIDInceptionV3(nn.Module):
         return torch.flatten(F.adaptive_avg_pool2d(x, (1, 1)), 1)
 
 
-def preprocess(x: torch.Tensor) -> torch.Tensor:
+#: resize conventions: pytorch-fid (bilinear, align_corners=False), torch-fidelity (the TF1
+#: ``resize_bilinear`` of the original code: align_corners=False without half-pixel centres, i.e.
+#: sample points ``i * in / out``), clean-fid (antialiased bicubic, as PIL's ``BICUBIC`` resize of
+#: 8-bit images; here on float values, without PIL's 8-bit rounding)
+RESIZES = ("pytorch-fid", "torch-fidelity", "clean-fid")
+
+
+def _resize_tf1(x: torch.Tensor, size: int) -> torch.Tensor:
+    """TF1 ``resize_bilinear(align_corners=False, half_pixel_centers=False)``: source ``i * in/out``."""
+    h, w = x.shape[-2:]
+
+    def axis(n_in: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        pos = torch.arange(size, dtype=torch.float64, device=x.device) * (n_in / size)
+        i0 = pos.floor().long().clamp(max=n_in - 1)
+        i1 = (i0 + 1).clamp(max=n_in - 1)
+        return i0, i1, (pos - i0).to(x.dtype)
+
+    r0, r1, fr = axis(h)
+    c0, c1, fc = axis(w)
+    top = x[..., r0, :] * (1 - fr)[:, None] + x[..., r1, :] * fr[:, None]
+    return top[..., c0] * (1 - fc) + top[..., c1] * fc
+
+
+def preprocess(x: torch.Tensor, resize: str = "pytorch-fid") -> torch.Tensor:
     """Images ``(n, C, H, W)`` in [-1, 1], ``C`` in {1, 3} → ``(n, 3, 299, 299)``.
 
-    Gray images are replicated to three channels; the resize is bilinear with
-    ``align_corners=False`` (pytorch-fid's choice), skipped when already 299×299.
+    Gray images are replicated to three channels; the resize to 299×299 (skipped when already
+    that size) follows ``resize`` (:data:`RESIZES`): ``"pytorch-fid"`` (default) is bilinear with
+    ``align_corners=False``; ``"torch-fidelity"`` the original TF1 bilinear resize (no half-pixel
+    offset), ``"clean-fid"`` antialiased bicubic. FIDs computed with different resizes differ
+    (Parmar et al. 2022), so compare numbers only under one convention.
     """
     if x.ndim != 4 or x.shape[1] not in (1, 3):
         raise DataError(f"inception features need images (n, C, H, W) with C = 1 or 3, got shape {tuple(x.shape)}")
+    if resize not in RESIZES:
+        raise ConfigError(f"unknown resize {resize!r}; choose one of {', '.join(RESIZES)}")
     if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
-        x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+        if resize == "pytorch-fid":
+            x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+        elif resize == "torch-fidelity":
+            x = _resize_tf1(x, INPUT_SIZE)
+        else:
+            x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bicubic", align_corners=False, antialias=True)
     if x.shape[1] == 1:  # resize once, then replicate (a per-channel operation: same result)
         x = x.expand(-1, 3, -1, -1)
     return x
@@ -326,7 +359,11 @@ class InceptionFeatures(FeatureExtractor):
         device: str = "auto",
         cache_dir: str | None = None,
         net: FIDInceptionV3 | None = None,
+        resize: str = "pytorch-fid",
     ) -> None:
+        if resize not in RESIZES:
+            raise ConfigError(f"unknown resize {resize!r}; choose one of {', '.join(RESIZES)}")
+        self.resize = resize
         self.batch_size = batch_size
         self.device = resolve_device(device)
         if net is None:
@@ -342,13 +379,33 @@ class InceptionFeatures(FeatureExtractor):
 
     @property
     def id(self) -> str:
-        return self._id
+        return self._id if self.resize == "pytorch-fid" else f"{self._id}:resize={self.resize}"
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X)
         if X.ndim != 4:
             raise DataError(f"inception features need images (n, C, H, W), got shape {X.shape}")
-        return batched_features(self.net, X, batch_size=self.batch_size, device=self.device, prep=preprocess)
+        return batched_features(self.net, X, batch_size=self.batch_size, device=self.device, prep=self.prep)
+
+    def prep(self, x: torch.Tensor) -> torch.Tensor:
+        """The resize of the chosen convention (:func:`preprocess`)."""
+        return preprocess(x, self.resize)
+
+    def logits(self, X: np.ndarray) -> np.ndarray:
+        """The 1008 class logits ``pool3 @ fc.weight^T`` without the bias (``(n, 1008)``).
+
+        The original Inception Score code (Salimans et al. 2016) multiplies pool3 by the softmax
+        weights and drops the bias; torch-fidelity's ``logits_unbiased`` is the same quantity.
+        """
+        X = np.asarray(X)
+        if X.ndim != 4:
+            raise DataError(f"inception logits need images (n, C, H, W), got shape {X.shape}")
+        weight = self.net.fc.weight
+
+        def net(x: torch.Tensor) -> torch.Tensor:
+            return self.net(x) @ weight.T
+
+        return batched_features(net, X, batch_size=self.batch_size, device=self.device, prep=self.prep)
 
 
 __all__ = [
