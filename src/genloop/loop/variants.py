@@ -680,7 +680,7 @@ class VariantRunner:
             c = np.asarray(self._correct_fn(X, self.real), dtype=np.float64)
             if c.shape != X.shape:
                 raise DataError(f"correction {cfg.correction!r} returned shape {c.shape} for samples of shape {X.shape}")
-        return X + cfg.gamma * (c - X)
+        return (1 - cfg.gamma) * X + cfg.gamma * c  # = x + γ(c(x) − x), exact at γ = 0 and 1
 
     def _biased(self, prev: GenerativeModel, k: int, rng: np.random.Generator) -> np.ndarray:
         cfg = self.cfg
