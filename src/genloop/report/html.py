@@ -324,7 +324,10 @@ def _theory_table(ctx: _Context) -> str:
     from genloop.theory.cli import config_theory
     from genloop.theory.report import LEGEND
 
-    res = config_theory(ctx.cfg)  # the numbers of `genloop theory CONFIG`, computed once per process
+    import sys
+
+    # the numbers of `genloop theory CONFIG` (same stream), computed once per process, with progress
+    res = config_theory(ctx.cfg, progress=bool(getattr(sys.stderr, "isatty", lambda: False)()))
     keys = [k for k, _ in _THEORY_COLUMNS]
     w1 = res.w1
     eps = ("consistent with no misspecification" if w1["eps_consistent"]

@@ -41,7 +41,8 @@ def config_theory(cfg: RunConfig, *, progress: bool = False) -> TheoryResult:
 
     if cfg.model.name not in SUPPORTED_MODELS:
         raise ConfigError(
-            f"genloop theory does not support model {cfg.model.name!r}; supported models: {', '.join(SUPPORTED_MODELS)}"
+            f"genloop theory does not support model {cfg.model.name!r}; supported models: {', '.join(SUPPORTED_MODELS)} "
+            "(neural families fine-tune for a fixed budget, a map the theory does not model: no prediction)"
         )
     key = _key(cfg)
     if key in _CACHE:
