@@ -38,7 +38,13 @@ _INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 class GMMModel(GenerativeModel):
     """Gaussian mixture model p(x) = sum_k pi_k N(x; mu_k, Sigma_k), fitted by EM.
 
-    Options are those of :class:`sklearn.mixture.GaussianMixture`. Warm start (fine-tuning):
+    Options are those of :class:`sklearn.mixture.GaussianMixture`. ``tol`` and ``max_iter``
+    decide how much of the maximisation each generation does: EM stops once the mean
+    log-likelihood gains less than ``tol`` (or after ``max_iter`` iterations). Warm-started at
+    the default ``tol=1e-3`` that is 2-3 iterations per generation, a partial maximisation
+    whose retraining map ``genloop theory`` predicts (docs/theory.md §3.2); ``tol: 0`` with a
+    large ``max_iter`` runs exactly ``max_iter`` iterations, approaching the exact maximiser
+    the paper's theory assumes. Warm start (fine-tuning):
     when ``fit`` gets ``init``, a fitted :class:`GMMModel` with the same ``n_components``,
     ``covariance_type`` and dimension, EM starts from init's weights, means and precisions
     (one initialisation, ``n_init`` ignored) instead of k-means; ``init`` is not modified.
