@@ -106,3 +106,16 @@ def test_ddp_batch_must_divide_over_ranks(monkeypatch) -> None:
     with pytest.raises(ConfigError, match="divisible by the number of processes"):
         train(net, lambda n, x, g: x.sum(1), torch.zeros(8, 2), TrainConfig(samples=8, batch_size=8, device="cpu"),
               generator=torch.Generator().manual_seed(0))
+
+
+def test_jobs_are_spread_over_gpus() -> None:
+    from genloop.models.neural.distributed import gpu_for_job, pin_job_to_gpu
+
+    assert [gpu_for_job(i, 4) for i in range(6)] == [0, 1, 2, 3, 0, 1]
+    assert gpu_for_job(3, 0) is None
+    env: dict[str, str] = {}
+    assert pin_job_to_gpu(5, 2, environ=env) == 1 and env == {"CUDA_VISIBLE_DEVICES": "1"}
+    env = {"CUDA_VISIBLE_DEVICES": "4,6,7"}  # a machine share given by the scheduler is respected
+    assert pin_job_to_gpu(4, environ=env) == 6 and env["CUDA_VISIBLE_DEVICES"] == "6"
+    env = {}
+    assert pin_job_to_gpu(0, 0, environ=env) is None and env == {}

@@ -166,3 +166,52 @@ def test_progress_is_logged_when_stderr_is_not_a_terminal(caplog) -> None:
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("training: step")]
     assert lines and lines[-1].startswith("training: step 20/20, 640/640 samples, loss ")
     assert "samples/s" in lines[-1]
+
+
+KILL_WORKER = """
+import sys, numpy as np, json
+from genloop.models import make_model
+opts = json.loads(sys.argv[2])
+X = np.random.default_rng(0).normal(size=(120, 2))
+model = make_model("edm", **opts)
+model.enable_training_checkpoints(sys.argv[1], 64)
+model.fit(X, rng=np.random.default_rng(1))
+print("done", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_kill_minus_9_at_random_moments_then_resume_is_exact(tmp_path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    opts = json.loads(json.dumps(VEC))
+    opts["train"]["samples"] = 6400  # 200 steps, a checkpoint every 2 steps: kills land in writes too
+    X = np.random.default_rng(0).normal(size=(120, 2))
+    reference = make_model("edm", **opts).fit(X, rng=np.random.default_rng(1))
+    delays = np.random.default_rng(7).uniform(0.0, 0.3, size=3)
+    interrupted_at = []
+    for i, kills in enumerate(([delays[0], delays[1]], [delays[2]])):
+        folder = tmp_path / f"ckpt{i}"
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        for delay in kills:  # killed (twice for the first folder), then resumed to the end here
+            before = {p.name for p in folder.glob("step-*.json")}
+            p = subprocess.Popen([sys.executable, "-c", KILL_WORKER, str(folder), json.dumps(opts)],
+                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            deadline = time.monotonic() + 120
+            while p.poll() is None and time.monotonic() < deadline:  # wait until it is training
+                if {q.name for q in folder.glob("step-*.json")} - before:
+                    break
+                time.sleep(0.005)
+            time.sleep(delay)  # then kill at a random moment (mid-step or mid-write)
+            p.send_signal(signal.SIGKILL)
+            p.communicate()
+        found = load_latest(TrainCheckpointing(folder, 64))
+        interrupted_at.append(found[1]["step"] if found else 0)
+        resumed = make_model("edm", **opts)
+        resumed.enable_training_checkpoints(folder, 64)
+        resumed.fit(X, rng=np.random.default_rng(1))
+        _assert_identical(reference, resumed)
+    assert any(0 < s < 200 for s in interrupted_at), interrupted_at  # some kill landed inside the training

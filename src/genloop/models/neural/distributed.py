@@ -123,4 +123,33 @@ def gather_rows(local: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     return torch.cat([p[:s] for p, s in zip(parts, sizes)], dim=0)
 
 
-__all__ = ["World", "world", "init_from_env", "barrier", "mean_over_ranks", "shard_sizes", "gather_rows"]
+
+
+def gpu_for_job(job_index: int, n_gpus: int | None = None) -> int | None:
+    """The GPU a parallel job should use: job ``i`` of ``--jobs N`` gets GPU ``i mod n_gpus``
+    (``None`` without GPUs). ``n_gpus`` defaults to the GPUs this process sees."""
+    if n_gpus is None:
+        n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if n_gpus <= 0:
+        return None
+    return int(job_index) % int(n_gpus)
+
+
+def pin_job_to_gpu(job_index: int, n_gpus: int | None = None, environ: dict[str, str] | None = None) -> int | None:
+    """In a worker process, before CUDA starts: restrict it to its GPU (:func:`gpu_for_job`) by
+    setting ``CUDA_VISIBLE_DEVICES``, so ``cuda`` / ``auto`` in the job means that GPU. A list
+    already in ``CUDA_VISIBLE_DEVICES`` is respected (the job takes its entry of that list).
+    Returns the chosen physical GPU, or ``None`` (nothing changed) without GPUs."""
+    env = os.environ if environ is None else environ
+    visible = [v for v in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    count = len(visible) if visible else n_gpus
+    gpu = gpu_for_job(job_index, count)
+    if gpu is None:
+        return None
+    chosen = visible[gpu] if visible else str(gpu)
+    env["CUDA_VISIBLE_DEVICES"] = chosen
+    return int(chosen) if chosen.isdigit() else gpu
+
+
+__all__ = ["World", "world", "init_from_env", "barrier", "mean_over_ranks", "shard_sizes", "gather_rows",
+           "gpu_for_job", "pin_job_to_gpu"]
