@@ -25,7 +25,7 @@ from genloop.metrics.gaussian import (
     sqrtm_psd,
     trace_sqrt_product,
 )
-from genloop.metrics.vector import mmd2_unbiased, moment_drift, wasserstein2
+from genloop.metrics.vector import mmd2_multiscale, mmd2_unbiased, moment_drift, wasserstein2
 from genloop.models.base import GenerativeModel
 
 
@@ -243,7 +243,64 @@ def test_mmd_subsampling_option() -> None:
     m = make_metric("mmd", max_samples=50)
     assert m(X, Y, rng=np.random.default_rng(1)) == m(X, Y, rng=np.random.default_rng(1))
     full = make_metric("mmd", max_samples=300)(X, Y)
-    assert full["mmd"] == pytest.approx(mmd2_unbiased(X, Y)[0], rel=1e-12)
+    assert full["mmd"] == pytest.approx(mmd2_multiscale(X, Y)[0], rel=1e-12)
+    median = make_metric("mmd", max_samples=300, kernel="median")(X, Y)
+    assert median["mmd"] == pytest.approx(mmd2_unbiased(X, Y)[0], rel=1e-12)
+
+
+@pytest.mark.slow
+def test_multiscale_mmd_ranks_a_worse_model_worse_on_two_moons() -> None:
+    def moons(n: int, noise: float, rng: np.random.Generator) -> np.ndarray:  # i.i.d. two moons
+        t, upper = rng.uniform(0, np.pi, n), rng.random(n) < 0.5
+        xy = np.where(upper[:, None], np.stack([np.cos(t), np.sin(t)], 1), np.stack([1 - np.cos(t), 0.5 - np.sin(t)], 1))
+        return xy + noise * rng.normal(size=(n, 2))
+
+    rng = np.random.default_rng(0)
+    diffs: dict[str, list[float]] = {"multiscale": [], "median": []}
+    for _ in range(6):
+        real, good, worse = moons(1000, 0.05, rng), moons(1000, 0.05, rng), moons(1000, 0.15, rng)  # blurrier model
+        for kernel, d in diffs.items():
+            m = make_metric("mmd", kernel=kernel)
+            d.append(m(worse, real)["mmd"] - m(good, real)["mmd"])
+    multi, median = np.array(diffs["multiscale"]), np.array(diffs["median"])
+    assert np.all(multi > 0) and multi.mean() > 3 * multi.std(ddof=1)  # ranked worse on every draw
+    assert abs(median.mean()) < 2 * median.std(ddof=1)  # the median-heuristic kernel alone does not see it
+
+
+@pytest.mark.slow
+def test_mmd_standard_error_covers_the_closed_form_at_the_nominal_rate() -> None:
+    rng = np.random.default_rng(17)
+    d, delta, scales, h = 2, 0.6, (0.5, 1.0, 2.0), 1.0
+
+    def truth() -> float:  # Gaussian kernels between N(0, I) and N(delta e1, I), in closed form
+        out = 0.0
+        for c in scales:
+            s2 = (c * h) ** 2
+            f = (s2 / (s2 + 2.0)) ** (d / 2)
+            out += 2 * f * (1 - math.exp(-(delta**2) / (2 * (s2 + 2.0))))
+        return out / len(scales)
+
+    mu = np.array([delta, 0.0])
+    reps, hits = 300, 0
+    for _ in range(reps):
+        value, se, _ = mmd2_multiscale(rng.normal(size=(150, d)), rng.normal(size=(150, d)) + mu, scales=scales,
+                                       bandwidth=h)  # fmt: skip
+        hits += abs(value - truth()) <= 1.96 * se
+    assert abs(hits / reps - 0.95) < 4 * math.sqrt(0.95 * 0.05 / reps) + 0.01
+
+
+def test_w2_subsample_repeats_and_standard_error() -> None:
+    rng = np.random.default_rng(18)
+    X, Y = rng.normal(size=(400, 2)), rng.normal(size=(400, 2)) + 0.2
+    one = make_metric("w2", max_exact=100)(X, Y, rng=np.random.default_rng(0))
+    assert set(one) == {"w2"}
+    rep = make_metric("w2", max_exact=100, n_repeats=8)
+    out = rep(X, Y, rng=np.random.default_rng(0))
+    assert out["w2_se"] > 0 and out == rep(X, Y, rng=np.random.default_rng(0))
+    # the SE describes the spread of single-subsample values: their std / sqrt(8)
+    singles = [make_metric("w2", max_exact=100)(X, Y, rng=np.random.default_rng(s))["w2"] for s in range(40)]
+    assert out["w2_se"] == pytest.approx(np.std(singles, ddof=1) / math.sqrt(8), rel=0.6)
+    assert set(make_metric("w2", n_repeats=8)(X, Y)) == {"w2"}  # no subsampling: exact, no repeats
 
 
 # ---- NLL ------------------------------------------------------------------------------------------

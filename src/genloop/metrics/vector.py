@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import ot
@@ -77,9 +77,11 @@ class W2(Metric):
     is biased upwards relative to the full sets. Use ``sw2`` for large ``n``.
     """
 
-    def __init__(self, max_exact: int = 2000) -> None:
+    def __init__(self, max_exact: int = 2000, n_repeats: int = 1) -> None:
         _check_positive("max_exact", max_exact)
+        _check_positive("n_repeats", n_repeats)
         self.max_exact = max_exact
+        self.n_repeats = n_repeats
 
     def __call__(
         self,
@@ -89,14 +91,21 @@ class W2(Metric):
         model: GenerativeModel | None = None,
         rng: np.random.Generator | None = None,
     ) -> dict[str, float]:
+        """``w2``; when sets are subsampled and ``n_repeats > 1``, the mean over ``n_repeats``
+        independent subsamples and ``w2_se`` = their std / sqrt(n_repeats) (the subsampling noise,
+        ~0.015 on two moons at 1,000 points, shrinks by sqrt(n_repeats))."""
         del model
         g, r = _pair(generated, real)
         gen = default_rng(rng)
-        if max(g.shape[0], r.shape[0]) > self.max_exact:
-            logger.debug("w2: subsampling to %d samples per side", self.max_exact)
-        g = subsample(g, self.max_exact, gen)
-        r = subsample(r, self.max_exact, gen)
-        return {"w2": wasserstein2(g, r)}
+        if max(g.shape[0], r.shape[0]) <= self.max_exact:
+            return {"w2": wasserstein2(g, r)}
+        logger.debug("w2: subsampling to %d samples per side, %d repeats", self.max_exact, self.n_repeats)
+        values = [wasserstein2(subsample(g, self.max_exact, gen), subsample(r, self.max_exact, gen))
+                  for _ in range(self.n_repeats)]  # fmt: skip
+        out = {"w2": float(np.mean(values))}
+        if self.n_repeats > 1:
+            out["w2_se"] = float(np.std(values, ddof=1) / math.sqrt(self.n_repeats))
+        return out
 
 
 @register_metric("sw2")
@@ -155,6 +164,26 @@ def median_bandwidth(D: np.ndarray) -> float:
     return math.sqrt(float(positive.mean())) if positive.size else 1.0
 
 
+def _u_statistic(K: np.ndarray, m: int) -> tuple[float, float]:
+    """Unbiased MMD² from the pooled kernel matrix ``K`` (first ``m`` rows: X) and its standard error.
+
+    The standard error is the first-order (Hoeffding) one: with ``a_i`` = mean over ``j != i`` of
+    ``k(x_i, x_j)`` minus mean over ``j`` of ``k(x_i, y_j)`` and ``b_j`` likewise for ``y``,
+    ``Var MMD_u^2 ~ 4 Var(a) / m + 4 Var(b) / n`` (Serfling 1980, §5.5; exact to leading order
+    when the distributions differ, conservative-to-zero under equality, where the statistic is
+    degenerate).
+    """
+    n = K.shape[0] - m
+    Kxx, Kyy, Kxy = K[:m, :m], K[m:, m:], K[:m, m:]
+    row_x = (Kxx.sum(axis=1) - np.diagonal(Kxx)) / (m - 1)
+    row_y = (Kyy.sum(axis=1) - np.diagonal(Kyy)) / (n - 1)
+    value = float(row_x.mean() + row_y.mean() - 2.0 * Kxy.mean())
+    a = row_x - Kxy.mean(axis=1)
+    b = row_y - Kxy.mean(axis=0)
+    se = math.sqrt(4.0 * a.var(ddof=1) / m + 4.0 * b.var(ddof=1) / n)
+    return value, se
+
+
 def mmd2_unbiased(X: np.ndarray, Y: np.ndarray, bandwidth: float | None = None) -> tuple[float, float]:
     """Unbiased squared MMD with a Gaussian (RBF) kernel (Gretton et al. 2012, Lemma 6).
 
@@ -168,34 +197,69 @@ def mmd2_unbiased(X: np.ndarray, Y: np.ndarray, bandwidth: float | None = None) 
     function of the pooled sample keeps the estimator exactly unbiased (zero mean) when both
     samples come from the same distribution. Returns ``(mmd2, h)``. Memory is O((m+n)^2).
     """
+    value, _, h = mmd2_multiscale(X, Y, scales=(1.0,), bandwidth=bandwidth)
+    return value, h
+
+
+#: bandwidths of the multi-scale kernel, as multiples of the median distance
+DEFAULT_SCALES = (0.03125, 0.0625, 0.125, 0.25, 0.5, 1.0, 2.0)
+
+
+def mmd2_multiscale(
+    X: np.ndarray, Y: np.ndarray, *, scales: tuple[float, ...] = DEFAULT_SCALES, bandwidth: float | None = None
+) -> tuple[float, float, float]:
+    """Unbiased squared MMD with a sum of Gaussian kernels at several bandwidths, and its standard error.
+
+    ``k(x, y) = 1/S sum_s exp(-||x - y||^2 / (2 (c_s h)^2))`` with ``h`` the pooled median
+    distance (or ``bandwidth``) and scales ``c_s`` (default 1/32 ... 2): a characteristic kernel
+    that also sees errors much finer than the median distance, where the median-heuristic kernel
+    alone is nearly flat (on two moons it scores every model within ±3e-4). The estimator is
+    the U-statistic of :func:`mmd2_unbiased` for this kernel. Returns ``(mmd2, se, h)``
+    (``se`` from :func:`_u_statistic`).
+    """
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
     m, n = X.shape[0], Y.shape[0]
     if m < 2 or n < 2:
         raise DataError(f"unbiased MMD needs at least 2 samples per side, got {m} and {n}")
+    if not scales or any(not c > 0 for c in scales):
+        raise ConfigError(f"MMD kernel scales must be positive numbers, got {scales!r}")
     D = _sq_dists(np.concatenate([X, Y], axis=0))
     h = median_bandwidth(D) if bandwidth is None else float(bandwidth)
     if not h > 0:
         raise ConfigError(f"MMD bandwidth must be > 0, got {h}")
-    K = np.exp(-D / (2.0 * h * h))
-    kxx = (K[:m, :m].sum() - m) / (m * (m - 1))  # diagonal k(x, x) = 1 removed
-    kyy = (K[m:, m:].sum() - n) / (n * (n - 1))
-    kxy = K[:m, m:].mean()
-    return float(kxx + kyy - 2.0 * kxy), h
+    K = np.zeros_like(D)
+    for c in scales:
+        K += np.exp(-D / (2.0 * (c * h) ** 2))
+    K /= len(scales)
+    value, se = _u_statistic(K, m)
+    return value, se, h
 
 
 @register_metric("mmd")
 class MMD(Metric):
-    """Unbiased squared MMD, Gaussian kernel, median-heuristic bandwidth on the pooled sample.
+    """Unbiased squared MMD between generated and real samples, with its standard error.
 
-    See :func:`mmd2_unbiased`. Each side larger than ``max_samples`` is subsampled without
-    replacement with the call's ``rng`` (memory is quadratic in the pooled size). Keys:
-    ``mmd`` (the squared MMD estimate) and ``mmd_bandwidth`` (the kernel width ``h`` used).
+    ``kernel="multiscale"`` (default): the sum of Gaussian kernels of :func:`mmd2_multiscale`
+    at ``scales`` times the pooled median distance; ``kernel="median"``: the single
+    median-heuristic Gaussian kernel of :func:`mmd2_unbiased`. Each side larger than
+    ``max_samples`` is subsampled without replacement with the call's ``rng`` (memory is
+    quadratic in the pooled size). Keys: ``mmd`` (the squared MMD estimate), ``mmd_se`` and
+    ``mmd_bandwidth`` (the median distance ``h``).
     """
 
-    def __init__(self, max_samples: int = 2000) -> None:
+    def __init__(
+        self,
+        max_samples: int = 2000,
+        kernel: Literal["multiscale", "median"] = "multiscale",
+        scales: list[float] | None = None,
+    ) -> None:
         _check_positive("max_samples", max_samples)
+        if kernel not in ("multiscale", "median"):
+            raise ConfigError(f"kernel must be 'multiscale' or 'median', got {kernel!r}")
         self.max_samples = max_samples
+        self.kernel = kernel
+        self.scales = scales
 
     def __call__(
         self,
@@ -210,8 +274,9 @@ class MMD(Metric):
         gen = default_rng(rng)
         g = subsample(g, self.max_samples, gen)
         r = subsample(r, self.max_samples, gen)
-        value, h = mmd2_unbiased(g, r)
-        return {"mmd": value, "mmd_bandwidth": h}
+        scales = (1.0,) if self.kernel == "median" else tuple(self.scales or DEFAULT_SCALES)
+        value, se, h = mmd2_multiscale(g, r, scales=scales)
+        return {"mmd": value, "mmd_se": se, "mmd_bandwidth": h}
 
 
 # ---- held-out likelihood ------------------------------------------------------------------------
@@ -304,6 +369,7 @@ class Moments(Metric):
 __all__ = [
     "wasserstein2",
     "mmd2_unbiased",
+    "mmd2_multiscale",
     "median_bandwidth",
     "moment_drift",
     "W2",
