@@ -77,7 +77,7 @@ def softmax_curated_moments(mu: float, sigma: float, *, K: int, tau: float, cent
         return _best_of_k_moments(mu, sigma, K=K, center=center)
     logw = -0.5 * scale * (x - center) ** 2 / tau
     w = np.exp(logw)
-    u = np.linspace(-40.0, 40.0, 8001)  # s = e^u: the integrand spans many decades
+    u = np.linspace(-30.0, 30.0, 1201)  # s = e^u: the integrand spans many decades (error ~1e-8)
     s = np.exp(u)
     E = np.exp(-np.outer(s, w))  # (S, nodes)
     phi = E @ _GH_W
