@@ -195,9 +195,10 @@ class UNetBlock(nn.Module):
         if self.num_heads:
             B, C = x.shape[:2]
             q, k, v = self.qkv(self.norm2(x)).reshape(B * self.num_heads, C // self.num_heads, 3, -1).unbind(2)
-            # softmax(qᵀk / √c) in float32, as the official AttentionOp
-            w = torch.einsum("ncq,nck->nqk", q.float(), (k / math.sqrt(k.shape[1])).float()).softmax(dim=2).to(q.dtype)
-            a = torch.einsum("nqk,nck->ncq", w, v)
+            # softmax(qᵀk / √c) in float32, as the official AttentionOp (also under autocast)
+            with torch.autocast(x.device.type, enabled=False):
+                w = torch.einsum("ncq,nck->nqk", q.float(), (k / math.sqrt(k.shape[1])).float()).softmax(dim=2)
+            a = torch.einsum("nqk,nck->ncq", w.to(v.dtype), v)
             x = (self.proj(a.reshape(*x.shape)) + x) * self.skip_scale
         return x
 
