@@ -278,3 +278,24 @@ def test_stats_cache_evicts_least_recently_used(tmp_path) -> None:  # type: igno
     cache.put("d", stats[3])
     assert cache.get("c") is None and cache.get("b") is not None and cache.get("d") is not None
     assert sum(size for _, size, _ in cache.entries()) <= cache.max_bytes
+
+
+# ---- standard errors in the report -----------------------------------------------------------------
+
+
+def test_report_draws_each_metrics_standard_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from genloop.report.plots import metric_error_bars, plot_metric_curves
+
+    se = np.array([[0.01, 0.02], [0.03, 0.04]])
+    np.testing.assert_allclose(metric_error_bars(np.zeros((2, 2)), se), 1.96 * np.sqrt([0.001, 0.002]) / 2)
+    assert metric_error_bars(np.zeros((2, 2)), None) is None
+    for seed in (0, 1):
+        run = tmp_path / "lam=0.5" / f"seed={seed}"
+        run.mkdir(parents=True)
+        rows = [{"generation": t, "w2": 0.1 + 0.01 * t, "w2_se": 0.005} for t in range(4)]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (run / "status.json").write_text(json.dumps({"state": "completed", "last_generation": 3}))
+    path = plot_metric_curves(tmp_path, "w2", tmp_path / "w2.png")
+    assert path.stat().st_size > 1000

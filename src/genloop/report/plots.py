@@ -44,15 +44,36 @@ def metric_curves(folder: str | Path, metric: str) -> dict[str, np.ndarray]:
     return dict(sorted(out.items(), key=lambda kv: _lam_key(kv[0])))
 
 
+def metric_error_bars(values: np.ndarray, se: np.ndarray | None) -> np.ndarray | None:
+    """Half-widths of 95 % intervals of the seed mean from each value's own standard error.
+
+    ``values`` and ``se`` have shape (seeds, generations); the standard error of a mean of S
+    independent values is ``sqrt(sum se^2) / S``. None when no standard errors were recorded.
+    """
+    if se is None or se.shape != values.shape or not np.any(np.isfinite(se)):
+        return None
+    return 1.96 * np.sqrt(np.nansum(np.square(se), axis=0)) / values.shape[0]
+
+
 def plot_metric_curves(folder: str | Path, metric: str, path: str | Path, *, title: str | None = None,
                        log_y: bool = False) -> Path:
-    """Metric vs generation, one line per λ (mean over seeds, band = ±1 std when several)."""
+    """Metric vs generation, one line per λ (mean over seeds, band = ±1 std when several).
+
+    When the metric recorded its own standard error (``<metric>_se`` in ``metrics.jsonl``),
+    error bars show the 95 % interval of the plotted mean from that measurement noise, so a
+    spike inside them is not drift.
+    """
     curves = metric_curves(folder, metric)
+    ses = metric_curves(folder, f"{metric}_se")
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for lam, values in curves.items():
         gens = np.arange(values.shape[1])
         mean = np.nanmean(values, axis=0)
         (line,) = ax.plot(gens, mean, marker="o", ms=3, label=_lam_label(lam))
+        se = ses.get(lam)
+        bars = metric_error_bars(values, se[:, : values.shape[1]] if se is not None else None)
+        if bars is not None:
+            ax.errorbar(gens, mean, yerr=bars, fmt="none", ecolor=line.get_color(), elinewidth=1, capsize=2)
         if values.shape[0] > 1:
             std = np.nanstd(values, axis=0)
             ax.fill_between(gens, mean - std, mean + std, color=line.get_color(), alpha=0.2)
