@@ -46,7 +46,9 @@ state.update({f"ema.{k}": v for k, v in res.ema.state_dict().items()})
 state["losses"] = torch.tensor(res.losses, dtype=torch.float64)
 save_file({k: v.contiguous() for k, v in state.items()}, sys.argv[1] + f"/train{w.rank}.safetensors")
 X = np.tanh(np.random.default_rng(0).normal(size=(32, 1, 8, 8)))
-model = make_model("edm", network={"channels": 8, "channel_mult": [1, 2], "attn_resolutions": [4], "norm_groups": 4},
+# EDM's own network (its frozen augment-label layer must not trip DDP's unused-parameter check)
+model = make_model("edm", network={"kind": "songunet", "channels": 16, "channel_mult": [1, 2], "num_res_blocks": 1,
+                                   "attn_resolutions": [4]},
                    train={"samples": 64, "batch_size": 16, "device": "cpu"}, num_steps=3, sample_batch_size=4)
 model.fit(X, rng=np.random.default_rng(1))
 np.save(sys.argv[1] + f"/sample{w.rank}.npy", model.sample(11, rng=np.random.default_rng(3)))

@@ -436,6 +436,11 @@ class SongUNetRaw(nn.Module):
     def __init__(self, model: SongUNet) -> None:
         super().__init__()
         self.model = model
+        if model.map_augment is not None:
+            # genloop trains without EDM's augmentation pipeline, so the augment-label layer
+            # gets no gradient; freezing it keeps it out of Adam and lets DDP run without
+            # searching for unused parameters (its weights still load and save)
+            model.map_augment.requires_grad_(False)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         t = torch.as_tensor(t, device=x.device, dtype=x.dtype)
