@@ -173,3 +173,40 @@ def test_one_step_constants_cover_one_retraining_step() -> None:
         radius = a * math.sqrt(math.log(b / delta)) / math.sqrt(n)
         cover = float(np.mean(dev <= radius))
         assert abs(cover - (1 - delta)) < K_SE * math.sqrt(delta * (1 - delta) / draws) + 0.02
+
+
+@pytest.mark.slow
+def test_transient_growth_predicted_by_the_learner_map_happens_in_the_real_loop() -> None:
+    # 2-D GMM(4) on two moons: ‖J_k‖₂ ≈ 1.36 > 1 although the rate is ≈ 0.76. A perturbation
+    # along the top right-singular vector of J_k first grows by ‖J_k‖₂, in the real loop too.
+    from genloop.data import make_data
+
+    rng = np.random.default_rng(8)
+    n, K, lam, k, delta, T, seeds = 400, 4, 0.65, 2, 0.02, 1, 24
+    x = make_data("two_moons", noise=0.1).sample(n, rng=rng)
+    density = GMMDensity(K, 2)
+    theta = density.fit(x)
+    m = math.floor(lam * n)
+    Jk = em_learner_map(em_step_derivatives(density, theta, x), m / n, [k], m)[k].J
+    growth, t_peak = transient_amplification(Jk)
+    assert growth > 1.2 and t_peak == 1 and np.max(np.abs(np.linalg.eigvals(Jk))) < 0.9
+    v = np.linalg.svd(Jk)[2][0]
+    means = density.unpack(theta)[1].detach().numpy()
+    diffs = []
+    for s in range(seeds):
+        paths = []
+        for sign in (1.0, -1.0):
+            start = _gmm_model(density, theta.numpy() + sign * delta * v, tol=0.0, max_iter=k)
+            recs = run_loop(make_model("gmm", n_components=K, tol=0.0, max_iter=k), x, lam=lam, generations=T,
+                            seed=s, resume=LoopState(0, start))
+            paths.append(np.array([gmm_parameter_vector(r.model, means) for r in recs]))
+        diffs.append((paths[0] - paths[1]) / 2)
+    diffs = np.array(diffs)
+    first = diffs[:, 0]
+    norms = np.linalg.norm(first, axis=1) / delta
+    assert norms.mean() - K_SE * norms.std(ddof=1) / math.sqrt(seeds) > 1.0  # it grows first
+    P = np.eye(density.n_params)
+    for t in range(T):
+        P = Jk @ P
+        obs, se = diffs[:, t].mean(0), diffs[:, t].std(0, ddof=1) / math.sqrt(seeds)
+        assert np.all(np.abs(obs - delta * P @ v) < K_SE * se + 1e-3 * delta), t
