@@ -318,3 +318,51 @@ def test_sigma_data_auto_is_half_for_images_one_for_standardised_vectors() -> No
     assert auto.sigma_data_for(torch.zeros(2, 1, 8, 8)) == 0.5
     assert auto.sigma_data_for(torch.zeros(2, 3)) == 1.0
     assert make_model("edm", sigma_data=0.7).sigma_data_for(torch.zeros(2, 3)) == 0.7
+
+
+# ---- VP preconditioning (Karras et al. Table 1, VP column) -------------------------------------
+def test_vp_denoise_matches_the_vp_precond_module_and_sigma_inverse() -> None:
+    from genloop.models.diffusion.objectives import vp_denoise, vp_sigma, vp_sigma_inv
+    from genloop.models.neural.edm_unet import VPPrecond
+    from genloop.models.neural.networks import NetworkConfig, build_network
+
+    t = torch.linspace(1e-5, 1, 50, dtype=torch.float64)
+    torch.testing.assert_close(vp_sigma_inv(vp_sigma(t)), t)
+    raw = build_network(NetworkConfig(kind="songunet", preset="baseline-cifar10-uncond-vp", channels=16,
+                                      channel_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,)), (3, 8, 8)).eval()
+    x, sigma = torch.randn(3, 3, 8, 8, generator=gen(0)), torch.tensor([0.01, 1.0, 50.0])
+    with torch.no_grad():
+        torch.testing.assert_close(vp_denoise(raw, x, sigma), VPPrecond(raw.model)(x, sigma), rtol=1e-5, atol=1e-5)
+
+
+def test_vp_loss_of_ideal_denoiser_has_the_closed_form_mean() -> None:
+    # y ~ N(0, I): D*(x; sigma) = x / (1 + sigma^2), so E[loss | sigma] = 1 / (1 + sigma^2)
+    # = exp(-(beta_d t^2 / 2 + beta_min t)); averaged over t ~ U(eps, 1)
+    from scipy.integrate import quad
+
+    from genloop.models.diffusion.objectives import vp_loss
+
+    eps = 1e-5
+    expected = quad(lambda t: math.exp(-(0.5 * 19.9 * t**2 + 0.1 * t)), eps, 1)[0] / (1 - eps)
+    y = torch.randn(40_000, 4, generator=gen(1), dtype=torch.float64)
+    losses = vp_loss(gaussian_denoiser(0.0, 1.0), y, gen(2), epsilon_t=eps)
+    se = losses.std().item() / math.sqrt(len(losses))
+    assert abs(losses.mean().item() - expected) < 4 * se
+
+
+def test_vp_precond_family_option() -> None:
+    from genloop.models import make_model
+
+    net = {"kind": "songunet", "preset": "baseline-cifar10-uncond-vp", "channels": 16, "channel_mult": [1, 2],
+           "num_res_blocks": 1, "attn_resolutions": [4]}
+    with pytest.raises(ConfigError, match="set precond: vp"):
+        make_model("edm", network=net)
+    with pytest.raises(ConfigError, match="set precond: edm"):
+        make_model("edm", network={**net, "preset": "edm-cifar10-uncond-vp"}, precond="vp")
+    model = make_model("edm", network=net, precond="vp", num_steps=3, train={"samples": 16, "batch_size": 8, "device": "cpu"})
+    model.fit(np.tanh(np.random.default_rng(0).normal(size=(16, 3, 8, 8))), rng=np.random.default_rng(1))
+    assert model.sample(2, rng=np.random.default_rng(2)).shape == (2, 3, 8, 8)
+    # the sampler stays inside the VP network's range, sigma >= sigma(1e-5) ~ 0.001 (EDM's generate.py)
+    low = make_model("edm", network=net, precond="vp", sigma_min=1e-4)
+    assert low.sigma_steps()[-2].item() == pytest.approx(math.sqrt(math.exp(0.5 * 19.9 * 1e-10 + 0.1 * 1e-5) - 1))
+    assert model.sigma_steps()[-2].item() == pytest.approx(0.002)

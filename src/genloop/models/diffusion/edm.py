@@ -16,7 +16,7 @@ from torch import nn
 
 from genloop.errors import ConfigError
 from genloop.models import register_model
-from genloop.models.diffusion.objectives import Denoiser, edm_denoise, edm_loss, randn
+from genloop.models.diffusion.objectives import Denoiser, edm_denoise, edm_loss, randn, vp_denoise, vp_loss, vp_sigma
 from genloop.models.diffusion.samplers import edm_heun_sample
 from genloop.models.diffusion.schedules import edm_sigma_steps
 from genloop.models.neural.base import TorchGenerativeModel
@@ -36,6 +36,12 @@ class EDM(TorchGenerativeModel):
     CIFAR-10, 40 for FFHQ-64. ``sigma_data`` is the data's standard deviation; ``"auto"``
     (default) takes 0.5 for images in [-1, 1] (EDM's value) and 1.0 for vectors, which the base
     class standardises.
+
+    ``precond="vp"`` uses the VP preconditioning of Song et al. as written in Karras et al.
+    Table 1 (for networks trained that way, e.g. EDM's VP baseline snapshot):
+    D(x; sigma) = x - sigma F(x / sqrt(sigma^2 + 1); 999 t(sigma)), trained with t ~ U(1e-5, 1)
+    and weight 1 / sigma^2; sampling then starts no lower than sigma(1e-5), as EDM's
+    ``generate.py`` clamps to the network's range.
     """
 
     def __init__(
@@ -55,6 +61,7 @@ class EDM(TorchGenerativeModel):
         S_noise: float = 1.0,
         sample_batch_size: int = 4096,
         init: str | None = None,
+        precond: Literal["edm", "vp"] = "edm",
     ) -> None:
         if sigma_data != "auto" and sigma_data <= 0:
             raise ConfigError(f"sigma_data must be > 0, got {sigma_data}")
@@ -72,6 +79,14 @@ class EDM(TorchGenerativeModel):
             )
         if sample_batch_size < 1:
             raise ConfigError(f"sample_batch_size must be >= 1, got {sample_batch_size}")
+        if network.kind == "songunet":
+            from genloop.models.neural.paper_networks import resolve_preset
+
+            name, preset = resolve_preset("songunet", network.preset)
+            if preset.precond is not None and preset.precond != precond:
+                raise ConfigError(
+                    f"network preset {name!r} was trained with {preset.precond!r} preconditioning; set precond: {preset.precond}"
+                )
         self.network = network
         self.train = train
         self.sigma_data = sigma_data
@@ -87,6 +102,7 @@ class EDM(TorchGenerativeModel):
         self.S_noise = S_noise
         self.sample_batch_size = sample_batch_size
         self.init = init
+        self.precond = precond
 
     def sigma_data_for(self, x: torch.Tensor) -> float:
         """sigma_data for a batch ``x``: the option, or with ``"auto"`` 0.5 for images, 1.0 for vectors."""
@@ -101,15 +117,22 @@ class EDM(TorchGenerativeModel):
             return net(x_in.to(torch.float32), c_noise.to(torch.float32)).to(x_in.dtype)
 
         def D(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+            if self.precond == "vp":
+                return vp_denoise(F, x, sigma)
             return edm_denoise(F, x, sigma, self.sigma_data_for(x))
 
         return D
 
     def sigma_steps(self) -> torch.Tensor:
         """The sampler's noise levels (sigma_0 = sigma_max > ... > sigma_min, 0), float64."""
-        return edm_sigma_steps(self.num_steps, self.sigma_min, self.sigma_max, self.rho)
+        sigma_min = self.sigma_min
+        if self.precond == "vp":
+            sigma_min = max(sigma_min, float(vp_sigma(torch.tensor(1e-5, dtype=torch.float64))))
+        return edm_sigma_steps(self.num_steps, sigma_min, self.sigma_max, self.rho)
 
     def loss(self, net: nn.Module, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if self.precond == "vp":
+            return vp_loss(self.denoiser(net), x, generator)
         return edm_loss(
             self.denoiser(net), x, generator, sigma_data=self.sigma_data_for(x), P_mean=self.P_mean, P_std=self.P_std
         )

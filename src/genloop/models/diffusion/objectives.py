@@ -105,3 +105,41 @@ def edm_loss(
     D = denoiser(y + n, sigma)
     weight = edm_loss_weight(sigma, sigma_data)
     return weight * _per_example_mean((D - y) ** 2)
+
+
+# ---- VP preconditioning (Song et al. 2021 as in Karras et al. 2022, Table 1) -----------------
+def vp_sigma(t: torch.Tensor, beta_d: float = 19.9, beta_min: float = 0.1) -> torch.Tensor:
+    """sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1), the VP noise level at time t."""
+    return ((0.5 * beta_d * t**2 + beta_min * t).exp() - 1).sqrt()
+
+
+def vp_sigma_inv(sigma: torch.Tensor, beta_d: float = 19.9, beta_min: float = 0.1) -> torch.Tensor:
+    """t(sigma) = (sqrt(beta_min^2 + 2 beta_d ln(1 + sigma^2)) - beta_min) / beta_d, inverse of :func:`vp_sigma`."""
+    return ((beta_min**2 + 2 * beta_d * (1 + sigma**2).log()).sqrt() - beta_min) / beta_d
+
+
+def vp_denoise(
+    F: RawNet, x: torch.Tensor, sigma: torch.Tensor, *, beta_d: float = 19.9, beta_min: float = 0.1, M: int = 1000
+) -> torch.Tensor:
+    """D(x; sigma) = x - sigma F(x / sqrt(sigma^2 + 1); (M - 1) t(sigma)) (Karras et al. Table 1, VP column)."""
+    c_in = 1.0 / (sigma**2 + 1).sqrt()
+    c_noise = (M - 1) * vp_sigma_inv(sigma, beta_d, beta_min)
+    return x - _bcast(sigma, x) * F(_bcast(c_in, x) * x, c_noise)
+
+
+def vp_loss(
+    denoiser: Denoiser,
+    y: torch.Tensor,
+    generator: torch.Generator | None,
+    *,
+    beta_d: float = 19.9,
+    beta_min: float = 0.1,
+    epsilon_t: float = 1e-5,
+) -> torch.Tensor:
+    """The VP training loss per example (Karras et al. Table 1): sigma = sigma(t) with
+    t ~ U(epsilon_t, 1), weight lambda(sigma) = 1 / sigma^2, || D(y + n; sigma) - y ||^2 / dim."""
+    device = generator.device if generator is not None else y.device
+    u = torch.rand((y.shape[0],), generator=generator, device=device, dtype=y.dtype).to(y.device)
+    sigma = vp_sigma(1 + u * (epsilon_t - 1), beta_d, beta_min)
+    n = randn(y.shape, y, generator) * _bcast(sigma, y)
+    return _per_example_mean((denoiser(y + n, sigma) - y) ** 2) / sigma**2
