@@ -303,3 +303,16 @@ def test_check_data_catches_a_bad_init_or_image_size_before_a_run(tmp_path) -> N
     (tmp_path / "weights.h5").write_bytes(b"")
     with pytest.raises(ConfigError, match="not a checkpoint genloop reads"):
         make_model("edm", init=str(tmp_path / "weights.h5")).check_data((3, 32, 32), 10)
+
+
+def test_sidecar_preconditioning_must_match_the_model(tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    net = _net("songunet", "baseline-cifar10-uncond-vp")
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "vp.safetensors"))
+    (tmp_path / "vp.json").write_text(json.dumps({"event_shape": list(SHAPE), "precond": "vp"}))
+    opts = {"kind": "songunet", "preset": "baseline-cifar10-uncond-vp", **SMALL}
+    loaded = make_model("edm", network=opts, precond="vp").load_init(tmp_path / "vp.safetensors")
+    torch.testing.assert_close(_probe(loaded.net_), _probe(net), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ConfigError, match="set the model option precond: vp"):
+        make_model("edm", network={**opts, "preset": "edm-cifar10-uncond-vp"}).load_init(tmp_path / "vp.safetensors")

@@ -288,6 +288,10 @@ class TorchGenerativeModel(GenerativeModel):
             if event_shape is not None and tuple(event_shape) != tuple(self.event_shape_):
                 raise DataError(f"{path}: the model's events have shape {self.event_shape_}, the data's {tuple(event_shape)}")
             return self
+        recorded_precond = weights.meta.get("precond")
+        if recorded_precond and hasattr(self, "precond") and self.precond != recorded_precond:
+            raise ConfigError(f"{path} holds a network trained with {recorded_precond!r} preconditioning; "
+                              f"set the model option precond: {recorded_precond}")
         if event_shape is None:
             recorded = weights.meta.get("event_shape")
             if recorded is None:
