@@ -215,3 +215,23 @@ def test_kill_minus_9_at_random_moments_then_resume_is_exact(tmp_path) -> None:
         resumed.fit(X, rng=np.random.default_rng(1))
         _assert_identical(reference, resumed)
     assert any(0 < s < 200 for s in interrupted_at), interrupted_at  # some kill landed inside the training
+
+
+@pytest.mark.parametrize("carry", [["weights", "ema", "optimizer"], ["ema_as_weights"]])
+def test_resumed_warm_start_equals_uninterrupted_warm_start(tmp_path, carry) -> None:
+    X0 = np.random.default_rng(0).normal(size=(64, 2))
+    X1 = np.random.default_rng(5).normal(size=(64, 2)) + 1.0
+    opts = json.loads(json.dumps(VEC))
+    opts["train"]["carry_over"] = carry
+    prev = make_model("edm", **opts).fit(X0, rng=np.random.default_rng(1))
+    reference = make_model("edm", **opts).fit(X1, rng=np.random.default_rng(2), init=prev)
+    killed = make_model("edm", **opts)
+    killed.enable_training_checkpoints(tmp_path, 96)
+    _interrupt_after(killed, 13)
+    with pytest.raises(Interrupt):
+        killed.fit(X1, rng=np.random.default_rng(2), init=prev)
+    resumed = make_model("edm", **opts)
+    resumed.enable_training_checkpoints(tmp_path, 96)
+    resumed.fit(X1, rng=np.random.default_rng(2), init=prev)
+    _assert_identical(reference, resumed)
+    assert resumed.samples_seen_ == reference.samples_seen_ == 2 * 640
