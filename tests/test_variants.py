@@ -189,6 +189,9 @@ def test_curated_with_real_data_settles_at_the_population_fixed_point(select: st
                                         select=select, fraction=0.25)
         rows.append([recs[-1].model.mean_[0] - m, recs[-1].model.covariance_[0, 0] - v])
         assert dm < m < 1.5  # the curated fixed point moves toward the reward's centre
+        c = np.array([1.5])
+        assert quadratic_reward_expectation(np.array([m]), np.array([[v]]), c, 1.0) >= \
+            quadratic_reward_expectation(np.array([dm]), np.array([[dv]]), c, 1.0)  # reward at least the data's
     _within(np.array(rows), np.zeros(2), f"curated ({select}) loop minus the population fixed point")
 
 
@@ -423,3 +426,14 @@ def test_mixture_run_resumed_through_the_run_store_equals_the_whole_run(tmp_path
     execute_run(whole, RunSpec(1.0, 0, tmp_path / "a"), check_disk=False)
     execute_run(whole, RunSpec(1.0, 0, tmp_path / "b"), check_disk=False)
     assert RunStore(tmp_path / "a").read_metrics() == RunStore(tmp_path / "b").read_metrics()
+
+
+def test_the_python_example_of_the_docs_runs() -> None:
+    """docs/variants.md's first Python block runs, and its rewards are finite."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "variants.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict[str, Any] = {}
+    exec(compile(code, "docs/variants.md", "exec"), scope)  # noqa: S102 - our own documentation
+    assert len(scope["rewards"]) == 4 and np.all(np.isfinite(scope["rewards"]))
