@@ -437,3 +437,77 @@ def test_the_python_example_of_the_docs_runs() -> None:
     scope: dict[str, Any] = {}
     exec(compile(code, "docs/variants.md", "exec"), scope)  # noqa: S102 - our own documentation
     assert len(scope["rewards"]) == 4 and np.all(np.isfinite(scope["rewards"]))
+
+
+# ---- rewards and knobs of the other families -----------------------------------------------------------
+@pytest.mark.slow
+def test_classifier_reward_curates_a_digit(tmp_path) -> None:
+    """The digits-classifier reward: confident on its class; softmax curation with a small τ keeps
+    a class-3 image whenever the group has one, P = 1 − (1 − p_3)^K."""
+    from genloop.loop.variants import CuratedVariant
+    from genloop.metrics.features.classifier import load_digit_data
+
+    X, y = load_digit_data("digits")
+    cfg = CuratedVariant(kind="curated", K=4, tau=0.02,
+                         reward={"name": "classifier", "digit": 3, "cache_dir": str(tmp_path)})
+    runner = VariantRunner(cfg, real=X[:10], seed=0)
+    r = runner.reward(X)  # type: ignore[misc]
+    assert r[y == 3].mean() > 0.9 and r[y != 3].mean() < 0.05
+
+    class Rows:  # a stand-in model: uniform rows of the digits set
+        def sample(self, n: int, *, rng: np.random.Generator) -> np.ndarray:
+            return X[rng.integers(0, len(X), size=n)]
+
+    k = 2000
+    out = runner.draw(1, k, {0: Rows()}, lambda st: np.random.default_rng(abs(hash(st)) % 2**32))  # type: ignore[dict-item]
+    kept3 = np.mean(runner.reward(out.X) > 0.5)  # type: ignore[misc]
+    p = 1 - (1 - np.mean(r > 0.5)) ** 4
+    assert abs(kept3 - p) < Z * math.sqrt(p * (1 - p) / k)
+
+
+_TINY = {"network": {"hidden": 16, "depth": 2}, "train": {"samples": 512, "batch_size": 64, "device": "cpu"}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, options", [
+    ("gaussian", {}), ("student_t", {}), ("gmm", {"n_components": 3}), ("kde", {}),
+    ("flow", {"transforms": 2, "hidden_features": [16, 16], "train": _TINY["train"]}),
+    ("cfm", {**_TINY, "solver": "euler", "steps": 4}),
+])
+def test_temperature_shrinks_the_spread(name: str, options: dict[str, Any]) -> None:
+    from genloop.data import make_data
+    from genloop.loop.variants import tempered_sample
+
+    X = make_data("two_moons", noise=0.05).sample(256, rng=np.random.default_rng(0))
+    if name == "student_t":
+        X = X[:, :1]
+    model = make_model(name, **options).fit(X, rng=np.random.default_rng(1))
+    spread = {T: np.var(tempered_sample(model, 2000, T, np.random.default_rng(2)), axis=0).sum() for T in (1.0, 0.5, 1e-4)}
+    assert spread[1e-4] < spread[0.5] < spread[1.0]
+    if name == "gaussian":
+        assert spread[0.5] / spread[1.0] == pytest.approx(0.25, rel=1e-12)  # the same latents, scaled
+    if name in ("flow", "cfm", "gaussian", "student_t"):  # one latent point: (almost) one sample
+        assert spread[1e-4] < 1e-4 * spread[1.0]
+
+
+@pytest.mark.slow
+def test_edm_denoiser_correction_and_sampler_override() -> None:
+    from genloop.data import make_data
+    from genloop.loop.variants import denoise_step
+
+    X = make_data("two_moons", noise=0.05).sample(256, rng=np.random.default_rng(0))
+    model = make_model("edm", **_TINY, num_steps=4).fit(X, rng=np.random.default_rng(1))
+    noisy = X + 0.3 * np.random.default_rng(2).standard_normal(X.shape)
+    den = denoise_step(model, noisy, 0.05, np.random.default_rng(3))
+    assert den.shape == X.shape and np.all(np.isfinite(den))
+    np.testing.assert_array_equal(den, denoise_step(model, noisy, 0.05, np.random.default_rng(3)))
+    (rec,) = run_loop(make_model("edm", **_TINY, num_steps=4), X, lam=0.5, generations=1, seed=0,
+                      resume=LoopState(0, model), variant={"kind": "corrected", "gamma": 0.5, "correction": "denoiser"})
+    assert rec.synthetic.shape == (128, 2)
+    (rec,) = run_loop(make_model("edm", **_TINY, num_steps=4), X, lam=0.5, generations=1, seed=0,
+                      resume=LoopState(0, model), variant={"kind": "biased", "sampler": {"S_churn": 10.0, "S_noise": 0.8}})
+    plain = model.sample(128, rng=stage_rng(0, 1, "sample"))
+    assert rec.synthetic.shape == (128, 2) and not np.array_equal(rec.synthetic, plain)
+    assert model.S_churn == 0.0  # the fitted model itself is untouched
+    with pytest.raises(ConfigError, match="diffusion"):
+        denoise_step(make_model("gaussian").fit(X, rng=np.random.default_rng(0)), X, 0.1, np.random.default_rng(0))

@@ -151,6 +151,7 @@ class RewardConfig(_Block):
     digit: int | None = Field(default=None, ge=0, le=9)
     dataset: Literal["digits", "mnist"] = "digits"
     classifier_seed: int = Field(default=0, ge=0)
+    cache_dir: str | None = Field(default=None, description="classifier: where the trained classifier is cached")
     reference: dict[str, Any] | None = None
 
     @model_validator(mode="after")
@@ -241,7 +242,7 @@ def _classifier_reward(cfg: RewardConfig) -> Reward:
     from genloop.metrics.features.classifier import ClassifierFeatures
     from genloop.metrics.features.inception import batched_features
 
-    ext = ClassifierFeatures(cfg.dataset, cfg.classifier_seed, device="cpu")
+    ext = ClassifierFeatures(cfg.dataset, cfg.classifier_seed, device="cpu", cache_dir=cfg.cache_dir)
     digit = int(cfg.digit)  # type: ignore[arg-type]
 
     def confidence(x: torch.Tensor) -> torch.Tensor:
