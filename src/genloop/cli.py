@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -49,57 +50,28 @@ def _default_out(cfg_name: str | None, config_path: str) -> Path:
     return Path("runs") / name
 
 
-def _work_done(out: Path, generations: int) -> tuple[int, int]:
-    """(runs complete at ``generations``, generations already completed) in an experiment folder."""
-    from genloop.store import RunStore
-    from genloop.sweep import find_runs
-
-    runs, gens = 0, 0
-    for run in find_runs(out) if out.is_dir() else []:
-        status = RunStore(run).status()
-        last = int(status.get("last_generation", -1))
-        runs += status.get("state") == "completed" and last >= generations
-        gens += min(last + 1, generations + 1)
-    return runs, gens
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    from genloop.config import load_config
-    from genloop.sweep import run_experiment
+    from genloop.sweep.experiment import load_experiment, run_grid
+    from genloop.sweep.progress import SweepProgress
 
-    cfg = load_config(args.config, args.set)
-    out = Path(args.out) if args.out else _default_out(cfg.name, args.config)
-    n_runs = len(cfg.loop.lambdas) * len(cfg.loop.seeds)
-    resuming = args.resume and (out / "config.yaml").is_file()
-    done, gens_done = _work_done(out, cfg.loop.generations) if resuming else (0, 0)
-    per_run = cfg.loop.generations + 1
-    parallel = args.jobs > 1 and n_runs > 1
-    bar = _progress_bar(n_runs if parallel else n_runs * per_run, "runs" if parallel else "generations",
-                        quiet=args.quiet, unit="run" if parallel else "gen")
-    bar.update(done if parallel else gens_done)  # a resumed experiment starts at the work already done
-    plain = not args.quiet and not sys.stderr.isatty()  # no bar: one line per generation / run
-
-    def progress(spec, record) -> None:  # noqa: ANN001
-        bar.set_postfix_str(f"{spec.label} gen {record.generation}")
-        bar.update(1)
-        if plain:
-            print(f"genloop: {spec.label} generation {record.generation}/{cfg.loop.generations} done "
-                  f"in {record.seconds:.1f} s", file=sys.stderr, flush=True)
-
-    def run_done(spec) -> None:  # noqa: ANN001
-        bar.update(1)
-        if plain:
-            print(f"genloop: {spec.label} finished", file=sys.stderr, flush=True)
-
+    overrides = list(args.set) + (["tracking.backend=mlflow"] if args.track == "mlflow" else [])
+    exp = load_experiment(args.config, overrides)
+    out = Path(args.out) if args.out else _default_out(exp.name, args.config)
+    parallel = args.executor == "ray" or args.jobs > 1
+    progress = SweepProgress.for_experiment(exp, out, resume=args.resume, parallel=parallel, quiet=args.quiet,
+                                            plain=not args.quiet and not sys.stderr.isatty(),
+                                            slots=(os.cpu_count() or 1) if args.executor == "ray" else args.jobs)
     try:
-        run_experiment(cfg, out, resume=args.resume, jobs=args.jobs,
-                       progress=None if parallel else progress,
-                       on_run_done=run_done if parallel else None,
-                       check_resources=not args.skip_resource_check)
+        run_grid(exp, out, resume=args.resume, jobs=args.jobs, executor=args.executor, address=args.address,
+                 progress=None if parallel else progress.generation_done, on_run_done=progress.run_done,
+                 check_resources=not args.skip_resource_check)
     finally:
-        bar.close()
-    if args.resume and done == n_runs:
-        print(f"nothing to do: all {n_runs} runs in {out} are complete at generation {cfg.loop.generations}")
+        progress.close()
+    from genloop.results import write_tables
+
+    write_tables(out)
+    if progress.nothing_to_do:
+        print(f"nothing to do: all {progress.runs} runs in {out} are complete")
     else:
         print(f"runs written to {out}")
     print(f"show them with: genloop show {out}")
@@ -151,7 +123,7 @@ def _rel(run: Path, folder: Path) -> str:
 def cmd_show(args: argparse.Namespace) -> int:
     from genloop.report.tables import show_text
 
-    print(show_text(args.run_dir, all_generations=args.all))
+    print(show_text(args.run_dir, all_generations=args.all, metric=args.metric))
     return 0
 
 
@@ -232,6 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=_positive_int, default=1, help="runs executed in parallel processes (>= 1)")
     p.add_argument("--skip-resource-check", action="store_true",
                    help="start even when the memory / disk estimate exceeds what this machine has")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local processes (--jobs N), or Ray tasks on a cluster (--address) or a local Ray instance")
+    p.add_argument("--address", help="Ray cluster address (e.g. HEAD:6379 or 'auto'); default: start a local instance")
+    p.add_argument("--track", choices=["none", "mlflow"], default="none",
+                   help="log every run to MLflow (tracking.uri in the config; default OUT/mlruns)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("check", help="verify the run folders of an experiment against their checksums (changes nothing)")
@@ -249,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="print the per-generation metrics of a run or an experiment")
     p.add_argument("run_dir", help="a run folder or an experiment folder")
     p.add_argument("--all", action="store_true", help="every run's full table for an experiment folder")
+    p.add_argument("--metric", help="metric of the stability verdict (default: the first distance recorded)")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("report", help="a self-contained HTML report of an experiment (tables, plots, theory)")
@@ -305,7 +283,6 @@ def main(argv: list[str] | None = None) -> int:
         raise
     except BrokenPipeError:
         # The reader went away (``genloop show … | head``): stop writing, quietly.
-        import os
 
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

@@ -158,6 +158,21 @@ class OutputConfig(_Strict):
     )
 
 
+class TrackingConfig(_Strict):
+    """Optional experiment tracking (``--track mlflow`` sets ``backend``)."""
+
+    backend: Literal["none", "mlflow"] = "none"
+    uri: str | None = Field(default=None, description="MLflow tracking URI (default: a local mlruns/ file store in the output folder)")
+    experiment: str | None = Field(default=None, description="MLflow experiment name (default: the output folder's name)")
+
+
+class ResourcesConfig(_Strict):
+    """What one run asks of an executor (the Ray executor schedules by these)."""
+
+    num_cpus: float = Field(default=1.0, gt=0)
+    num_gpus: float = Field(default=0.0, ge=0)
+
+
 class RunConfig(_Strict):
     """A whole experiment: every λ × seed of ``loop`` is one run."""
 
@@ -167,6 +182,8 @@ class RunConfig(_Strict):
     loop: LoopConfig
     metrics: list[str | dict[str, Any]] = Field(default_factory=list)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
 
     @field_validator("name")
     @classmethod

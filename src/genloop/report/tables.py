@@ -59,6 +59,7 @@ def run_summary_rows(folder: str | Path) -> list[dict[str, Any]]:
         store = RunStore(run)
         metrics = store.read_metrics()
         row: dict[str, Any] = {
+            **({"cell": run.parent.parent.name} if (Path(folder) / "cells.csv").exists() else {}),
             "lam": run.parent.name.split("=", 1)[1],
             "seed": run.name.split("=", 1)[1],
             "state": run_state(store),
@@ -69,7 +70,7 @@ def run_summary_rows(folder: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def show_text(folder: str | Path, *, all_generations: bool = False) -> str:
+def show_text(folder: str | Path, *, all_generations: bool = False, metric: str | None = None) -> str:
     """What ``genloop show`` prints for a run folder or an experiment folder."""
     from genloop.sweep import find_runs
 
@@ -84,7 +85,10 @@ def show_text(folder: str | Path, *, all_generations: bool = False) -> str:
         status = store.status()
         head = f"{folder}  state={run_state(store)}  last generation={status.get('last_generation', -1)}"
         return head + "\n" + format_table(store.read_metrics())
-    parts = [f"{folder}: {len(runs)} runs (last generation of each)", format_table(run_summary_rows(folder))]
+    from genloop.results import summary_text
+
+    parts = [f"{folder}: {len(runs)} runs (last generation of each)", format_table(run_summary_rows(folder)), "",
+             summary_text(folder, metric)]
     if all_generations:
         for run in runs:
             parts += ["", f"== {run.relative_to(folder)}", format_table(RunStore(run).read_metrics())]

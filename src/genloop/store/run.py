@@ -304,6 +304,12 @@ class RunStore:
             files[self._put_npy("samples", t, kept)] = ""
         if record.samples is not None and record.samples.ndim == 4:  # (n, C, H, W) images
             files[self.write_grid(t, record.samples[:64]).relative_to(self.path).as_posix()] = ""
+        losses = getattr(record.model, "losses_", None)
+        if losses is not None and len(losses) > 1:  # neural families: the training-loss curve
+            (self.path / "losses").mkdir(exist_ok=True)
+            path = self._gen("losses", t, ".csv")
+            atomic_write_text(path, loss_table(losses))
+            files[path.relative_to(self.path).as_posix()] = ""
         files = {name: digest or sha256_file(self.path / name) for name, digest in files.items()}
         line = {"generation": t, "n_real": record.n_real, "n_synthetic": record.n_synthetic}
         line.update({k: _clean(v) for k, v in record.metrics.items()})
@@ -378,7 +384,7 @@ class RunStore:
                 lines = _read_lines(p)
                 if len(lines) > generation + 1 or _has_torn_tail(p):
                     _rewrite_lines(p, lines[: generation + 1])
-        for sub in ("checkpoints", "samples", "synthetic", "grids"):
+        for sub in ("checkpoints", "samples", "synthetic", "grids", "losses"):
             folder = self.path / sub
             if not folder.exists():
                 continue
@@ -511,6 +517,23 @@ class RunStore:
 
     def load_model(self, generation: int) -> Any:
         return load_model(self._gen("checkpoints", generation))
+
+
+def loss_table(losses: Any, max_points: int = 2000) -> str:
+    """A CSV ``step,loss`` of a training-loss curve, averaged into at most ``max_points`` bins."""
+    values = np.asarray(losses, dtype=np.float64)
+    steps = np.arange(1, values.size + 1)
+    if values.size > max_points:
+        edges = np.linspace(0, values.size, max_points + 1).astype(int)
+        steps = np.array([edges[i + 1] for i in range(max_points)])
+        values = np.array([values[edges[i]:edges[i + 1]].mean() for i in range(max_points)])
+    return "step,loss\n" + "".join(f"{s},{v!r}\n" for s, v in zip(steps, values))
+
+
+def read_losses(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The (steps, losses) of a table written by :func:`loss_table`."""
+    rows = [ln.split(",") for ln in path.read_text(encoding="utf-8").splitlines()[1:] if ln]
+    return np.array([int(r[0]) for r in rows]), np.array([float(r[1]) for r in rows])
 
 
 def _chain(previous: str, entry: dict[str, Any]) -> str:

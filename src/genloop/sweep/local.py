@@ -36,24 +36,30 @@ ProgressFn = Callable[["RunSpec", GenerationRecord], None]
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run of an experiment."""
+    """One run of an experiment (``cell`` names its grid cell, empty outside grids)."""
 
     lam: float
     seed: int
     path: Path
+    cell: str = ""
 
     @property
     def label(self) -> str:
-        return f"lam={format_lambda(self.lam)} seed={self.seed}"
+        run = f"lam={format_lambda(self.lam)} seed={self.seed}"
+        return f"{self.cell} {run}" if self.cell else run
+
+
+#: One unit of work for an executor: a run and the (cell's) config it runs.
+Task = tuple[RunConfig, RunSpec]
 
 
 def run_folder_name(lam: float, seed: int) -> str:
     return f"lam={format_lambda(lam)}/seed={seed}"
 
 
-def plan_runs(cfg: RunConfig, out: Path) -> list[RunSpec]:
+def plan_runs(cfg: RunConfig, out: Path, cell: str = "") -> list[RunSpec]:
     """Every (λ, seed) of ``cfg`` with its folder under ``out``."""
-    return [RunSpec(lam, seed, out / run_folder_name(lam, seed)) for lam in cfg.loop.lambdas for seed in cfg.loop.seeds]
+    return [RunSpec(lam, seed, out / run_folder_name(lam, seed), cell) for lam in cfg.loop.lambdas for seed in cfg.loop.seeds]
 
 
 def real_data(cfg: RunConfig, seed: int) -> tuple[DataSource, RealSplit]:
@@ -158,8 +164,11 @@ def prepare_experiment(cfg: RunConfig, out: Path, *, resume: bool) -> list[RunSp
 
 
 def _comparable(doc: dict[str, Any]) -> dict[str, Any]:
+    """A config without what may change on resume: generations, tracking, resources."""
     doc = yaml.safe_load(yaml.safe_dump(doc))
     doc.get("loop", {}).pop("generations", None)
+    for key in ("tracking", "resources"):  # how a run is observed and scheduled, not what it computes
+        doc.pop(key, None)
     return doc
 
 
@@ -225,12 +234,19 @@ def execute_run(cfg: RunConfig, spec: RunSpec, *, progress: ProgressFn | None = 
             load_model=store.load_model,
         )
         last_line: dict[str, Any] = {}
+        tracker = None
+        if cfg.tracking.backend == "mlflow":
+            from genloop.sweep.tracking import MlflowTracker
+
+            tracker = MlflowTracker(cfg, spec)
         try:
             for record in records:
                 store.write_generation(
                     record, keep_pool=keep_pool, keep_samples=cfg.output.keep_samples,
                     keep_checkpoints=cfg.output.checkpoints,
                 )
+                if tracker is not None:
+                    tracker.log_generation(record.generation, record.metrics)
                 last_line = {"generation": record.generation, **record.metrics}
                 shutil.rmtree(spec.path / "training" / f"gen_{record.generation:04d}", ignore_errors=True)
                 if check_disk and record.generation == 0 and cfg.loop.generations > 0:
@@ -242,10 +258,14 @@ def execute_run(cfg: RunConfig, spec: RunSpec, *, progress: ProgressFn | None = 
                     progress(spec, record)
         except BaseException as exc:
             store.mark_stopped(_stop_reason(exc))
+            if tracker is not None:
+                tracker.client.set_terminated(tracker.run_id, status="KILLED")
             raise
         finally:
             records.close()
         store.write_status("completed", cfg.loop.generations)
+        if tracker is not None:
+            tracker.finish(spec.path, cfg.loop.generations)
         return last_line or store.read_metrics()[-1]
 
 
@@ -346,43 +366,79 @@ def run_experiment(
     progress: ProgressFn | None = None,
     on_run_done: Callable[[RunSpec], None] | None = None,
     check_resources: bool = True,
+    executor: str = "local",
+    address: str | None = None,
 ) -> list[RunSpec]:
     """Run every λ × seed of ``cfg`` under ``out``; return the run specs.
 
     Everything is validated first (:func:`check_experiment`); then the experiment folder is
     locked for the whole experiment (one writer per folder: a second is refused naming the
-    first), and only then is anything written. With ``jobs > 1`` runs execute in that many
-    processes, each limited to ``threads_per_job`` BLAS / OpenMP / torch threads (default: the
-    cores divided among the jobs; 0: no limit); ``progress`` is then not called
-    (``on_run_done`` is, per run). A worker that dies is a :class:`RunFailedError` naming the
-    runs to resume.
+    first), and only then is anything written. Runs execute as :func:`run_tasks` says.
     """
     out = Path(out)
+    check_jobs(jobs)
+    check_experiment(cfg, out, jobs=jobs, check_resources=check_resources)
+    make_folder(out)
+    with experiment_lock(out):
+        specs = prepare_experiment(cfg, out, resume=resume)
+        run_tasks([(cfg, spec) for spec in specs], jobs=jobs, threads_per_job=threads_per_job, progress=progress,
+                  on_run_done=on_run_done, check_disk=check_resources, executor=executor, address=address)
+    return specs
+
+
+def check_jobs(jobs: object) -> None:
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ConfigError(f"jobs must be a whole number >= 1, got {jobs!r}")
-    check_experiment(cfg, out, jobs=jobs, check_resources=check_resources)
+
+
+def make_folder(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
-    with experiment_lock(out):
-        specs = prepare_experiment(cfg, out, resume=resume)
-        if jobs <= 1 or len(specs) == 1:
-            for spec in specs:
-                execute_run(cfg, spec, progress=progress, check_disk=check_resources)
-                if on_run_done is not None:
-                    on_run_done(spec)
-            return specs
-        _run_in_processes(cfg, specs, jobs=jobs, threads_per_job=threads_per_job, on_run_done=on_run_done,
-                          check_disk=check_resources)
-    return specs
 
 
-def _run_in_processes(cfg: RunConfig, specs: list[RunSpec], *, jobs: int, threads_per_job: int | None,
+def run_tasks(
+    tasks: list[Task],
+    *,
+    jobs: int = 1,
+    threads_per_job: int | None = None,
+    progress: ProgressFn | None = None,
+    on_run_done: Callable[[RunSpec], None] | None = None,
+    check_disk: bool = True,
+    executor: str = "local",
+    address: str | None = None,
+) -> None:
+    """Execute runs: one after the other, in ``jobs`` local processes, or as Ray tasks.
+
+    ``local`` with ``jobs > 1`` runs each in a spawned process limited to ``threads_per_job``
+    BLAS / OpenMP / torch threads (default: the cores divided among the jobs; 0: no limit);
+    ``ray`` submits each run as a Ray Core task (see :mod:`genloop.sweep.ray_executor`).
+    ``progress`` (per generation) is called only when runs execute in this process;
+    ``on_run_done`` is called per finished run in every mode. A worker that dies is a
+    :class:`RunFailedError` naming the runs to resume.
+    """
+    if executor == "ray":
+        from genloop.sweep.ray_executor import run_on_ray
+
+        run_on_ray(tasks, address=address, on_run_done=on_run_done, check_disk=check_disk)
+        return
+    if executor != "local":
+        raise ConfigError(f"unknown executor {executor!r}; known executors: local, ray")
+    if jobs <= 1 or len(tasks) == 1:
+        for cfg, spec in tasks:
+            execute_run(cfg, spec, progress=progress, check_disk=check_disk)
+            if on_run_done is not None:
+                on_run_done(spec)
+        return
+    _run_in_processes(tasks, jobs=jobs, threads_per_job=threads_per_job, on_run_done=on_run_done,
+                      check_disk=check_disk)
+
+
+def _run_in_processes(tasks: list[Task], *, jobs: int, threads_per_job: int | None,
                       on_run_done: Callable[[RunSpec], None] | None, check_disk: bool) -> None:
     from concurrent.futures.process import BrokenProcessPool
 
-    doc = cfg.resolved()
     # "spawn", not fork: a forked child of a process whose BLAS / OpenMP / torch thread pools
     # are running can deadlock inside them.
     threads = max(1, (os.cpu_count() or 1) // jobs) if threads_per_job is None else threads_per_job
@@ -390,17 +446,16 @@ def _run_in_processes(cfg: RunConfig, specs: list[RunSpec], *, jobs: int, thread
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_init_worker, initargs=(threads, os.getpid()))
     try:
-        futures = {pool.submit(_execute_in_child, doc, spec, check_disk): spec for spec in specs}
+        futures = [pool.submit(_execute_in_child, cfg.resolved(), spec, check_disk) for cfg, spec in tasks]
         for fut in as_completed(futures):
             spec, _ = fut.result()
             done.add(spec)
             if on_run_done is not None:
                 on_run_done(spec)
     except BrokenProcessPool:
-        left = [s.label for s in specs if s not in done]
         raise RunFailedError(
             "a worker process died (killed, or out of memory) before these runs finished: "
-            f"{', '.join(left)}; their finished generations are saved: rerun the same command with --resume"
+            f"{unfinished(tasks, done)}; their finished generations are saved: rerun the same command with --resume"
         ) from None
     except BaseException:
         # One run failed or we were interrupted: stop the others now (SIGTERM marks each run
@@ -411,6 +466,11 @@ def _run_in_processes(cfg: RunConfig, specs: list[RunSpec], *, jobs: int, thread
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def unfinished(tasks: list[Task], done: set[RunSpec]) -> str:
+    """The labels of the runs not in ``done`` (for messages)."""
+    return ", ".join(spec.label for _, spec in tasks if spec not in done)
 
 
 def run_folder_problems(run: Path) -> list[str]:
@@ -436,16 +496,23 @@ def run_folder_problems(run: Path) -> list[str]:
 
 
 def find_runs(folder: str | Path) -> list[Path]:
-    """Run folders under ``folder`` (itself, when it is one), sorted by λ then seed."""
+    """Run folders under ``folder`` (itself, when it is one), sorted by cell, λ, then seed.
+
+    ``folder`` may be a run, one λ of an experiment (its seeds), an experiment, or a grid
+    experiment (the runs of every cell).
+    """
     folder = Path(folder)
     if (folder / "status.json").exists():
         return [folder]
     runs = [p.parent for p in folder.glob("lam=*/seed=*/status.json")]
     if not runs and folder.name.startswith("lam="):  # one λ of an experiment: its seeds
         runs = [p.parent for p in folder.glob("seed=*/status.json")]
+    if not runs and (folder / "cells.csv").exists():  # a grid: every cell's runs
+        runs = [p.parent for p in folder.glob("*/lam=*/seed=*/status.json")]
 
-    def key(p: Path) -> tuple[float, int]:
+    def key(p: Path) -> tuple[str, float, int]:
         lam = p.parent.name.split("=", 1)[1]
-        return (math.inf if lam == "inf" else float(lam), int(p.name.split("=", 1)[1]))
+        cell = p.parent.parent.name if p.parent.parent != folder else ""
+        return (cell, math.inf if lam == "inf" else float(lam), int(p.name.split("=", 1)[1]))
 
     return sorted(runs, key=key)

@@ -1,0 +1,199 @@
+"""Experiments with or without grids: planning, validation and execution of every cell.
+
+A config without sweeps is one experiment folder (``OUT/lam=…/seed=…``), exactly as
+:func:`~genloop.sweep.local.run_experiment` writes it. A config with sweeps (see
+:mod:`genloop.sweep.grid`) is an experiment folder whose cells are sub-folders, each itself an
+experiment folder of one plain config::
+
+    OUT/
+      config.yaml        the grid as last run (with its sweep markers)
+      cells.csv          one row per cell ever run here: folder, swept values, state
+      name=gmm-3fa2c1d0/ a cell: config.yaml, lam=…/seed=… runs
+      name=kde-91b0e2aa/
+
+Rerunning a changed grid with ``--resume`` runs only the new cells and the unfinished work of
+the old ones; cells no longer in the grid are reported, never deleted.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from genloop._fs import atomic_write_text
+from genloop.config import RunConfig, apply_override, parse_config, read_yaml
+from genloop.errors import ConfigError
+from genloop.sweep.grid import Cell, expand_grid
+from genloop.sweep.local import (
+    ProgressFn,
+    RunSpec,
+    Task,
+    check_experiment,
+    check_jobs,
+    experiment_lock,
+    make_folder,
+    prepare_experiment,
+    run_experiment,
+    run_tasks,
+)
+
+log = logging.getLogger(__name__)
+
+CELLS_TABLE = "cells.csv"
+
+
+@dataclass
+class CellPlan:
+    """A validated cell: its swept values, config and folder name."""
+
+    cell: Cell
+    cfg: RunConfig
+
+    @property
+    def folder(self) -> str:
+        return self.cell.folder
+
+
+@dataclass
+class Experiment:
+    """A config as written (``doc``, sweeps included) and its validated cells."""
+
+    doc: dict[str, Any]
+    cells: list[CellPlan] = field(default_factory=list)
+
+    @property
+    def is_grid(self) -> bool:
+        return bool(self.cells and self.cells[0].cell.values)
+
+    @property
+    def swept_keys(self) -> list[str]:
+        return [key for key, _ in self.cells[0].cell.values] if self.cells else []
+
+    @property
+    def name(self) -> str | None:
+        return self.cells[0].cfg.name if self.cells else None
+
+
+def plan_experiment(doc: Any) -> Experiment:
+    """Expand and validate every cell of ``doc``; a bad cell is an error naming it."""
+    if not isinstance(doc, dict):
+        raise ConfigError(f"the config must be a mapping with keys data, model, loop, metrics; got {type(doc).__name__}")
+    cells = expand_grid(doc)
+    plans = []
+    for cell in cells:
+        try:
+            cfg = parse_config(cell.doc)
+        except ConfigError as exc:
+            if not cell.values:
+                raise
+            raise ConfigError(f"grid cell {cell.label}: {exc}") from None
+        # the folder and hash follow the *resolved* config, so `n: 250` and `n: 250.0` agree
+        plans.append(CellPlan(Cell(cell.values, cfg.resolved()), cfg))
+    folders = [p.folder for p in plans]
+    if len(set(folders)) != len(folders):
+        raise ConfigError("two cells of the grid have the same resolved config; remove the duplicate sweep values")
+    return Experiment(doc, plans)
+
+
+def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Experiment:
+    """Read a YAML config (sweeps allowed), apply ``--set`` overrides, validate every cell."""
+    doc = read_yaml(path)
+    doc = doc if doc is not None else {}
+    if overrides and not isinstance(doc, dict):
+        raise ConfigError(f"config file {path} must be a mapping to apply --set, got a {type(doc).__name__}")
+    for item in overrides or []:
+        apply_override(doc, item)
+    return plan_experiment(doc)
+
+
+def run_grid(
+    exp: Experiment,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    jobs: int = 1,
+    threads_per_job: int | None = None,
+    progress: ProgressFn | None = None,
+    on_run_done: Callable[[RunSpec], None] | None = None,
+    check_resources: bool = True,
+    executor: str = "local",
+    address: str | None = None,
+) -> list[Task]:
+    """Run every cell of ``exp`` under ``out`` (a plain experiment when there is no grid)."""
+    out = Path(out)
+    if not exp.is_grid:
+        cfg = exp.cells[0].cfg
+        specs = run_experiment(cfg, out, resume=resume, jobs=jobs, threads_per_job=threads_per_job, progress=progress,
+                               on_run_done=on_run_done, check_resources=check_resources, executor=executor,
+                               address=address)
+        return [(cfg, spec) for spec in specs]
+    check_jobs(jobs)
+    for plan in exp.cells:  # everything is checked before the first folder is written
+        try:
+            check_experiment(plan.cfg, out / plan.folder, jobs=jobs, check_resources=check_resources)
+        except ConfigError as exc:
+            raise ConfigError(f"grid cell {plan.cell.label}: {exc}") from None
+    make_folder(out)
+    with experiment_lock(out):
+        tasks = prepare_grid(exp, out, resume=resume)
+        run_tasks(tasks, jobs=jobs, threads_per_job=threads_per_job, progress=progress, on_run_done=on_run_done,
+                  check_disk=check_resources, executor=executor, address=address)
+    return tasks
+
+
+def prepare_grid(exp: Experiment, out: Path, *, resume: bool) -> list[Task]:
+    """Create or extend the grid's folders (under its lock); return every run to execute."""
+    top = out / "config.yaml"
+    if top.exists() and not resume:
+        raise ConfigError(f"output folder {out} already holds an experiment; pass --resume to continue it or choose another --out")
+    if top.exists() and not (out / CELLS_TABLE).exists():
+        raise ConfigError(f"output folder {out} holds an experiment without a grid; run the grid in another --out")
+    old_rows = read_cells_table(out)
+    current = {p.folder for p in exp.cells}
+    removed = [r for r in old_rows if r["cell"] not in current]
+    for row in removed:
+        log.warning("cell %s (%s) is no longer in the grid; its folder is kept", row["cell"], row.get("label", ""))
+    tasks: list[Task] = []
+    for plan in exp.cells:
+        folder = out / plan.folder
+        specs = prepare_experiment(plan.cfg, folder, resume=True)
+        tasks += [(plan.cfg, RunSpec(s.lam, s.seed, s.path, plan.cell.label)) for s in specs]
+    atomic_write_text(top, yaml.safe_dump(exp.doc, sort_keys=False))
+    write_cells_table(out, exp, removed)
+    return tasks
+
+
+def read_cells_table(out: Path) -> list[dict[str, str]]:
+    """The rows of ``cells.csv`` (empty when there is none)."""
+    path = Path(out) / CELLS_TABLE
+    if not path.exists():
+        return []
+    return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+
+
+def write_cells_table(out: Path, exp: Experiment, removed: list[dict[str, str]]) -> None:
+    keys = exp.swept_keys
+    extra = sorted({k for row in removed for k in row} - {"cell", "label", "in_grid", *keys})
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["cell", "label", "in_grid", *keys, *extra], extrasaction="ignore")
+    writer.writeheader()
+    for plan in exp.cells:
+        values = {k: yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip()
+                  for k, v in plan.cell.values}
+        writer.writerow({"cell": plan.folder, "label": plan.cell.label, "in_grid": "yes", **values})
+    for row in removed:
+        writer.writerow({**row, "in_grid": "no (kept on disk)"})
+    atomic_write_text(Path(out) / CELLS_TABLE, buf.getvalue())
+
+
+def grid_cells(folder: str | Path) -> list[Path]:
+    """The cell folders of a grid experiment (empty for a plain experiment or a run)."""
+    folder = Path(folder)
+    rows = read_cells_table(folder)
+    return [folder / r["cell"] for r in rows if (folder / r["cell"]).is_dir()]

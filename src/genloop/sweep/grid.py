@@ -1,0 +1,137 @@
+"""Grids over any config key: ``{sweep: [...]}`` anywhere in a config makes each value a cell.
+
+A config value written as ``{sweep: [a, b, c]}`` (e.g. ``model.name: {sweep: [gmm, kde]}``,
+``data.n: {sweep: [250, 1000]}``, ``model.train.lr: {sweep: [1e-4, 3e-4]}``) is expanded into
+one *cell* per combination of the swept values (the Cartesian product, in the order the keys
+appear). ``loop.lambdas`` and ``loop.seeds`` stay lists: every cell runs each λ × seed.
+
+Each cell is a plain config, validated on its own, and lives in a folder named by a readable
+label plus a short hash of its resolved config (``name=gmm,n=250-3fa2c1d0``). The hash leaves
+out ``loop.generations``, ``loop.lambdas``, ``loop.seeds``, ``tracking`` and ``resources``, so extending a
+cell or adding λ values or seeds keeps its folder; any other change makes a new cell.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from genloop.errors import ConfigError
+
+SWEEP = "sweep"
+
+#: Keys that are lists already (each value one run of every cell), never sweeps.
+_RUN_AXES = (("loop", "lambdas"), ("loop", "seeds"))
+#: Keys left out of a cell's identity (they may change on --resume without making a new cell).
+_NOT_IDENTITY = (("loop", "generations"), ("loop", "lambdas"), ("loop", "seeds"), ("tracking",), ("resources",))
+
+
+def is_sweep(value: Any) -> bool:
+    """Whether ``value`` is a sweep marker ``{sweep: [...]}``."""
+    return isinstance(value, dict) and set(value) == {SWEEP}
+
+
+def find_sweeps(doc: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], list[Any]]]:
+    """Every ``(key path, values)`` swept in ``doc``, in the order they appear."""
+    if is_sweep(doc):
+        values = doc[SWEEP]
+        key = ".".join(path)
+        if path in _RUN_AXES:
+            raise ConfigError(f"{key} is already a list of runs; write it as a plain list, not a sweep")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{key}: a sweep needs a non-empty list of values, got {values!r}")
+        canon = [json.dumps(v, sort_keys=True, default=str) for v in values]
+        if len(set(canon)) != len(canon):
+            raise ConfigError(f"{key}: the sweep lists the same value twice: {values!r}")
+        if any(find_sweeps(v) for v in values):
+            raise ConfigError(f"{key}: sweeps cannot be nested inside sweep values")
+        return [(path, list(values))]
+    out: list[tuple[tuple[str, ...], list[Any]]] = []
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            out.extend(find_sweeps(v, (*path, str(k))))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            out.extend(find_sweeps(v, (*path, str(i))))
+    return out
+
+
+def _set(doc: Any, path: tuple[str, ...], value: Any) -> None:
+    node = doc
+    for key in path[:-1]:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    if isinstance(node, list):
+        node[int(path[-1])] = value
+    else:
+        node[path[-1]] = value
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of a grid: the swept values and the plain config they give."""
+
+    values: tuple[tuple[str, Any], ...]
+    doc: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        """Readable: ``key=value`` of each swept key (the last part of its path), joined by ``,``."""
+        parts = [f"{key.split('.')[-1]}={_short(value)}" for key, value in self.values]
+        return ",".join(parts) or "cell"
+
+    @property
+    def key(self) -> str:
+        """A short hash of the cell's resolved config (see the module docs)."""
+        return identity_hash(self.doc)
+
+    @property
+    def folder(self) -> str:
+        return f"{_plain(self.label)}-{self.key}"
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("name", value.get("kind", "dict")))
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _plain(text: str) -> str:
+    text = re.sub(r"[^A-Za-z0-9._=+,-]+", "_", text)
+    return text[:80].strip("._") or "cell"
+
+
+def identity_hash(doc: dict[str, Any]) -> str:
+    """8 hex digits of SHA-256 of ``doc`` without the keys that may change on resume."""
+    doc = copy.deepcopy(doc)
+    for path in _NOT_IDENTITY:
+        node = doc
+        for key in path[:-1]:
+            node = node.get(key, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(path[-1], None)
+    text = json.dumps(doc, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+
+
+def expand_grid(doc: dict[str, Any]) -> list[Cell]:
+    """The cells of a config with sweeps (one cell, ``values=()``, when it has none)."""
+    sweeps = find_sweeps(doc)
+    if not sweeps:
+        return [Cell((), copy.deepcopy(doc))]
+    cells = []
+    for combo in itertools.product(*(values for _, values in sweeps)):
+        cell_doc = copy.deepcopy(doc)
+        for (path, _), value in zip(sweeps, combo):
+            _set(cell_doc, path, copy.deepcopy(value))
+        cells.append(Cell(tuple((".".join(path), value) for (path, _), value in zip(sweeps, combo)), cell_doc))
+    folders = [c.folder for c in cells]
+    if len(set(folders)) != len(folders):  # identical resolved configs (e.g. a swept key the cell ignores)
+        raise ConfigError("two cells of the grid have the same resolved config; remove the duplicate sweep values")
+    return cells
