@@ -15,6 +15,8 @@ from genloop.models.neural.train_checkpoint import TrainCheckpointing, load_late
 
 VEC = {"network": {"hidden": 16, "depth": 2}, "train": {"samples": 640, "batch_size": 32, "device": "cpu",
                                                        "ema_halflife_samples": 200.0, "warmup_samples": 128}}
+FLOW = {"transforms": 2, "hidden_features": [16, 16], "train": {"samples": 640, "batch_size": 32, "device": "cpu",
+                                                                 "ema_halflife_samples": 200.0}}
 IMG = {"network": {"channels": 8, "channel_mult": [1, 2], "attn_resolutions": [4], "dropout": 0.2, "norm_groups": 4},
        "train": {"samples": 96, "batch_size": 8, "device": "cpu", "ema_halflife_samples": 50.0}}
 
@@ -55,6 +57,7 @@ def _assert_identical(a, b) -> None:
     ("ddpm", VEC, (120, 2), 64, 2),       # killed before the first checkpoint: starts over
     ("otcfm", VEC, (120, 2), 32, 19),     # killed in the last step
     ("edm", IMG, (24, 1, 8, 8), 24, 7),   # U-Net with dropout (global-RNG stream restored)
+    ("flow", FLOW, (120, 2), 96, 9),      # a zuko flow (exact likelihood, no objective noise)
 ])
 def test_resumed_fit_equals_uninterrupted_fit(tmp_path, family, options, shape, every, stop) -> None:
     X = np.random.default_rng(0).normal(size=shape)

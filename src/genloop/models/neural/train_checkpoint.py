@@ -85,8 +85,15 @@ def module_signature(module: torch.nn.Module) -> str:
 
 # ---- writing -------------------------------------------------------------------------------------
 def _tensor_state(prefix: str, state: dict[str, torch.Tensor], out: dict[str, torch.Tensor]) -> None:
+    # no copy on CPU (the tensors are written out before training takes another step), except
+    # for tensors sharing storage with one already taken, which safetensors refuses
+    seen = {t.untyped_storage().data_ptr() for t in out.values() if t.numel()}
     for k, v in state.items():
-        out[f"{prefix}{k}"] = v.detach().to("cpu").contiguous().clone()
+        t = v.detach().to("cpu").contiguous()
+        if t.numel() and t.untyped_storage().data_ptr() in seen:
+            t = t.clone()
+        seen.add(t.untyped_storage().data_ptr())
+        out[f"{prefix}{k}"] = t
 
 
 def optimizer_to_parts(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -100,7 +107,7 @@ def optimizer_to_parts(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], 
     for idx, st in state["state"].items():
         for key, v in st.items():
             if isinstance(v, torch.Tensor):
-                tensors[f"optim.{int(idx)}.{key}"] = v.detach().to("cpu").contiguous().clone()
+                tensors[f"optim.{int(idx)}.{key}"] = v.detach().to("cpu").contiguous()
             else:
                 scalars.setdefault(str(int(idx)), {})[key] = v
     return tensors, {"param_groups": _jsonable(state["param_groups"]), "scalars": scalars}
@@ -231,7 +238,8 @@ def check_fingerprint(found: dict[str, Any], expected: dict[str, Any], directory
 
 
 def tensor_state(prefix: str, state: dict[str, torch.Tensor], out: dict[str, torch.Tensor]) -> None:
-    """Copy a state dict into ``out`` under ``prefix`` (CPU, contiguous, unshared storage)."""
+    """Put a state dict into ``out`` under ``prefix`` (on the CPU, contiguous; not copied when
+    already there, so write ``out`` before the tensors change)."""
     _tensor_state(prefix, state, out)
 
 
