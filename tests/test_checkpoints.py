@@ -177,6 +177,7 @@ def test_convert_cli(tmp_path, edm_modules, capsys) -> None:
     out = tmp_path / "net.safetensors"
     assert main(["convert", "edm-pkl", str(tmp_path / "snap.pkl"), str(out)]) == 0
     assert out.is_file() and (tmp_path / "net.json").is_file()
+    assert out.stat().st_mode & 0o777 == (tmp_path / "net.json").stat().st_mode & 0o777  # one file mode
     assert main(["convert", "edm-pkl", str(tmp_path / "snap.pkl"), str(out)]) == 2  # exists, no --force
     assert main(["convert", "edm-pkl", str(tmp_path / "snap.pkl"), str(out), "--key", "loss_fn", "--force"]) == 2
     assert main(["convert", "edm-pkl", str(tmp_path / "missing.pkl"), str(out)]) == 2

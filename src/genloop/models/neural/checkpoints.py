@@ -247,6 +247,9 @@ def convert_edm_pickle(src: str | os.PathLike[str], dst: str | os.PathLike[str],
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.tmp")
     save_file({k: v.to(torch.float32 if v.is_floating_point() else v.dtype).contiguous() for k, v in state.items()}, str(tmp))
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)  # safetensors writes 0600; the sidecar and everything else get 0666 - umask
     os.replace(tmp, dst)
     sidecar = dst.with_suffix(".json")
     sidecar.write_text(json.dumps(meta, indent=1))
