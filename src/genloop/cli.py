@@ -283,7 +283,6 @@ def main(argv: list[str] | None = None) -> int:
         raise
     except BrokenPipeError:
         # The reader went away (``genloop show … | head``): stop writing, quietly.
-
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0

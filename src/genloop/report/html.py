@@ -223,6 +223,21 @@ def _section_metrics(ctx: _Context) -> str:
     return "\n".join(parts)
 
 
+def _section_aggregate(ctx: _Context) -> str:
+    from genloop.report.aggregate import section_aggregate
+
+    return section_aggregate(ctx.folder, ctx.png, _figure, html_table)
+
+
+def _section_losses(ctx: _Context) -> str:
+    from genloop.report.aggregate import plot_losses
+
+    path = plot_losses(ctx.runs[0], ctx.png("losses"))
+    if path is None:
+        return _note("no training-loss tables (classical families fit in closed form or by EM)")
+    return _figure(path, f"training loss per step of every generation ({ctx.runs[0].relative_to(ctx.folder.parent)})")
+
+
 def _shown_generations(last: int) -> list[int]:
     return sorted({0, last // 4, last // 2, last}) if last >= 0 else []
 
@@ -406,8 +421,10 @@ def build_report(
         sections = [
             ("Configuration", lambda: _section_config(ctx)),
             ("Runs (last generation of each)", lambda: _section_summary(ctx)),
+            ("Over seeds: means, 95% intervals, verdicts", lambda: _section_aggregate(ctx)),
             ("Metrics per generation", lambda: _section_metrics(ctx)),
             ("Samples", lambda: _section_samples(ctx)),
+            ("Training loss", lambda: _section_losses(ctx)),
             ("Theory", lambda: _section_theory(ctx)),
         ]
         body = [f"<h1>genloop report: {html.escape(str(title))}</h1>", head]

@@ -95,8 +95,8 @@ def plan_experiment(doc: Any) -> Experiment:
             raise ConfigError(f"grid cell {cell.label}: {exc}") from None
         # the folder and hash follow the *resolved* config, so `n: 250` and `n: 250.0` agree
         plans.append(CellPlan(Cell(cell.values, cfg.resolved()), cfg))
-    folders = [p.folder for p in plans]
-    if len(set(folders)) != len(folders):
+    keys = [p.cell.key for p in plans]
+    if len(set(keys)) != len(keys):
         raise ConfigError("two cells of the grid have the same resolved config; remove the duplicate sweep values")
     return Experiment(doc, plans)
 

@@ -131,7 +131,4 @@ def expand_grid(doc: dict[str, Any]) -> list[Cell]:
         for (path, _), value in zip(sweeps, combo):
             _set(cell_doc, path, copy.deepcopy(value))
         cells.append(Cell(tuple((".".join(path), value) for (path, _), value in zip(sweeps, combo)), cell_doc))
-    folders = [c.folder for c in cells]
-    if len(set(folders)) != len(folders):  # identical resolved configs (e.g. a swept key the cell ignores)
-        raise ConfigError("two cells of the grid have the same resolved config; remove the duplicate sweep values")
     return cells

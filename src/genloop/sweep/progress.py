@@ -88,6 +88,7 @@ class SweepProgress:
     quiet: bool
     plain: bool
     slots: int = 1
+    complete_at_start: int = 0
     per_run: dict[Path, _Run] = field(default_factory=dict)
     _bar: Any = None
 
@@ -117,7 +118,7 @@ class SweepProgress:
                 complete += last >= G
                 per_run[spec.path] = _Run(plan.cfg, spec.lam, last + 1)
         self = cls(total=total, done=done, runs=len(per_run), complete=complete, parallel=parallel, quiet=quiet,
-                   plain=plain, slots=slots, per_run=per_run)
+                   plain=plain, slots=slots, complete_at_start=complete, per_run=per_run)
         from tqdm import tqdm
 
         self._bar = tqdm(total=total, initial=done, desc="work", unit="sample", unit_scale=True, file=sys.stderr,
@@ -127,7 +128,8 @@ class SweepProgress:
 
     @property
     def nothing_to_do(self) -> bool:
-        return self.complete == self.runs
+        """Every run was already complete when the command started."""
+        return self.complete_at_start == self.runs
 
     def _postfix(self) -> None:
         left = self.runs - self.complete
