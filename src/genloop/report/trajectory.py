@@ -286,27 +286,7 @@ def linear_map_predicted_distances(J: np.ndarray, Q: np.ndarray, e0: np.ndarray,
 
 
 # ---- GMM parameter vectors ---------------------------------------------------------------------
-def gmm_parameter_vector(model: Any, reference_means: np.ndarray | None = None) -> np.ndarray:
-    """θ of a fitted registered ``gmm`` (full covariances) in :class:`GMMDensity` coordinates.
-
-    With ``reference_means`` (K, d) the components are first permuted to match them
-    (Hungarian algorithm on squared distances between means), undoing label switching.
-    """
-    from scipy.optimize import linear_sum_assignment
-
-    from genloop.theory.jacobian import GMMDensity
-
-    if getattr(model, "covariance_type", None) != "full":
-        raise ConfigError(f"gmm parameter vectors need covariance_type 'full', got {getattr(model, 'covariance_type', None)!r}")
-    w = np.asarray(model.weights_, dtype=np.float64)
-    mu = np.asarray(model.means_, dtype=np.float64)
-    cov = np.asarray(model.covariances_, dtype=np.float64)
-    if reference_means is not None:
-        cost = ((np.asarray(reference_means)[:, None, :] - mu[None, :, :]) ** 2).sum(-1)
-        _, perm = linear_sum_assignment(cost)
-        w, mu, cov = w[perm], mu[perm], cov[perm]
-    density = GMMDensity(len(w), mu.shape[1])
-    return density.pack(w / w.sum(), mu, cov).numpy()
+from genloop.theory.em import gmm_parameter_vector  # noqa: E402 - re-exported (defined without matplotlib)
 
 
 # ---- reading runs ---------------------------------------------------------------------------------

@@ -16,15 +16,16 @@ Everything here is computed without Monte Carlo: p_θ' is represented by a fixed
 grid whose weights p_θ'(x)·h^d depend on θ' (differentiable), so ∂F_k/∂θ' at θ* (the
 learner's Jacobian J_k) and the influence functions of the real and synthetic points (whence
 the per-generation noise covariances of the linearised loop) are exact derivatives of the
-computation by automatic differentiation (``torch.func.jacrev``).
+computation by reverse-mode automatic differentiation.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,7 +37,35 @@ log = logging.getLogger(__name__)
 
 Tensor = torch.Tensor
 
-__all__ = ["EMLearnerMap", "EMStepDerivatives", "em_step_derivatives", "em_learner_map", "gmm_em_steps"]
+__all__ = ["gmm_parameter_vector", "EMLearnerMap", "EMStepDerivatives", "em_step_derivatives", "em_learner_map", "gmm_em_steps"]
+
+
+def gmm_parameter_vector(model: Any, reference_means: np.ndarray | None = None) -> np.ndarray:
+    """θ of a fitted registered ``gmm`` (full covariances) in :class:`GMMDensity` coordinates.
+
+    With ``reference_means`` (K, d) the components are first permuted to match them
+    (Hungarian algorithm on squared distances between means), undoing label switching.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    if getattr(model, "covariance_type", None) != "full":
+        raise ConfigError(f"gmm parameter vectors need covariance_type 'full', got {getattr(model, 'covariance_type', None)!r}")
+    w = np.asarray(model.weights_, dtype=np.float64)
+    mu = np.asarray(model.means_, dtype=np.float64)
+    cov = np.asarray(model.covariances_, dtype=np.float64)
+    if reference_means is not None:
+        cost = ((np.asarray(reference_means)[:, None, :] - mu[None, :, :]) ** 2).sum(-1)
+        _, perm = linear_sum_assignment(cost)
+        w, mu, cov = w[perm], mu[perm], cov[perm]
+    density = GMMDensity(len(w), mu.shape[1])
+    return density.pack(w / w.sum(), mu, cov).numpy()
+
+
+def _jacrev(f: Callable[..., Tensor], *args: Tensor) -> tuple[Tensor, ...]:
+    """Reverse-mode Jacobians of a vector function in every argument: one vector-Jacobian
+    product per output, vectorised (``torch.func.vjp`` + ``vmap``)."""
+    out, vjp_fn = torch.func.vjp(f, *args)
+    return torch.func.vmap(vjp_fn)(torch.eye(out.numel(), dtype=out.dtype))
 
 
 def _pack(density: GMMDensity, log_w: Tensor, means: Tensor, covs: Tensor) -> Tensor:
@@ -158,8 +187,8 @@ def em_step_derivatives(
         err = max(float((step_real(th, u_r) - th).abs().max()), float((step_synth(th, th, u_s) - th).abs().max()))
         ws = torch.exp(density.log_prob(xs, th)) * cell
         ws = (ws / ws.sum()).numpy()
-    D1_r, G_r = (j.numpy() for j in torch.func.jacrev(step_real, argnums=(0, 1))(th, u_r))
-    D1_s, D2_s, G_s = (j.numpy() for j in torch.func.jacrev(step_synth, argnums=(0, 1, 2))(th, th, u_s))
+    D1_r, G_r = (j.numpy() for j in _jacrev(step_real, th, u_r))
+    D1_s, D2_s, G_s = (j.numpy() for j in _jacrev(step_synth, th, th, u_s))
     log.debug("EM step derivatives: |M(θ*) − θ*| = %.2g", err)
     return EMStepDerivatives(D1_r=D1_r, G_r=G_r, D1_s=D1_s, D2_s=D2_s, G_s=G_s, w_s=ws, n=n, fixed_point_error=err)
 

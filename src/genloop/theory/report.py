@@ -103,11 +103,11 @@ def w1_at_run_size(
     Both at the run's size n (capped at ``max_points`` for d > 1, where exact OT costs n³), so
     they are comparable: ε̂ within the floor's spread is what a perfectly specified model would
     also show. Returns the means and standard deviations over ``repeats`` draws (default 20 in
-    1-D, 4 otherwise) and ``consistent`` = ε̂ < floor + 2 sd.
+    1-D, 3 otherwise) and ``consistent`` = ε̂ < floor + 2 sd.
     """
     d = real.shape[1]
     k = real.shape[0] if d == 1 else min(real.shape[0], max_points)
-    repeats = (20 if d == 1 else 4) if repeats is None else repeats
+    repeats = (20 if d == 1 else 3) if repeats is None else repeats
     eps, floor = [], []
     for _ in range(repeats):
         x = real if k == real.shape[0] else real[rng.choice(real.shape[0], size=k, replace=False)]
@@ -312,7 +312,7 @@ def _theory_analysis(
     e0 = np.zeros(model.n_params)
     probe: dict[float, list[int]] = {}
     if model_name == "gmm":
-        from genloop.report.trajectory import gmm_parameter_vector
+        from genloop.theory.em import gmm_parameter_vector
 
         finite = [lam for lam in lams if math.isfinite(lam)]
         gen0 = None
@@ -321,10 +321,8 @@ def _theory_analysis(
             probe[lam] = iters
         theta0 = torch.as_tensor(gmm_parameter_vector(gen0))
         theta = model.fit(real, init=theta0)
-        from genloop.report.trajectory import gmm_parameter_vector as _vec
-
         means = model.unpack(theta)[1].detach().numpy()
-        e0 = _vec(gen0, means) - theta.numpy()
+        e0 = gmm_parameter_vector(gen0, means) - theta.numpy()
     else:
         theta = model.fit(real)
     bar.update()
