@@ -80,7 +80,7 @@ def run_on_ray(tasks: list[Task], *, address: str | None = None,
                         raise cause from None
                     raise
                 except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
-                        ray.exceptions.OutOfMemoryError) as exc:
+                        ray.exceptions.OutOfMemoryError, ray.exceptions.LocalRayletDiedError) as exc:
                     left = ", ".join(s.label for s in [spec, *pending.values()])
                     raise RunFailedError(
                         f"Ray gave up on {spec.label} after {MAX_RETRIES} retries ({type(exc).__name__}); "
