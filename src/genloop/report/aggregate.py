@@ -23,6 +23,7 @@ def plot_aggregate(summary, metric: str, path: Path) -> Path:  # noqa: ANN001 - 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     rows = summary[summary["metric"] == metric]
     cells = list(dict.fromkeys(rows["cell"]))
@@ -44,6 +45,7 @@ def plot_aggregate(summary, metric: str, path: Path) -> Path:  # noqa: ANN001 - 
                 ax.fill_between(g[ok], low[ok], high[ok], color=color, alpha=0.2, linewidth=0)
         ax.set_title(cell or metric, fontsize=9)
         ax.set_xlabel("generation")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(cells):]:
         ax.axis("off")
@@ -75,7 +77,7 @@ def section_aggregate(folder: Path, png: Callable[[str], Path], figure: Callable
         parts.append("<h3>Stability verdict per λ</h3>")
         parts.append("<p class=\"note\">collapsing: significantly worse than λ = 0 and still worsening; drifting: "
                      "one of the two; stable: the 95% intervals exclude a material change (10% of the baseline); "
-                     "uncertain: intervals too wide to say. The rule is in docs/experiments.md.</p>")
+                     "uncertain: intervals too wide to say. The rule is in genloop's docs/experiments.md.</p>")
         parts.append(table(rows))
     links = [name for name in ("results.csv", "results.parquet", "summary.csv") if (folder / name).exists()]
     if links:
