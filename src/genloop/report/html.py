@@ -151,13 +151,20 @@ class _Context:
         self.config_text = cfg_path.read_text() if cfg_path.exists() else ""
         self.cfg: Any = None
         self.cfg_error = ""
+        self.grid = False
         try:
             import yaml
 
             from genloop.config import parse_config
 
-            self.cfg = parse_config(yaml.safe_load(self.config_text)) if self.config_text else None
-            if self.cfg is None:
+            doc = yaml.safe_load(self.config_text) if self.config_text else None
+            from genloop.sweep.grid import find_sweeps
+
+            self.grid = bool(doc) and bool(find_sweeps(doc))
+            self.cfg = parse_config(doc) if (doc and not self.grid) else None
+            if self.grid:
+                self.cfg_error = "a grid: every cell has its own config.yaml in its folder (cells.csv lists them)"
+            elif self.cfg is None:
                 self.cfg_error = f"{cfg_path} not found"
         except (GenloopError, ValueError) as exc:
             self.cfg_error = str(exc)
@@ -190,7 +197,9 @@ def _section_config(ctx: _Context) -> str:
     if not ctx.config_text:
         return _note("no config.yaml in this folder")
     body = f"<pre>{html.escape(ctx.config_text)}</pre>"
-    if ctx.cfg is None:
+    if ctx.grid:
+        body += _note(ctx.cfg_error)
+    elif ctx.cfg is None:
         body += _note(f"the config does not validate with this genloop version: {ctx.cfg_error}")
     return body
 
@@ -420,8 +429,8 @@ def build_report(
                 f"last common generation {ctx.last_generation}.</p>")
         sections = [
             ("Configuration", lambda: _section_config(ctx)),
-            ("Runs (last generation of each)", lambda: _section_summary(ctx)),
             ("Over seeds: means, 95% intervals, verdicts", lambda: _section_aggregate(ctx)),
+            ("Runs (last generation of each)", lambda: _section_summary(ctx)),
             ("Metrics per generation", lambda: _section_metrics(ctx)),
             ("Samples", lambda: _section_samples(ctx)),
             ("Training loss", lambda: _section_losses(ctx)),
