@@ -60,7 +60,8 @@ def check_images(X: np.ndarray, name: str, pixel_range: str = "-1,1") -> np.ndar
     """
     raw = np.asarray(X)
     if raw.ndim != 4:
-        raise DataError(f"{name} images must have shape (n, C, H, W), got shape {raw.shape}")
+        hint = "; for feature vectors use features='raw'" if raw.ndim == 2 else ""
+        raise DataError(f"{name} images must have shape (n, C, H, W), got shape {raw.shape}{hint}")
     if raw.shape[1] not in (1, 3) and raw.shape[-1] in (1, 3):
         raise DataError(
             f"{name} images of shape {raw.shape} look channels-last (n, H, W, C); genloop expects (n, C, H, W): "
