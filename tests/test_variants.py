@@ -511,3 +511,24 @@ def test_edm_denoiser_correction_and_sampler_override() -> None:
     assert model.S_churn == 0.0  # the fitted model itself is untouched
     with pytest.raises(ConfigError, match="diffusion"):
         denoise_step(make_model("gaussian").fit(X, rng=np.random.default_rng(0)), X, 0.1, np.random.default_rng(0))
+
+
+def test_softmax_select_with_minus_infinite_rewards() -> None:
+    rng = np.random.default_rng(0)
+    r = np.array([-np.inf, -np.inf, -np.inf, 0.0, -np.inf, -1.0])
+    picks = np.array([softmax_select(r, 3, 1.0, rng) for _ in range(3000)])
+    assert set(np.unique(picks[:, 0])) == {0, 1, 2}  # a group of −∞ only: uniform
+    assert set(np.unique(picks[:, 1])) <= {3, 5}  # −∞ is never chosen beside a finite reward
+
+
+@pytest.mark.parametrize("model, variant, message", [
+    ("gaussian", {"kind": "corrected", "gamma": 0.5, "correction": "denoiser"}, "diffusion"),
+    ("ddpm", {"kind": "biased", "truncation": 0.5}, "density model"),
+    ("ddpm", {"kind": "biased", "temperature": 0.5}, "no temperature"),
+    ("gmm", {"kind": "biased", "sampler": {"S_noise": 0.5}}, "no option 'S_noise'"),
+])
+def test_variants_a_family_cannot_do_fail_before_generation_zero(model: str, variant: Any, message: str) -> None:
+    real = np.random.default_rng(0).normal(size=(40, 2))
+    records = run_loop(make_model(model), real, lam=1, generations=1, variant=variant)
+    with pytest.raises(ConfigError, match=message):
+        next(records)

@@ -200,6 +200,7 @@ def run_loop(
 
     vcfg = parse_variant(variant)
     runner = VariantRunner(vcfg, real=real, seed=int(seed))
+    runner.check_model(prototype)
     if resume is None:
         prev: GenerativeModel | None = None
         pool: list[np.ndarray] = []

@@ -267,7 +267,8 @@ def softmax_select(rewards: np.ndarray, K: int, tau: float, rng: np.random.Gener
         pick = np.argmax(groups, axis=1)
     else:
         z = groups / tau
-        z = z - z.max(axis=1, keepdims=True)
+        top = z.max(axis=1, keepdims=True)
+        z = np.where(np.isneginf(top), 0.0, z - np.where(np.isneginf(top), 0.0, top))  # all −∞: uniform
         p = np.exp(z)
         cdf = np.cumsum(p, axis=1) / p.sum(axis=1, keepdims=True)
         u = rng.random(groups.shape[0])
@@ -354,6 +355,9 @@ def _copy_with(model: GenerativeModel, overrides: Mapping[str, Any]) -> Generati
     copy = type(model)(**{**params, **overrides})
     copy.set_state(*model.get_state())
     return copy
+
+
+_TEMPERED = ("gaussian", "student_t", "gmm", "kde", "flow", "cfm", "otcfm")
 
 
 def tempered_sample(model: GenerativeModel, n: int, temperature: float, rng: np.random.Generator) -> np.ndarray:
@@ -628,6 +632,28 @@ class VariantRunner:
         self._correct_fn: Callable[..., Any] | None = None
         if isinstance(cfg, CorrectedVariant) and cfg.correction not in ("knn", "ot-gaussian", "denoiser"):
             self._correct_fn = load_callable(cfg.correction, what="correction")
+
+    def check_model(self, model: GenerativeModel) -> None:
+        """Refuse, before anything runs, a variant that ``model``'s family cannot do."""
+        cfg = self.cfg
+        if isinstance(cfg, BiasedVariant):
+            params = model.get_params()
+            unknown = sorted(set(cfg.sampler) - set(params))
+            if unknown:
+                raise ConfigError(
+                    f"variant 'biased' sampler: model {model.name!r} has no option {', '.join(map(repr, unknown))} "
+                    f"(its options: {', '.join(sorted(params))})"
+                )
+            if cfg.truncation < 1 and not model.has_log_prob:
+                raise ConfigError(f"variant 'biased': truncation needs a density model; {model.name!r} has no log_prob "
+                                  "(use sampler overrides such as S_churn / S_noise for diffusion)")
+            if cfg.temperature != 1 and model.name not in _TEMPERED and "temperature" not in params:
+                raise ConfigError(
+                    f"variant 'biased': no temperature for model {model.name!r} (families with one: "
+                    f"{', '.join(_TEMPERED)} and language models); use truncation or sampler overrides"
+                )
+        if isinstance(cfg, CorrectedVariant) and cfg.correction == "denoiser" and model.name not in ("edm", "ddpm"):
+            raise ConfigError(f"correction 'denoiser' is for the diffusion families (edm, ddpm), not {model.name!r}")
 
     @property
     def needs_history(self) -> bool:
