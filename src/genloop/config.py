@@ -324,6 +324,13 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
         raise ConfigError(f"config file {path} must be a mapping to apply --set, got a {type(doc).__name__}")
     for item in overrides or []:
         apply_override(doc, item)
+    from genloop.sweep.grid import find_sweeps
+
+    sweeps = find_sweeps(doc)
+    if sweeps:
+        picks = " ".join(f"--set {'.'.join(path)}={values[0]}" for path, values in sweeps)
+        raise ConfigError(f"config file {path} is a grid (sweeps at {', '.join('.'.join(p) for p, _ in sweeps)}); "
+                          f"this command takes one cell: pick it with {picks}")
     return parse_config(doc)
 
 
