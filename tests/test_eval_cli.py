@@ -167,3 +167,31 @@ def test_inception_resize_conventions() -> None:
     ramp = torch.linspace(-1, 1, 20).expand(1, 1, 20, 20).contiguous()
     a, b = preprocess(ramp, "pytorch-fid"), preprocess(ramp, "torch-fidelity")
     assert float((a - b).abs().max()) > 1e-3  # the conventions differ
+
+
+@pytest.mark.slow
+def test_eval_inception_score_and_fid_with_a_local_weight_file(tmp_path: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from PIL import Image
+
+    from genloop.metrics.features.inception import FIDInceptionV3, InceptionFeatures
+    from genloop.metrics.inception_score import inception_score
+
+    monkeypatch.setenv("GENLOOP_CACHE_DIR", str(tmp_path / "cache"))
+    net = FIDInceptionV3()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if name.endswith("conv.weight") or name == "fc.weight":
+                torch.nn.init.normal_(p, std=0.05, generator=g)
+    weights = tmp_path / "random_inception.pth"
+    torch.save(net.state_dict(), weights)
+    pixels = np.random.default_rng(4).integers(0, 256, size=(4, 24, 24, 3)).astype(np.uint8)
+    (tmp_path / "A").mkdir()
+    for i, img in enumerate(pixels):
+        Image.fromarray(img).save(tmp_path / "A" / f"{i}.png")
+    out = _run_json(capsys, str(tmp_path / "A"), str(tmp_path / "A"), "--metrics", "is,fid", "--weights", str(weights),
+                    "--device", "cpu")  # fmt: skip
+    images = pixels.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0
+    ref = inception_score(InceptionFeatures(net=net.eval(), device="cpu").logits(images), n_splits=4)
+    assert out["is"] == pytest.approx(ref["is"], rel=1e-5)
+    assert out["fid"] == pytest.approx(0.0, abs=1e-6)  # a set against itself (rank-deficient: 4 < 2048)
