@@ -40,11 +40,12 @@ over the generated-vs-real blocks yields all four numbers. Runs on CPU or GPU.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, TypeVar
 
@@ -116,6 +117,17 @@ def as_feature_tensor(X: object, name: str, device: torch.device | None = None) 
     if not bool(torch.isfinite(t).all()):
         raise DataError(f"{name} features contain NaN or infinite values")
     return t
+
+
+@contextlib.contextmanager
+def _full_float32_matmul() -> Iterator[None]:
+    """float32 GEMMs in full float32 (no TF32 / bf16 shortcuts), which the rounding bounds assume."""
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
 
 
 # ---- tiles in threads ------------------------------------------------------------------------
@@ -330,7 +342,7 @@ def kth_nn_sq_distances(
     dev = resolve_device(device) if not isinstance(X, torch.Tensor) or device != "auto" else X.device
     T = as_feature_tensor(X, "features", dev)
     ladder = _LADDER[resolve_dtype(dtype, dev)]
-    with torch.no_grad():
+    with torch.no_grad(), _full_float32_matmul():
         return _knn_sq_radii(_Features(T, T.double().mean(0)), k, ladder, _check_batch(batch_size))
 
 
@@ -391,7 +403,7 @@ def prdc(
     dev = resolve_device(device)
     ladder = _LADDER[resolve_dtype(dtype, dev)]
     decide = _Decider(boundary == "closed")
-    with torch.no_grad():
+    with torch.no_grad(), _full_float32_matmul():
         Fx = as_feature_tensor(generated, "generated", dev)
         Rx = as_feature_tensor(real, "real", dev)
         if Fx.shape[1] != Rx.shape[1]:
