@@ -316,14 +316,20 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Read a YAML config, apply ``key.sub=value`` overrides (values parsed as YAML), validate."""
+def read_config_doc(path: str | Path, overrides: list[str] | None = None) -> Any:
+    """A YAML config as written, with ``key.sub=value`` overrides applied (values parsed as YAML)."""
     doc = read_yaml(path)
     doc = doc if doc is not None else {}
     if overrides and not isinstance(doc, dict):
         raise ConfigError(f"config file {path} must be a mapping to apply --set, got a {type(doc).__name__}")
     for item in overrides or []:
         apply_override(doc, item)
+    return doc
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config of one experiment (no sweeps), apply overrides, validate."""
+    doc = read_config_doc(path, overrides)
     from genloop.sweep.grid import find_sweeps
 
     sweeps = find_sweeps(doc)

@@ -27,7 +27,7 @@ from typing import Any, Callable
 import yaml
 
 from genloop._fs import atomic_write_text
-from genloop.config import RunConfig, apply_override, parse_config, read_yaml
+from genloop.config import RunConfig, parse_config, read_config_doc
 from genloop.errors import ConfigError
 from genloop.sweep.grid import Cell, expand_grid
 from genloop.sweep.local import (
@@ -39,7 +39,6 @@ from genloop.sweep.local import (
     experiment_lock,
     make_folder,
     prepare_experiment,
-    run_experiment,
     run_tasks,
 )
 
@@ -101,15 +100,15 @@ def plan_experiment(doc: Any) -> Experiment:
     return Experiment(doc, plans)
 
 
+def single_experiment(cfg: RunConfig) -> Experiment:
+    """The experiment of one plain, validated config."""
+    doc = cfg.resolved()
+    return Experiment(doc, [CellPlan(Cell((), doc), cfg)])
+
+
 def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Experiment:
     """Read a YAML config (sweeps allowed), apply ``--set`` overrides, validate every cell."""
-    doc = read_yaml(path)
-    doc = doc if doc is not None else {}
-    if overrides and not isinstance(doc, dict):
-        raise ConfigError(f"config file {path} must be a mapping to apply --set, got a {type(doc).__name__}")
-    for item in overrides or []:
-        apply_override(doc, item)
-    return plan_experiment(doc)
+    return plan_experiment(read_config_doc(path, overrides))
 
 
 def run_grid(
@@ -127,21 +126,21 @@ def run_grid(
 ) -> list[Task]:
     """Run every cell of ``exp`` under ``out`` (a plain experiment when there is no grid)."""
     out = Path(out)
+    check_jobs(jobs)
     if not exp.is_grid:
         cfg = exp.cells[0].cfg
-        specs = run_experiment(cfg, out, resume=resume, jobs=jobs, threads_per_job=threads_per_job, progress=progress,
-                               on_run_done=on_run_done, check_resources=check_resources, executor=executor,
-                               address=address)
-        return [(cfg, spec) for spec in specs]
-    check_jobs(jobs)
-    for plan in exp.cells:  # everything is checked before the first folder is written
+        check_experiment(cfg, out, jobs=jobs, check_resources=check_resources)
+    for plan in exp.cells if exp.is_grid else ():  # everything is checked before the first folder is written
         try:
             check_experiment(plan.cfg, out / plan.folder, jobs=jobs, check_resources=check_resources)
         except ConfigError as exc:
             raise ConfigError(f"grid cell {plan.cell.label}: {exc}") from None
     make_folder(out)
     with experiment_lock(out):
-        tasks = prepare_grid(exp, out, resume=resume)
+        if exp.is_grid:
+            tasks = prepare_grid(exp, out, resume=resume)
+        else:
+            tasks = [(cfg, spec) for spec in prepare_experiment(cfg, out, resume=resume)]
         run_tasks(tasks, jobs=jobs, threads_per_job=threads_per_job, progress=progress, on_run_done=on_run_done,
                   check_disk=check_resources, executor=executor, address=address)
     return tasks

@@ -356,34 +356,19 @@ def _limit_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def run_experiment(
-    cfg: RunConfig,
-    out: str | Path,
-    *,
-    resume: bool = False,
-    jobs: int = 1,
-    threads_per_job: int | None = None,
-    progress: ProgressFn | None = None,
-    on_run_done: Callable[[RunSpec], None] | None = None,
-    check_resources: bool = True,
-    executor: str = "local",
-    address: str | None = None,
-) -> list[RunSpec]:
+def run_experiment(cfg: RunConfig, out: str | Path, **options: Any) -> list[RunSpec]:
     """Run every λ × seed of ``cfg`` under ``out``; return the run specs.
 
     Everything is validated first (:func:`check_experiment`); then the experiment folder is
     locked for the whole experiment (one writer per folder: a second is refused naming the
-    first), and only then is anything written. Runs execute as :func:`run_tasks` says.
+    first), and only then is anything written. ``options`` are those of
+    :func:`genloop.sweep.experiment.run_grid` (``resume``, ``jobs``, ``threads_per_job``,
+    ``progress``, ``on_run_done``, ``check_resources``, ``executor``, ``address``); runs
+    execute as :func:`run_tasks` says.
     """
-    out = Path(out)
-    check_jobs(jobs)
-    check_experiment(cfg, out, jobs=jobs, check_resources=check_resources)
-    make_folder(out)
-    with experiment_lock(out):
-        specs = prepare_experiment(cfg, out, resume=resume)
-        run_tasks([(cfg, spec) for spec in specs], jobs=jobs, threads_per_job=threads_per_job, progress=progress,
-                  on_run_done=on_run_done, check_disk=check_resources, executor=executor, address=address)
-    return specs
+    from genloop.sweep.experiment import run_grid, single_experiment
+
+    return [spec for _, spec in run_grid(single_experiment(cfg), out, **options)]
 
 
 def check_jobs(jobs: object) -> None:
