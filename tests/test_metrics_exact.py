@@ -106,14 +106,14 @@ def test_prdc_float32_equals_float64_with_large_offsets() -> None:
 
 def test_prdc_batch_size_and_dtype_invariance_on_tied_data() -> None:
     rng = np.random.default_rng(4)
-    X = rng.integers(0, 4, size=(157, 3)).astype(np.float64)  # many duplicates
-    for real, fake in ((X, X.copy()), (X, rng.integers(0, 4, size=(190, 3)).astype(np.float64))):
+    X = rng.integers(0, 4, size=(131, 3)).astype(np.float64)  # many duplicates
+    for real, fake in ((X, X.copy()), (X, rng.integers(0, 4, size=(150, 3)).astype(np.float64))):
         for boundary in ("closed", "open"):
             expected = _brute(fake, real, 3, closed=boundary == "closed")
-            for bs in (5, 64, 1000):
-                for dtype in ("float64", "float32", "bfloat16"):
-                    got = prdc(generated=fake, real=real, batch_size=bs, dtype=dtype, boundary=boundary, device="cpu")
-                    assert _values(got) == expected, (bs, dtype, boundary)
+            for bs, dtype in ((7, "float32"), (7, "bfloat16"), (64, "float64"), (64, "float32"), (1000, "float32"),
+                              (1000, "bfloat16")):  # fmt: skip
+                got = prdc(generated=fake, real=real, batch_size=bs, dtype=dtype, boundary=boundary, device="cpu")
+                assert _values(got) == expected, (bs, dtype, boundary)
 
 
 def test_prdc_order_is_keyword_only_and_swapping_is_visible() -> None:
