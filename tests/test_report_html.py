@@ -74,9 +74,12 @@ def test_report_of_a_gaussian_experiment(tmp_path: Path, monkeypatch: pytest.Mon
     # one plot per metric in metrics.jsonl, the scatter grid, the trajectory overlays (μ and Σ)
     metrics = [k for k in _last_metrics(folder / "lam=0.5" / "seed=0") if k not in ("generation", "n_real", "n_synthetic")]
     alts = [alt for alt, _ in _images(text)]
-    assert len(alts) == len(metrics) + 3
+    aggregated = [m for m in metrics if not m.endswith("_se")]  # over seeds: mean ± 95% t-interval
+    assert len(alts) == len(metrics) + len(aggregated) + 3
     for m in metrics:
         assert f"{m} per generation (mean over seeds, band ±1 sd)" in alts
+    for m in aggregated:
+        assert f"{m}: mean over seeds per generation, band = 95% t-interval" in alts
     assert any(a.startswith("rows: λ") for a in alts)
     assert "RMS distance to θ* (mu); dashed: predicted" in alts
     assert "RMS distance to θ* (sigma); dashed: predicted" in alts

@@ -235,6 +235,8 @@ def _section_metrics(ctx: _Context) -> str:
 def _section_aggregate(ctx: _Context) -> str:
     from genloop.report.aggregate import section_aggregate
 
+    if ctx.single:
+        return _note("one run: nothing to aggregate over seeds (its metrics are below)")
     return section_aggregate(ctx.folder, ctx.png, _figure, html_table)
 
 
