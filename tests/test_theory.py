@@ -477,6 +477,9 @@ def test_theory_rows_gaussian_and_student_t() -> None:
     rows_t = theory_rows("student_t", {"dof": 4.0}, real, [0.5], 100, rng=rng)
     assert rows_t[0]["expfam_rate"] is None
     assert 0 < rows_t[0]["exact_rate"] < 1
+    # no law for a non-exponential model with an accumulating pool: say so, print no rate
+    none = theory_rows("student_t", {"dof": 4.0}, real, [0.5], 100, rng=rng, scheme="accumulate")[0]
+    assert none["rate"] is None and none["sd_T"] is None and "no prediction" in none["verdict"]
     table = format_theory_table(rows + rows_t)
     lines = table.splitlines()
     assert len(lines) == 2 + len(rows) + 1 and "rate" in lines[0] and "student_t" in lines[-1]

@@ -457,6 +457,8 @@ def _theory_analysis(
             theorem2_b=b,
             theorem2_radius=theorem2_radius_all_generations(a, b, n, delta, rho_paper, T),
         )
+        if note and rate is None and model_name != "gaussian":  # no law for this scheme: print no numbers of J
+            row.update(norm2=None, transient=None, maximiser_rate=None)
         row["verdict"] = _verdict(lam, m, rate, transient, scheme, note)
         rows.append(row)
         bar.update()
