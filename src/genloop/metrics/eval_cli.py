@@ -214,6 +214,7 @@ def evaluate(
     from genloop.metrics.frechet import FeatureStats, StatsCache, frechet_distance_features, save_fid_npz, stats_from_moments
 
     rng = rng if rng is not None else np.random.default_rng(0)
+    fid_rng, kid_rng = rng.spawn(2)  # one stream per metric: each value independent of the others asked for
     unknown = [m for m in metrics if m not in METRIC_NAMES]
     if unknown:
         raise ConfigError(f"unknown metrics {unknown}; choose from {', '.join(METRIC_NAMES)}")
@@ -270,11 +271,15 @@ def evaluate(
                     logger.warning("%s: %d samples for %d-dimensional features: a rank-deficient covariance; "
                                    "the FID is computed but has a large bias", what, st.n, st.dim)  # fmt: skip
             out["fid"] = frechet_distance_from_moments(sa.mean, sa.cov, sb.mean, sb.cov)
+        if "a" in feats:
+            from genloop.metrics.frechet import split_se
+
+            out["fid_se"] = split_se(feats["a"], sb, rng=fid_rng)  # NaN when a half has n <= dim
     if "kid" in metrics:
         from genloop.metrics.prdc import kid
 
         m = min(1000, feats["a"].shape[0], feats["b"].shape[0])
-        res = kid(generated=feats["a"], real=feats["b"], subset_size=m, rng=rng, device=device)
+        res = kid(generated=feats["a"], real=feats["b"], subset_size=m, rng=kid_rng, device=device)
         out.update({"kid": res["kid"], "kid_se": res["kid_se"]})
     if "prdc" in metrics:
         from genloop.metrics.prdc import prdc
