@@ -299,3 +299,19 @@ def test_report_draws_each_metrics_standard_error(tmp_path) -> None:  # type: ig
         (run / "status.json").write_text(json.dumps({"state": "completed", "last_generation": 3}))
     path = plot_metric_curves(tmp_path, "w2", tmp_path / "w2.png")
     assert path.stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_fid_split_standard_error_matches_the_repeated_sampling_spread() -> None:
+    from genloop.metrics.frechet import split_se
+
+    rng = np.random.default_rng(13)
+    d = 8
+    real = stats_from_moments(np.zeros(d), np.eye(d), 10**9)
+    values, ses = [], []
+    for _ in range(300):
+        X = rng.normal(size=(400, d)) * 1.2 + 0.1
+        values.append(frechet_distance(FeatureStats.from_features(X), real))
+        ses.append(split_se(X, real, rng=rng, n_splits=2))
+    ratio = math.sqrt(np.mean(np.square(ses))) / np.std(values, ddof=1)
+    assert 0.8 < ratio < 1.25  # the estimated SE is the actual spread of FID over repeated draws
