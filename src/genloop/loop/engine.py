@@ -3,8 +3,10 @@
 :func:`run_loop` is a generator: it yields one :class:`GenerationRecord` per generation, so a
 caller can stop, store and resume it. Every generation t draws its randomness from
 independent streams ``stage_rng(seed, t, stage)``; the loop's state after generation t is just
-(the fitted model, the synthetic pool), which is why a run resumed from a checkpoint yields
-exactly the records of an uninterrupted run.
+(the fitted model, the synthetic pool, and for the ``mixture`` variant the models of earlier
+generations, reloaded from their checkpoints), which is why a run resumed from a checkpoint
+yields exactly the records of an uninterrupted run. How the synthetic half is made is the
+variant's business (:mod:`genloop.loop.variants`).
 """
 
 from __future__ import annotations
