@@ -390,7 +390,9 @@ def _trajectory(ctx: _Context, part: str | None) -> str:
         caveat = ("<p>Mixtures: θ* is the exact maximum-likelihood fit reached from generation 0 (EM + Newton); "
                   f"generation 0 itself is at squared distance {html.escape(_fmt(offset))} from it on average "
                   "because EM stops at its tolerance. The prediction is linearised around θ* with the learner's own "
-                  "map (k warm-started EM iterations, k from the run), which carries that offset.</p>")
+                  "map (k warm-started EM iterations, k from the run), which carries that offset. It holds near θ*: "
+                  "when generation 0 is far from θ* (as EM from k-means often is), EM is slower there than its "
+                  "linearisation and the prediction is optimistic for the first generations.</p>")
     return (_figure(path, f"RMS distance to θ* ({part}); dashed: predicted")
             + html_table(rows) + caveat
             + "<p>Squared distances, mean over seeds (see genloop.report.trajectory for the definitions "

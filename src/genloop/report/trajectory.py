@@ -537,7 +537,7 @@ def compare_trajectories(
             e0 = gmm_parameter_vector(run.models[0], means) - theta
             iters = [int(mdl.n_iter_) for mdl in run.models[1:] if getattr(mdl, "n_iter_", 0)]
             m = synthetic_count(lam, real.shape[0])
-            if iters and math.isfinite(lam) and m > 0 and density.quadrature_grid(th) is not None:
+            if iters and math.isfinite(lam) and density.quadrature_grid(th) is not None:
                 # the learner's own map: k warm-started EM iterations (k = the run's median)
                 from genloop.theory.em import em_learner_map, em_step_derivatives
 

@@ -358,6 +358,12 @@ def _theory_analysis(
                    if scheme in GAUSSIAN_SCHEMES else "the registered closed-form fit")
     else:
         learner = "the registered maximum-likelihood fit (Newton to convergence): the exact maximiser G_λ"
+    if float(np.linalg.norm(e0)) > 0:
+        notes.append(
+            f"generation 0 of the run is at distance {float(np.linalg.norm(e0)):.3g} from θ* (EM from k-means stops at "
+            "tol); linearised, that offset decays at the rate of each row, but far from θ* EM is slower than its "
+            "linearisation: read the decay of the offset as optimistic (the 'sd at T' column is the spread of the "
+            "synthetic-sampling noise around θ*)")
     if model_name != "gaussian" and scheme not in ("replace", "fresh"):
         notes.append(f"no prediction of the spread for scheme {scheme!r} with a non-exponential model "
                      "(laws are derived for replace and fresh)")
@@ -426,7 +432,8 @@ def _theory_analysis(
             else:
                 Q = Q_s + (Q_r if scheme == "fresh" else 0.0)
                 P0 = Q_r if scheme == "fresh" else np.zeros_like(A)
-                sd_T, sd_inf = _linear_spread(J, Q, P0, e0, T)
+                sd_T, sd_inf = _linear_spread(J, Q, P0, np.zeros_like(e0), T)
+                row["offset_T"] = float(np.linalg.norm(np.linalg.matrix_power(J, T) @ e0))
             row["spread_of"] = "θ (linearised)"
         else:
             sd_T = sd_inf = None
@@ -538,8 +545,8 @@ G_λ rate      the same for the exact maximiser G_λ (differs from "rate" when t
 ‖J‖₂          one-step factor in the Euclidean norm of genloop's parameter coordinates (Theorem 1's norm);
               > 1 means the first generations can move away before contracting.
 max‖Jᵗ‖       worst amplification of a small perturbation over all generations (≥ rate^t always).
-sd at T       RMS distance of the parameters to θ* at the last generation T (Gaussian: the mean, exact;
-              others: θ, linearised, including generation 0's own offset).
+sd at T       RMS distance of the parameters to θ* at the last generation T due to the sampling noise
+              (Gaussian: the mean, exact; others: θ, linearised; an offset of generation 0 comes on top).
 Thm 1 ρ       the paper's one-step bound λ(α+εL)/(α−λ(α+εL)) with estimated L and ε (inf: no statement).
 exact-‖J‖₂ ρ  the same bound with the exact ‖A−B‖ in place of Lε (no estimate); it bounds ‖J‖₂.
 Thm 2 radius  the paper's radius with constants from one retraining step (delta method), at 95 %
