@@ -343,7 +343,7 @@ def kth_nn_sq_distances(
     T = as_feature_tensor(X, "features", dev)
     ladder = _LADDER[resolve_dtype(dtype, dev)]
     with torch.no_grad(), _full_float32_matmul():
-        return _knn_sq_radii(_Features(T, T.double().mean(0)), k, ladder, _check_batch(batch_size))
+        return _knn_sq_radii(_Features(T, T.sum(0, dtype=torch.float64) / T.shape[0]), k, ladder, _check_batch(batch_size))
 
 
 def kth_nn_distances(X: np.ndarray | torch.Tensor, k: int, batch_size: int = 1024, **options: str) -> torch.Tensor:
@@ -410,7 +410,7 @@ def prdc(
             raise DataError(f"feature dimensions differ: generated {Fx.shape[1]}, real {Rx.shape[1]}")
         if Fx.shape[0] <= k or Rx.shape[0] <= k:
             raise DataError(f"k-NN metrics with k={k} need more than {k} samples per set, got {Fx.shape[0]} generated and {Rx.shape[0]} real")
-        centre = Rx.double().mean(0)
+        centre = Rx.sum(0, dtype=torch.float64) / Rx.shape[0]  # no float64 copy of the set
         R, F_ = _Features(Rx, centre), _Features(Fx, centre)
         if real_sq_radii is None:
             r2_real = _knn_sq_radii(R, k, ladder, batch_size)
