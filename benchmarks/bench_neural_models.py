@@ -11,6 +11,12 @@ evaluations per sample) and the time.
     .venv/bin/python benchmarks/bench_neural_models.py                  # quick: 10 k samples seen, 200 drawn
     .venv/bin/python benchmarks/bench_neural_models.py --samples 200000 --n-sample 2000
     .venv/bin/python benchmarks/bench_neural_models.py --models otcfm edm --data moons --json out.json
+    .venv/bin/python benchmarks/bench_neural_models.py --paper --batch-size 16   # the paper's networks
+
+``--paper`` instead measures the full-size networks of the paper (every preset of
+``genloop.models.neural.paper_networks``): parameters, training steps (forward + backward +
+Adam) in images/s, and the time to write and read one in-generation training checkpoint
+(weights, EMA, Adam) of that size.
 """
 
 from __future__ import annotations
@@ -99,6 +105,67 @@ def bench_one(name: str, data: str, args: argparse.Namespace) -> list[dict[str, 
     return rows
 
 
+def bench_paper(args: argparse.Namespace, device: str) -> list[dict[str, Any]]:
+    """Images/s of a training step and checkpoint write/read seconds for each paper network."""
+    import copy
+    import tempfile
+    from pathlib import Path
+
+    from genloop.models.neural.networks import NetworkConfig, build_network
+    from genloop.models.neural.paper_networks import PRESETS
+    from genloop.models.neural.train_checkpoint import (
+        TrainCheckpointing,
+        load_latest,
+        optimizer_to_parts,
+        save_train_checkpoint,
+        tensor_state,
+    )
+
+    rows = []
+    for name, p in PRESETS.items():
+        net = build_network(NetworkConfig(kind=p.kind, preset=name), (p.channels, p.resolution, p.resolution)).to(device)
+        ema = copy.deepcopy(net)
+        opt = torch.optim.Adam([q for q in net.parameters() if q.requires_grad], lr=1e-4)
+        x = torch.randn(args.batch_size, p.channels, p.resolution, p.resolution, device=device)
+        t = torch.rand(args.batch_size, device=device)
+
+        def step() -> None:
+            opt.zero_grad(set_to_none=True)
+            net(x, t).square().mean().backward()
+            opt.step()
+
+        step()  # warm-up
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(args.paper_steps):
+            step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        per_s = args.paper_steps * args.batch_size / (time.perf_counter() - t0)
+        with tempfile.TemporaryDirectory() as tmp:
+            ck = TrainCheckpointing(Path(tmp), 1)
+            t0 = time.perf_counter()
+            tensors: dict[str, torch.Tensor] = {}
+            tensor_state("net.", net.state_dict(), tensors)
+            tensor_state("ema.", ema.state_dict(), tensors)
+            opt_tensors, opt_meta = optimizer_to_parts(opt.state_dict())
+            tensors.update(opt_tensors)
+            save_train_checkpoint(ck, step=1, tensors=tensors, meta={"optimizer": opt_meta, "fingerprint": {}})
+            t_write = time.perf_counter() - t0
+            size = sum(f.stat().st_size for f in Path(tmp).iterdir())
+            t0 = time.perf_counter()
+            found = load_latest(ck)
+            assert found is not None
+            sum(float(v.float().sum()) for v in found[0].values())  # touch every byte
+            t_read = time.perf_counter() - t0
+        rows.append({"preset": name, "parameters": sum(q.numel() for q in net.parameters()), "train_images_per_s": per_s,
+                     "checkpoint_mib": size / 2**20, "checkpoint_write_s": t_write, "checkpoint_read_s": t_read})
+        print(f"{name:28} {rows[-1]['parameters'] / 1e6:6.2f} M  {per_s:9.1f} img/s  checkpoint {size / 2**20:6.0f} MiB "
+              f"write {t_write:6.2f} s  read {t_read:6.2f} s", flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="*", default=None, help="families (default: every neural family)")
@@ -108,11 +175,20 @@ def main() -> None:
     parser.add_argument("--n-sample", type=int, default=200, help="samples drawn per generation")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    parser.add_argument("--paper", action="store_true", help="the paper's full-size networks instead (see above)")
+    parser.add_argument("--paper-steps", type=int, default=3, help="timed training steps per paper network")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
     names = args.models or neural_names()
     rows: list[dict[str, Any]] = []
     device = "cuda" if (args.device != "cpu" and torch.cuda.is_available()) else "cpu"
+    if args.paper:
+        print(f"device={device} threads={torch.get_num_threads()} batch {args.batch_size}")
+        rows = bench_paper(args, device)
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump({"device": device, "args": vars(args), "rows": rows}, fh, indent=1)
+        return
     # warm-up: first-call costs (imports, kernel selection) stay out of the first timing
     make_model("cfm", network={"hidden": 8, "depth": 1}, train={"samples": 64, "batch_size": 32, "device": args.device}).fit(
         np.random.default_rng(0).normal(size=(32, 2)), rng=np.random.default_rng(0)
