@@ -404,6 +404,20 @@ def test_variant_resumed_from_a_checkpoint_equals_the_uninterrupted_run(variant:
         np.testing.assert_array_equal(a.samples, b.samples)
 
 
+@pytest.mark.parametrize("scheme", ["accumulate", "accumulate-subsample"])
+def test_curated_pool_resumes_exactly(scheme: str) -> None:
+    """The accumulate schemes keep the curated sets in the pool; resuming with that pool is exact."""
+    real = np.random.default_rng(0).normal(size=(80, 2))
+    kwargs: dict[str, Any] = dict(lam=0.5, generations=3, seed=2, scheme=scheme, metrics=["moments"], n_eval=40,
+                                  variant={"kind": "curated", "reward": "quadratic", "K": 3, "tau": 0.5})
+    full = list(run_loop(make_model("gaussian"), real, **kwargs))
+    pool = [r.synthetic for r in full[1:2]]
+    resumed = list(run_loop(make_model("gaussian"), real, resume=LoopState(1, full[1].model, pool), **kwargs))
+    for a, b in zip(resumed, full[2:]):
+        assert a.metrics == b.metrics and a.n_synthetic == b.n_synthetic
+        np.testing.assert_array_equal(a.model.covariance_, b.model.covariance_)
+
+
 def test_mixture_resume_without_earlier_models_is_refused() -> None:
     real = np.random.default_rng(0).normal(size=(50, 1))
     first = list(run_loop(make_model("gaussian"), real, lam=1, generations=2, variant={"kind": "mixture"}))
