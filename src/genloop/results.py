@@ -266,7 +266,7 @@ def summary_text(folder: str | Path, metric: str | None = None) -> str:
     table = tidy(folder)
     summary = summarize(table)
     if summary.empty:
-        return "no completed generation yet"
+        return "no metric values recorded (yet): the config lists no metrics, or no generation is complete"
     last = summary[summary["generation"] == summary.groupby("cell")["generation"].transform("max")]
     rows = []
     for (cell, lam), sub in last.groupby(["cell", "lam"], sort=True):

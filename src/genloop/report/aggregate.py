@@ -62,7 +62,7 @@ def section_aggregate(folder: Path, png: Callable[[str], Path], figure: Callable
     """HTML: a figure per metric, the verdict table and links to the tables next to the report."""
     data = tidy(folder)
     if data.empty:
-        return "<p class=\"note\">no completed generation yet</p>"
+        return "<p class=\"note\">no metric values recorded (yet)</p>"
     summary = summarize(data)
     parts = []
     metrics = [m for m in dict.fromkeys(data["metric"]) if not str(m).endswith("_se")]

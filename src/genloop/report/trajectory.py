@@ -68,7 +68,7 @@ matplotlib.use("Agg")  # files only; never open a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from genloop.errors import ConfigError  # noqa: E402
+from genloop.errors import ConfigError, DataError  # noqa: E402
 from genloop.loop.schemes import parse_lambda, synthetic_count  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -330,7 +330,7 @@ def _read_runs(folder: str | Path) -> list[_Run]:
         for t in range(last + 1):
             try:
                 models.append(store.load_model(t))
-            except FileNotFoundError:
+            except (FileNotFoundError, DataError):
                 raise ConfigError(
                     f"{path} has no checkpoint of generation {t} (output.checkpoints: last?): "
                     "trajectories need every generation's checkpoint"
