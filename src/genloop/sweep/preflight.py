@@ -9,6 +9,7 @@ before the experiment folder exists and a corrected rerun needs no ``--resume``.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -74,7 +75,8 @@ def estimate_resources(cfg: RunConfig, event_shape: tuple[int, ...], dataset_row
 
     Memory counts the arrays one run holds at once, at float64: the real training and held-out
     sets, the largest training mix and the synthetic pool (which grows every generation under
-    ``accumulate``), twice the evaluation samples, and a copy of each for the concatenations,
+    ``accumulate``), twice the evaluation samples, a curated variant's candidates, and a copy of
+    each for the concatenations,
     times the runs executed at once, plus a finite data set loaded whole. The model's own
     memory (a network, a KDE's copy of its data) is not included, so this is a lower bound.
     Disk counts what every generation keeps (evaluation samples, the synthetic pool of the
@@ -90,7 +92,12 @@ def estimate_resources(cfg: RunConfig, event_shape: tuple[int, ...], dataset_row
     pool_rows = G * m if scheme in ("accumulate", "accumulate-subsample") else 0
     train_rows = n + (pool_rows if scheme == "accumulate" else m)
     n_eval = cfg.loop.n_eval or max(n_heldout, n if cfg.loop.eval_against == "train" else 0)
-    rows = n + n_heldout + 2 * train_rows + pool_rows + 2 * n_eval
+    variant = getattr(cfg.loop, "variant", None)
+    candidates = 0  # curated retraining draws its candidates before keeping ⌊λn⌋ of them
+    if getattr(variant, "kind", "") == "curated":
+        per_kept = variant.K if variant.select == "softmax" else 1 / variant.fraction
+        candidates = int(math.ceil(m * per_kept))
+    rows = n + n_heldout + 2 * train_rows + pool_rows + 2 * n_eval + candidates
     runs = len(cfg.loop.lambdas) * len(cfg.loop.seeds)
     parallel = max(1, min(jobs, runs))
     memory = _FLOAT64 * d * rows * parallel + (_FLOAT64 * d * dataset_rows if dataset_rows else 0)
