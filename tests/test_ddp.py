@@ -55,6 +55,53 @@ np.save(sys.argv[1] + f"/sample{w.rank}.npy", model.sample(11, rng=np.random.def
 """
 
 
+CKPT_WORKER = SETUP + """
+from pathlib import Path
+from genloop.models.neural.train_checkpoint import TrainCheckpointing
+w = init_from_env("gloo")
+out, mode = sys.argv[1], sys.argv[2]
+net, loss, data, tc = problem()
+calls = {"n": 0}
+def interrupted(net, x, g):
+    calls["n"] += 1
+    if mode == "kill" and calls["n"] > 7:
+        raise SystemExit(3)  # every rank stops in step 8 (after the checkpoint of step 6)
+    return loss(net, x, g)
+ck = None if mode == "full" else TrainCheckpointing(Path(out) / "ckpt", 32)
+res = train(net, interrupted, data, tc, generator=torch.Generator().manual_seed(2), progress=False, checkpoint=ck)
+save_file({k: v.contiguous() for k, v in res.net.state_dict().items()}, out + f"/{mode}{w.rank}.safetensors")
+"""
+
+
+def _launch(script: str, args: list[str], n: int = 2) -> list[int]:
+    port = _free_port()
+    procs = []
+    for rank in range(n):
+        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(n),
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
+        procs.append(subprocess.Popen([sys.executable, "-c", script, *args], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    codes = []
+    for p in procs:
+        _, err = p.communicate(timeout=180)
+        codes.append(p.returncode)
+        assert p.returncode in (0, 3), err[-3000:]
+    return codes
+
+
+@pytest.mark.slow
+def test_ddp_training_resumes_from_its_checkpoint_exactly(tmp_path) -> None:
+    assert _launch(CKPT_WORKER, [str(tmp_path), "full"]) == [0, 0]
+    assert _launch(CKPT_WORKER, [str(tmp_path), "kill"]) == [3, 3]
+    names = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
+    assert "step-000000006.rank1.safetensors" in names and "step-000000006.json" in names  # rank 1's own streams
+    assert _launch(CKPT_WORKER, [str(tmp_path), "resume"]) == [0, 0]
+    for rank in range(2):
+        full = load_file(str(tmp_path / f"full{rank}.safetensors"))
+        resumed = load_file(str(tmp_path / f"resume{rank}.safetensors"))
+        assert full.keys() == resumed.keys() and all(torch.equal(full[k], resumed[k]) for k in full)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
