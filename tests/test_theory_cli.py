@@ -53,3 +53,10 @@ def test_report_shows_the_numbers_of_genloop_theory(tmp_path, capsys) -> None:
                 assert f'title="{value!r}"' in html_text, key
     shown = re.findall(r"\| gaussian \| +0\.45 \| +13 \| +([0-9.]+) \|", text)
     assert shown == [f"{13 / 43:.4g}"]
+
+
+def test_a_loop_variant_is_not_predicted_silently() -> None:
+    doc = {**DOC, "loop": {**DOC["loop"], "variant": {"kind": "plain", "lam_schedule": [0.5, 1.0]}}}
+    text = theory_cli.theory_text(parse_config(doc), legend=False)
+    assert "λ schedule" in text and "not a prediction of this run" in text
+    assert "not a prediction" not in theory_cli.theory_text(parse_config(DOC), legend=False)

@@ -100,6 +100,11 @@ def theory_text(
         f"of Lε: λ < {r0['free_lambda_max']:.4g}. The exact rate (column \"rate\") is < 1 for every finite λ.",
     ]
     lines += [f"note: {note}" for note in res.notes]
+    variant = _variant_description(cfg)
+    if variant:
+        lines.append(f"note: this config runs {variant}, which changes the retraining map: the rows below are the "
+                     "plain loop's, not a prediction of this run (genloop.theory.variants has laws for some variants "
+                     "on a Gaussian; docs/variants.md)")
     if any(math.isinf(lam) for lam in cfg.loop.lambdas) and cfg.model.name == "gaussian" \
             and cfg.loop.scheme in ("replace", "fresh"):
         lines.append(_collapse_line(cfg, res.d))
@@ -109,6 +114,21 @@ def theory_text(
         text += "\n\n" + LEGEND
     text += f"\n\n(computed in {res.seconds:.1f} s)"
     return text if uni else _ascii(text)
+
+
+def _variant_description(cfg: RunConfig) -> str:
+    """'' for the paper's plain loop, else a short description of ``loop.variant``."""
+    variant = getattr(cfg.loop, "variant", None)
+    if variant is None:
+        return ""
+    kind = getattr(variant, "kind", "plain")
+    schedule = getattr(variant, "lam_schedule", None)
+    if kind == "plain" and schedule is None:
+        return ""
+    parts = [] if kind == "plain" else [f"loop variant {kind!r}"]
+    if schedule is not None:
+        parts.append(f"a λ schedule ({schedule!r})")
+    return " with ".join(parts)
 
 
 def _collapse_line(cfg: RunConfig, d: int) -> str:
