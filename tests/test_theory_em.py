@@ -210,3 +210,13 @@ def test_transient_growth_predicted_by_the_learner_map_happens_in_the_real_loop(
         P = Jk @ P
         obs, se = diffs[:, t].mean(0), diffs[:, t].std(0, ddof=1) / math.sqrt(seeds)
         assert np.all(np.abs(obs - delta * P @ v) < K_SE * se + 1e-3 * delta), t
+
+
+def test_mixtures_beyond_two_dimensions_fall_back_to_the_exact_maximiser_and_say_so() -> None:
+    from genloop.theory.report import theory_analysis
+
+    rng = np.random.default_rng(9)
+    x = np.concatenate([rng.normal(-1, 0.5, (150, 3)), rng.normal(1, 0.5, (150, 3))])
+    res = theory_analysis("gmm", {"n_components": 2}, x, [0.5], 300, rng=rng, generations=3)
+    assert "exact maximiser" in res.learner and any("d > 2" in note for note in res.notes)
+    assert res.rows[0]["rate"] == res.rows[0]["maximiser_rate"] and 0 < res.rows[0]["rate"] < 1
