@@ -66,24 +66,31 @@ def trace_sqrt_product(S1: np.ndarray, S2: np.ndarray) -> float:
     when ``S1`` is singular, to ``R^T S2 R`` with ``R = V_+ diag(w_+)^{1/2}`` from the
     eigendecomposition of ``S1`` restricted to its positive eigenvalues; the trace of the
     principal square root is the sum of the square roots of that matrix's (non-negative)
-    eigenvalues. Negative round-off eigenvalues are clipped to zero. The factorisations use
-    torch's LAPACK (``cholesky_ex``, ``eigvalsh``), ~2-5x faster than scipy's on 2 cores at
-    d = 2048, and ~30x faster than ``scipy.linalg.sqrtm(S1 @ S2)`` (benchmarks/bench_metrics_frechet.py).
+    eigenvalues. Negative round-off eigenvalues are clipped to zero. The fastest pieces measured
+    on 2 cores at d = 2048 are combined: torch's Cholesky, two triangular products (BLAS
+    ``trmm``) and LAPACK's ``syevr`` for the eigenvalues only — about 0.6 s, against 10-50 s for
+    ``scipy.linalg.sqrtm(S1 @ S2)`` (benchmarks/bench_metrics_frechet.py).
     """
     import torch
+    from scipy.linalg.blas import dtrmm
 
-    A = torch.from_numpy(np.ascontiguousarray((np.asarray(S1, dtype=np.float64) + np.asarray(S1, dtype=np.float64).T) / 2.0))
-    B = torch.from_numpy(np.ascontiguousarray((np.asarray(S2, dtype=np.float64) + np.asarray(S2, dtype=np.float64).T) / 2.0))
-    L, info = torch.linalg.cholesky_ex(A)
+    S1 = np.asarray(S1, dtype=np.float64)
+    S2 = np.asarray(S2, dtype=np.float64)
+    A = np.ascontiguousarray((S1 + S1.T) / 2.0)
+    B = (S2 + S2.T) / 2.0
+    L_t, info = torch.linalg.cholesky_ex(torch.from_numpy(A))
     if int(info) == 0:
-        M = L.T @ B @ L
+        L = L_t.numpy()
+        # M = L^T S2 L with two triangular products (half the flops of two GEMMs)
+        C = dtrmm(1.0, L, B, side=0, lower=1, trans_a=1)
+        M = dtrmm(1.0, L, np.asfortranarray(C), side=1, lower=1, trans_a=0)
     else:
-        w, V = torch.linalg.eigh(A)
-        keep = w > w.abs().max() * A.shape[0] * np.finfo(np.float64).eps
-        R = V[:, keep] * w[keep].sqrt()
+        w, V = np.linalg.eigh(A)
+        keep = w > np.abs(w).max() * A.shape[0] * np.finfo(np.float64).eps
+        R = V[:, keep] * np.sqrt(w[keep])
         M = R.T @ B @ R
-    ev = torch.linalg.eigvalsh((M + M.T) / 2.0)
-    return float(ev.clamp(min=0.0).sqrt().sum())
+    ev = scipy.linalg.eigvalsh((M + M.T) / 2.0, check_finite=False, driver="evr")
+    return float(np.sum(np.sqrt(np.clip(ev, 0.0, None))))
 
 
 def bures_wasserstein_squared(m1: object, S1: object, m2: object, S2: object) -> float:
