@@ -6,6 +6,7 @@ import math
 import re
 
 import numpy as np
+import pytest
 import yaml
 
 from genloop.cli import main
@@ -55,8 +56,12 @@ def test_report_shows_the_numbers_of_genloop_theory(tmp_path, capsys) -> None:
     assert shown == [f"{13 / 43:.4g}"]
 
 
-def test_a_loop_variant_is_not_predicted_silently() -> None:
-    doc = {**DOC, "loop": {**DOC["loop"], "variant": {"kind": "plain", "lam_schedule": [0.5, 1.0]}}}
-    text = theory_cli.theory_text(parse_config(doc), legend=False)
-    assert "λ schedule" in text and "not a prediction of this run" in text
-    assert "not a prediction" not in theory_cli.theory_text(parse_config(DOC), legend=False)
+def test_a_loop_variant_gets_no_prediction() -> None:
+    """The plain loop's numbers would describe another run: a variant or a λ schedule is refused."""
+    from genloop.errors import ConfigError
+
+    for variant in ({"kind": "plain", "lam_schedule": [0.5, 1.0]}, {"kind": "biased", "temperature": 0.8}):
+        doc = {**DOC, "loop": {**DOC["loop"], "variant": variant}}
+        with pytest.raises(ConfigError, match="no prediction"):
+            theory_cli.theory_text(parse_config(doc), legend=False)
+    assert "no prediction" not in theory_cli.theory_text(parse_config(DOC), legend=False)

@@ -44,6 +44,14 @@ def config_theory(cfg: RunConfig, *, progress: bool = False) -> TheoryResult:
             f"genloop theory does not support model {cfg.model.name!r}; supported models: {', '.join(SUPPORTED_MODELS)} "
             "(neural families fine-tune for a fixed budget, a map the theory does not model: no prediction)"
         )
+    variant = _variant_description(cfg)
+    if variant:
+        # The plain loop's numbers would describe another run than the one configured.
+        raise ConfigError(
+            f"no prediction: this config runs {variant}, which changes the retraining map; genloop theory "
+            "predicts the paper's loop (every scheme, no variant). The Gaussian laws of the variants are in "
+            "genloop.theory.variants (docs/variants.md)"
+        )
     key = _key(cfg)
     if key in _CACHE:
         return _CACHE[key]
@@ -100,11 +108,6 @@ def theory_text(
         f"of Lε: λ < {r0['free_lambda_max']:.4g}. The exact rate (column \"rate\") is < 1 for every finite λ.",
     ]
     lines += [f"note: {note}" for note in res.notes]
-    variant = _variant_description(cfg)
-    if variant:
-        lines.append(f"note: this config runs {variant}, which changes the retraining map: the rows below are the "
-                     "plain loop's, not a prediction of this run (genloop.theory.variants has laws for some variants "
-                     "on a Gaussian; docs/variants.md)")
     if any(math.isinf(lam) for lam in cfg.loop.lambdas) and cfg.model.name == "gaussian" \
             and cfg.loop.scheme in ("replace", "fresh"):
         lines.append(_collapse_line(cfg, res.d))
