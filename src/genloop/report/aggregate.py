@@ -58,8 +58,9 @@ def plot_aggregate(summary, metric: str, path: Path) -> Path:  # noqa: ANN001 - 
 
 
 def section_aggregate(folder: Path, png: Callable[[str], Path], figure: Callable[[Path, str], str],
-                      table: Callable[[list[dict]], str]) -> str:
-    """HTML: a figure per metric, the verdict table and links to the tables next to the report."""
+                      table: Callable[[list[dict]], str], predicted: dict[float, str] | None = None) -> str:
+    """HTML: a figure per metric, the verdict table (with the theory's verdict per λ where
+    ``predicted`` gives one) and links to the tables next to the report."""
     data = tidy(folder)
     if data.empty:
         return "<p class=\"note\">no metric values recorded (yet)</p>"
@@ -72,7 +73,8 @@ def section_aggregate(folder: Path, png: Callable[[str], Path], figure: Callable
     rows = [{"cell": v.cell or "-", "λ": _lam_label(v.lam), "verdict": v.verdict,
              f"gap to λ=0 ({v.metric})": f"{v.gap:+.3g} [{v.gap_low:+.3g}, {v.gap_high:+.3g}]",
              "slope per generation": f"{v.slope:+.3g} [{v.slope_low:+.3g}, {v.slope_high:+.3g}]",
-             "generations": f"{v.window[0]}–{v.window[1]}", "seeds": v.seeds} for v in verdicts(data)]
+             "generations": f"{v.window[0]}–{v.window[1]}", "seeds": v.seeds,
+             **({"predicted (theory)": predicted.get(v.lam, "-")} if predicted else {})} for v in verdicts(data)]
     if rows:
         parts.append("<h3>Stability verdict per λ</h3>")
         parts.append("<p class=\"note\">collapsing: significantly worse than λ = 0 and still worsening; drifting: "

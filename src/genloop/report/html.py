@@ -237,7 +237,23 @@ def _section_aggregate(ctx: _Context) -> str:
 
     if ctx.single:
         return _note("one run: nothing to aggregate over seeds (its metrics are below)")
-    return section_aggregate(ctx.folder, ctx.png, _figure, html_table)
+    return section_aggregate(ctx.folder, ctx.png, _figure, html_table, predicted=_predicted_verdicts(ctx))
+
+
+def _predicted_verdicts(ctx: _Context) -> dict[float, str]:
+    """λ → the theory's verdict, where the theory covers this config (shared, cached computation)."""
+    from genloop.theory.report import SUPPORTED_MODELS
+
+    if not ctx.theory or ctx.cfg is None or ctx.cfg.model.name not in SUPPORTED_MODELS:
+        return {}
+    from genloop.theory.cli import config_theory
+
+    try:
+        rows = config_theory(ctx.cfg).rows
+    except GenloopError as exc:
+        log.info("no predicted verdicts: %s", exc)
+        return {}
+    return {float(row["lam"]): str(row["verdict"]) for row in rows if row.get("verdict")}
 
 
 def _section_losses(ctx: _Context) -> str:
