@@ -317,3 +317,18 @@ def test_sidecar_preconditioning_must_match_the_model(tmp_path) -> None:
     torch.testing.assert_close(_probe(loaded.net_), _probe(net), rtol=1e-5, atol=1e-5)
     with pytest.raises(ConfigError, match="set the model option precond: vp"):
         make_model("edm", network={**opts, "preset": "edm-cifar10-uncond-vp"}).load_init(tmp_path / "vp.safetensors")
+
+
+def test_run_loop_can_take_the_checkpoint_as_generation_0(tmp_path) -> None:
+    from genloop.loop.engine import run_loop
+
+    ckpt = _net("ddpm", seed=4)
+    torch.save(ckpt.state_dict(), tmp_path / "ddpm.ckpt")
+    X = np.tanh(np.random.default_rng(0).normal(size=(16, *SHAPE)))
+    opts = dict(network={"kind": "ddpm", **SMALL}, sample_steps=2, train={"samples": 16, "batch_size": 8, "device": "cpu"})
+    model = make_model("ddpm", **opts, init=str(tmp_path / "ddpm.ckpt"))
+    records = list(run_loop(model, X, lam=1, generations=1, train_generation_0=False))
+    torch.testing.assert_close(_probe(records[0].model.net_), _probe(ckpt), rtol=0, atol=0)  # as it is
+    assert not torch.allclose(_probe(records[1].model.net_), _probe(ckpt))  # generation 1 fine-tuned it
+    with pytest.raises(ConfigError, match="init: PATH"):
+        next(run_loop(make_model("ddpm", **opts), X, lam=1, generations=1, train_generation_0=False))

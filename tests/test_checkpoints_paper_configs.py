@@ -42,6 +42,7 @@ def test_paper_config_is_the_paper_recipe(name: str) -> None:
     assert cfg.loop.generations == 20 and cfg.loop.scheme == "replace" and cfg.loop.retrain == "finetune"
     assert cfg.loop.lambdas == [0, 0.001, 0.1, 0.5, 1, math.inf]
     assert cfg.loop.n_eval == 50_000 and cfg.loop.eval_against == "train"
+    assert cfg.loop.train_generation_0 is False  # generation 0 is the public checkpoint as it is
     assert opts["train"]["finetune_samples"] == 50_000  # the paper's fine-tuning budget per generation
     assert opts["train"]["carry_over"] == ["ema_as_weights"]  # the official transfer path
     assert [m["name"] for m in cfg.metrics] == ["fid", "prdc"]
@@ -114,5 +115,24 @@ def test_paper_config_runs_one_toy_generation(tmp_path: Path, name: str) -> None
     rows = [json.loads(line) for line in (tmp_path / "exp" / "lam=1" / "seed=0" / "metrics.jsonl").read_text().splitlines()]
     assert [r["generation"] for r in rows] == [0, 1]
     assert [(r["n_real"], r["n_synthetic"]) for r in rows] == [(16, 0), (16, 16)]  # λ = 1 at generation 1
+    # generation 0 is the checkpoint itself (loop.train_generation_0: false); generation 1 trained
+    from genloop.models.io import load_model
+
+    run = tmp_path / "exp" / "lam=1" / "seed=0" / "checkpoints"
+    written = build_network(NetworkConfig(kind=kind, preset=cfg.model.options["network"]["preset"],
+                                          attn_resolutions=(res // 2,), **TOY_NET),
+                            (3, res, res), generator=torch.Generator().manual_seed(0)).state_dict()
+    gen0, gen1 = load_model(run / "gen_0000"), load_model(run / "gen_0001")
+    assert all(torch.equal(gen0.net_.state_dict()[k], v) for k, v in written.items())
+    assert not all(torch.equal(gen1.net_.state_dict()[k], v) for k, v in written.items())
     if res == 16:
         assert all(math.isfinite(r["fid"]) and r["fid"] > 0 for r in rows)
+
+
+def test_train_generation_0_false_without_init_is_refused_before_anything_is_written(tmp_path: Path, capsys) -> None:
+    _fake_cifar(tmp_path / "cifar", per_batch=4)
+    argv = ["run", str(EXAMPLES / "paper_ddpm_cifar10.yaml"), "--out", str(tmp_path / "exp"),
+            "--set", "model.init=null", "--set", f"data.path={tmp_path / 'cifar'}", "--set", "data.n=16"]
+    assert main(argv) == 2
+    assert "train_generation_0: false needs a model started from a checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "exp").exists()

@@ -120,6 +120,12 @@ class LoopConfig(_Strict):
         description="how the synthetic half is made: {kind: plain | curated | corrected | biased | mixture, ...} "
         "(docs/variants.md)",
     )
+    # issue 12 (checkpoints as generation 0): false makes generation 0 the model's `init`
+    # checkpoint evaluated as it is, without training (the paper's image runs)
+    train_generation_0: bool = Field(
+        default=True,
+        description="false: generation 0 is the model's init checkpoint, evaluated without training",
+    )
 
     @field_validator("lambdas", mode="before")
     @classmethod

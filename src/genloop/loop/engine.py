@@ -141,6 +141,7 @@ def run_loop(
     checkpoint_every: int = 200_000,
     variant: VariantConfig | Mapping[str, Any] | str | None = None,
     load_model: Callable[[int], GenerativeModel] | None = None,
+    train_generation_0: bool = True,
 ) -> Iterator[GenerationRecord]:
     """Iteratively retrain ``model`` on mixes of ``real`` and its own samples.
 
@@ -172,6 +173,8 @@ def run_loop(
             name, or None for the paper's loop (``plain``). Its ``lam_schedule`` sets λ_t.
         load_model: ``generation -> fitted model`` (e.g. ``RunStore.load_model``), used on resume
             by the ``mixture`` variant to recover the models of earlier generations.
+        train_generation_0: ``False`` makes generation 0 the model's ``init`` checkpoint as it
+            is (``model.load_init``), evaluated without training, as the paper's image runs.
 
     Yields:
         one :class:`GenerationRecord` per generation, in order.
@@ -191,6 +194,10 @@ def run_loop(
     if scheme == "fresh" and (source is None or not source.infinite):
         raise ConfigError("scheme 'fresh' needs a data source that can draw new samples (an infinite source)")
     prototype = _resolve_model(model)
+    if not train_generation_0 and not (hasattr(prototype, "load_init") and getattr(prototype, "init", None)):
+        raise ConfigError(
+            "loop.train_generation_0: false needs a model started from a checkpoint (the model option init: PATH)"
+        )
     metric_objs = _resolve_metrics(metrics)
     heldout = real if heldout is None else check_array(heldout, name="held-out data")
     n = real.shape[0]
@@ -249,9 +256,12 @@ def run_loop(
         learner = prototype.clone()
         if checkpoint_dir is not None and hasattr(learner, "enable_training_checkpoints"):
             learner.enable_training_checkpoints(Path(checkpoint_dir) / f"gen_{t:04d}", every_samples=checkpoint_every)
-        fitted = learner.fit(
-            X, rng=stage_rng(seed, t, "fit"), init=prev if (retrain == "finetune" and prev is not None) else None
-        )
+        if t == 0 and not train_generation_0:  # issue 12: the init checkpoint itself is generation 0
+            fitted = learner.load_init(event_shape=tuple(int(s) for s in X.shape[1:]))
+        else:
+            fitted = learner.fit(
+                X, rng=stage_rng(seed, t, "fit"), init=prev if (retrain == "finetune" and prev is not None) else None
+            )
         timings["fit"] = time.perf_counter() - tf
         te = time.perf_counter()
         values: dict[str, float] = {}

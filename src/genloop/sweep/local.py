@@ -113,6 +113,8 @@ def check_experiment(cfg: RunConfig, out: Path | None = None, *, jobs: int = 1,
         raise ConfigError(f"data set {cfg.data.name!r} has {rows} samples; data.n={cfg.data.n} is more")
     n_heldout = _heldout_size(cfg, source, rows)
     model.check_data(event_shape, cfg.data.n)
+    if not cfg.loop.train_generation_0 and not getattr(model, "init", None):  # issue 12
+        raise ConfigError("loop.train_generation_0: false needs a model started from a checkpoint (model.init: PATH)")
     for metric in metrics:
         metric.check_ready(event_shape)
     if check_resources and out is not None:
@@ -232,6 +234,7 @@ def execute_run(cfg: RunConfig, spec: RunSpec, *, progress: ProgressFn | None = 
             checkpoint_every=cfg.output.training_checkpoint_every,
             variant=cfg.loop.variant,
             load_model=store.load_model,
+            train_generation_0=cfg.loop.train_generation_0,
         )
         last_line: dict[str, Any] = {}
         tracker = None
