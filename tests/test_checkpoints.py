@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import builtins
 import json
-import os
 import pickle
 import subprocess
 import sys

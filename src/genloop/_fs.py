@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -44,17 +45,23 @@ def finish(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (unique temporary file, fsync, ``os.replace``)."""
+def atomic_write_with(path: Path, write: Callable[[Path], object], suffix: str = ".tmp") -> None:
+    """Atomically create ``path`` with ``write(tmp)``, a function that writes a file at ``tmp``
+    (e.g. ``safetensors.save_file``, ``np.save``, an image writer): unique temporary name,
+    ordinary file mode, fsync, ``os.replace``; the temporary file is removed on failure."""
     path = Path(path)
-    tmp = temp_path(path)
+    tmp = temp_path(path, suffix=suffix)
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
+        write(tmp)
         finish(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (unique temporary file, fsync, ``os.replace``)."""
+    atomic_write_with(path, lambda tmp: tmp.write_bytes(data))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -64,14 +71,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_save_npy(path: Path, arr: np.ndarray) -> None:
     """Save ``arr`` as ``.npy`` (no pickle) to ``path`` atomically."""
-    path = Path(path)
-    tmp = temp_path(path, suffix=".tmp.npy")
-    try:
-        np.save(tmp, np.ascontiguousarray(arr), allow_pickle=False)
-        finish(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_with(path, lambda tmp: np.save(tmp, np.ascontiguousarray(arr), allow_pickle=False), suffix=".tmp.npy")
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -129,13 +129,12 @@ class FeatureStats:
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        save_file({"mean": self.mean, "scatter": self.scatter, "n": np.array([self.n], dtype=np.int64)}, str(tmp))
-        os.replace(tmp, path)
+        from genloop._fs import atomic_write_text, atomic_write_with
+
+        arrays = {"mean": self.mean, "scatter": self.scatter, "n": np.array([self.n], dtype=np.int64)}
+        atomic_write_with(path, lambda tmp: save_file(arrays, str(tmp)))
         info = {"dim": self.dim, "n": self.n, **(meta or {})}
-        tmp_json = path.with_name(path.name + f".json.tmp{os.getpid()}")
-        tmp_json.write_text(json.dumps(info, indent=1))
-        os.replace(tmp_json, path.with_name(path.name + ".json"))
+        atomic_write_text(path.with_name(path.name + ".json"), json.dumps(info, indent=1))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> FeatureStats:
@@ -368,9 +367,10 @@ def save_fid_npz(path: str | os.PathLike[str], stats: FeatureStats) -> Path:
     if path.suffix != ".npz":
         raise DataError(f"statistics files end in .npz (pytorch-fid's format), got {str(path)!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + f".tmp{os.getpid()}.npz")
-    np.savez(tmp, mu=stats.mean, sigma=stats.cov, n=np.array(stats.n, dtype=np.int64))
-    os.replace(tmp, path)
+    from genloop._fs import atomic_write_with
+
+    atomic_write_with(path, lambda tmp: np.savez(tmp, mu=stats.mean, sigma=stats.cov, n=np.array(stats.n, dtype=np.int64)),
+                      suffix=".tmp.npz")
     return path
 
 

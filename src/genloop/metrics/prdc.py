@@ -477,7 +477,6 @@ def _prdc_block(
     found as ``|E - w/2| <= w/2`` in the few rows (columns) whose minimum says they hold one, and
     decided exactly. Row and column minima (fast reductions) give precision, coverage and recall.
     """
-    n_entries = (i1 - i0) * (c1 - c0)
     for level, dt in enumerate(ladder):
         Fw, sqF, tF, _ = F_.work(dt)
         Rw, sqR, tR, tR_max = R.work(dt)

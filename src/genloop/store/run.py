@@ -362,18 +362,13 @@ class RunStore:
 
     def write_grid(self, generation: int, images: np.ndarray) -> Path:
         """Save an 8-wide PNG grid of ``images`` (in [-1, 1]) as ``grids/gen_XXXX.png``."""
-        from genloop._fs import finish, temp_path
+        from genloop._fs import atomic_write_with
         from genloop.report.grids import save_sample_grid
 
         (self.path / "grids").mkdir(exist_ok=True)
         path = self._gen("grids", generation, ".png")
-        tmp = temp_path(path, suffix=".tmp.png")
-        try:
-            save_sample_grid(images, tmp, nrow=8, scale=max(1, 64 // images.shape[-1]))
-            finish(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        atomic_write_with(path, lambda tmp: save_sample_grid(images, tmp, nrow=8, scale=max(1, 64 // images.shape[-1])),
+                          suffix=".tmp.png")
         return path
 
     def truncate_to(self, generation: int) -> None:

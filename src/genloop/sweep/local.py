@@ -166,7 +166,15 @@ def prepare_experiment(cfg: RunConfig, out: Path, *, resume: bool) -> list[RunSp
 
 
 def _comparable(doc: dict[str, Any]) -> dict[str, Any]:
-    """A config without what may change on resume: generations, tracking, resources."""
+    """A config without what may change on resume: generations, tracking, resources.
+
+    The document is re-validated first, so a config stored by an older genloop (which did not
+    write options added since, at their defaults) compares equal to the same config today.
+    """
+    try:
+        doc = parse_config(doc).resolved()
+    except ConfigError:  # no longer valid: compare it as written (it will differ)
+        pass
     doc = yaml.safe_load(yaml.safe_dump(doc))
     doc.get("loop", {}).pop("generations", None)
     for key in ("tracking", "resources"):  # how a run is observed and scheduled, not what it computes
@@ -290,8 +298,13 @@ def _execute_in_child(doc: dict[str, Any], spec: RunSpec, check_disk: bool) -> t
         os._exit(exc.code if isinstance(exc.code, int) else 1)
 
 
-def _init_worker(threads: int, parent_pid: int) -> None:
-    """Worker initializer: die with the parent, stop cleanly on SIGTERM, share the cores.
+def _init_worker(threads: int, parent_pid: int, counter: Any = None) -> None:
+    """Worker initializer: die with the parent, take a GPU of its own, stop cleanly on SIGTERM,
+    share the cores.
+
+    On a machine with GPUs, worker i (numbered by ``counter``, a shared integer) sees only GPU
+    i mod (number of GPUs) through ``CUDA_VISIBLE_DEVICES``, so ``--jobs N`` spreads the runs
+    over the GPUs instead of stacking them on the first.
 
     A worker whose parent is gone (killed) must not take queued runs nor wait forever: on
     Linux the kernel sends it SIGTERM when the parent dies (``PR_SET_PDEATHSIG``), elsewhere a
@@ -304,6 +317,13 @@ def _init_worker(threads: int, parent_pid: int) -> None:
     # with SIGTERM, so each run is marked stopped exactly once.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent_pid)
+    if counter is not None:
+        with counter.get_lock():
+            index = counter.value
+            counter.value += 1
+        from genloop.models.neural.distributed import pin_job_to_gpu
+
+        pin_job_to_gpu(index)  # before anything starts CUDA in this process
     _limit_threads(threads)
     # Last: a SIGTERM while still importing (no run started) just ends the worker.
     signal.signal(signal.SIGTERM, _exit_on_signal)
@@ -431,8 +451,9 @@ def _run_in_processes(tasks: list[Task], *, jobs: int, threads_per_job: int | No
     # are running can deadlock inside them.
     threads = max(1, (os.cpu_count() or 1) // jobs) if threads_per_job is None else threads_per_job
     done: set[RunSpec] = set()
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(threads, os.getpid()))
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker,
+                               initargs=(threads, os.getpid(), context.Value("i", 0)))
     try:
         futures = [pool.submit(_execute_in_child, cfg.resolved(), spec, check_disk) for cfg, spec in tasks]
         for fut in as_completed(futures):

@@ -161,12 +161,11 @@ def load_or_train_classifier(
         return net.eval(), meta
     net, meta = train_classifier(dataset, seed)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = weights.with_name(weights.name + f".tmp{os.getpid()}")
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
-    os.replace(tmp, weights)
-    tmp_meta = meta_path.with_name(meta_path.name + f".tmp{os.getpid()}")
-    tmp_meta.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp_meta, meta_path)
+    from genloop._fs import atomic_write_text, atomic_write_with
+
+    state = {k: v.contiguous() for k, v in net.state_dict().items()}
+    atomic_write_with(weights, lambda tmp: save_file(state, str(tmp)))
+    atomic_write_text(meta_path, json.dumps(meta, indent=1))
     return net, meta
 
 

@@ -39,6 +39,7 @@ from typing import Any
 
 import torch
 
+from genloop._fs import atomic_write_with
 from genloop.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -245,12 +246,8 @@ def convert_edm_pickle(src: str | os.PathLike[str], dst: str | os.PathLike[str],
     meta = {"format": WEIGHTS_FORMAT, "source": "edm-pkl", "source_file": Path(src).name, "key": key,
             **edm_architecture(record)}
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    save_file({k: v.to(torch.float32 if v.is_floating_point() else v.dtype).contiguous() for k, v in state.items()}, str(tmp))
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)  # safetensors writes 0600; the sidecar and everything else get 0666 - umask
-    os.replace(tmp, dst)
+    tensors = {k: v.to(torch.float32 if v.is_floating_point() else v.dtype).contiguous() for k, v in state.items()}
+    atomic_write_with(dst, lambda tmp: save_file(tensors, str(tmp)))  # ordinary mode (safetensors: 0600)
     sidecar = dst.with_suffix(".json")
     sidecar.write_text(json.dumps(meta, indent=1))
     return dst, sidecar

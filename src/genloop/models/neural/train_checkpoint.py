@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from genloop._fs import atomic_write_with
 from genloop.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -135,23 +135,6 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def _file_mode() -> int:
-    """0666 less the umask: the mode ``open`` gives every other file of a run folder
-    (safetensors writes 0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _write_atomic(path: Path, write) -> None:  # noqa: ANN001 - write(tmp_path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.chmod(tmp, _file_mode())
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def save_train_checkpoint(
     ckpt: TrainCheckpointing,
     *,
@@ -164,7 +147,7 @@ def save_train_checkpoint(
     directory.mkdir(parents=True, exist_ok=True)
     stem = f"step-{int(step):09d}"
     st_path = directory / f"{stem}.safetensors"
-    _write_atomic(st_path, lambda tmp: save_file(tensors, str(tmp)))
+    atomic_write_with(st_path, lambda tmp: save_file(tensors, str(tmp)))
     doc = {"format": FORMAT, "step": int(step), "tensors": st_path.name, "tensors_bytes": st_path.stat().st_size, **meta}
     data = json.dumps(doc, indent=1).encode()
 
@@ -172,7 +155,7 @@ def save_train_checkpoint(
         with open(tmp, "wb") as fh:
             fh.write(data)
 
-    _write_atomic(directory / f"{stem}.json", write_json)
+    atomic_write_with(directory / f"{stem}.json", write_json)
     for old in _complete(directory)[: -ckpt.keep]:
         for p in directory.glob(f"step-{old:09d}.*"):
             p.unlink(missing_ok=True)
@@ -185,7 +168,7 @@ def save_rank_streams(ckpt: TrainCheckpointing, step: int, rank: int, tensors: d
     the main file). Written before rank 0 writes the JSON that completes the checkpoint."""
     ckpt.directory.mkdir(parents=True, exist_ok=True)
     path = ckpt.directory / f"step-{int(step):09d}.rank{int(rank)}.safetensors"
-    _write_atomic(path, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp)))
+    atomic_write_with(path, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp)))
 
 
 def load_rank_streams(ckpt: TrainCheckpointing, step: int, rank: int) -> dict[str, torch.Tensor]:
