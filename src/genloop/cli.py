@@ -24,13 +24,6 @@ EXIT_BAD_INPUT = 2
 _COMMAND_MODULES: tuple[str, ...] = ("genloop.models.convert_cli", "genloop.metrics.eval_cli")
 
 
-def _progress_bar(total: int, desc: str, *, quiet: bool, unit: str = "gen"):  # noqa: ANN202 - tqdm type
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
-                disable=True if quiet else None, leave=True)
-
-
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
