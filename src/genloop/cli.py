@@ -244,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _sigterm(signum: int, frame: object) -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second one must not cut the clean-up short
     raise SystemExit(128 + signum)
 
 

@@ -330,6 +330,12 @@ def _init_worker(threads: int, parent_pid: int, counter: Any = None) -> None:
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:
+    """SIGTERM in a worker: stop once. Further SIGTERMs (the parent-death signal and the
+    watcher can both send one) are ignored, so they cannot interrupt the clean-up that marks
+    the run stopped."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise SystemExit(128 + signum)
 
 
