@@ -77,9 +77,21 @@ def init_from_env(backend: str | None = None) -> World:
     if backend == "nccl":
         torch.cuda.set_device(local_rank)
     dist.init_process_group(backend=backend)
+    # Tear the group down at exit: a gloo group still alive when the interpreter finalises can
+    # abort the process ("terminate called without an active exception", exit -6).
+    import atexit
+
+    atexit.register(_destroy_process_group)
     w = world()
     log.info("distributed training: rank %d of %d (%s)", w.rank, w.size, backend)
     return w
+
+
+def _destroy_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def barrier() -> None:
