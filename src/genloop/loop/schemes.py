@@ -1,6 +1,6 @@
 """How each generation's training set is assembled (the paper's Algorithm 1 and its variants).
 
-λ (``lam``) is the ratio of synthetic to real samples (DESIGN.md §2.1): with n real samples a
+λ (``lam``) is the ratio of synthetic to real samples (docs/theory.md): with n real samples a
 generation t >= 1 draws ⌊λ·n⌋ synthetic samples from the previous model. λ = ∞ (fully
 synthetic) means n samples of the previous model and no real data at all.
 

@@ -1,6 +1,6 @@
 """The protocol of metrics: ``metric(generated, real) -> dict[str, float]``.
 
-Generated samples come first, real second (DESIGN.md §3). A metric may cache statistics of the
+Generated samples come first, real second. A metric may cache statistics of the
 real data in :meth:`Metric.prepare`, which the loop calls once per run with the held-out real
 set; ``__call__`` must give the same numbers whether or not ``prepare`` ran. Metrics that need
 the fitted model (held-out likelihood) set ``requires_model = True`` and receive it as

@@ -6,7 +6,7 @@ nearest other real feature; precision is the fraction of generated features insi
 the fraction of real features inside the generated manifold (balls around generated features).
 **Density / coverage** (Naeem et al. 2020, Eq. 3–4): density = ``1/(kM) sum_j sum_i
 1[f_j in B(r_i, NND_k(r_i))]``; coverage = fraction of real ``r_i`` whose ball contains at
-least one generated feature. The paper uses k = 3 (DESIGN.md §2.3).
+least one generated feature. The paper uses k = 3 (docs/theory.md).
 
 **Boundary convention.** ``boundary="closed"`` (default) counts a point exactly on a sphere as
 inside (``d <= r``, the definition of Kynkäänniemi et al. and Naeem et al.);

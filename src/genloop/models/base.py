@@ -1,4 +1,4 @@
-"""The protocol every generative model family implements (DESIGN.md §3).
+"""The protocol every generative model family implements.
 
 A model keeps its hyper-parameters as constructor arguments stored under the same attribute
 names (as in scikit-learn), learns with :meth:`GenerativeModel.fit`, draws with

@@ -1,6 +1,6 @@
 """A multivariate Gaussian fitted in closed form: the model of the paper's Gaussian collapse.
 
-Refitting a Gaussian to ``n`` of its own samples (the fully synthetic loop, DESIGN.md §2.2)
+Refitting a Gaussian to ``n`` of its own samples (the fully synthetic loop, docs/theory.md)
 multiplies its standard deviation by independent random factors. With the unbiased estimator
 (``ddof = 1``) the 1-D standard deviation satisfies E[sigma_t] = c4(n)^t sigma_0 with
 c4(n) = sqrt(2/(n-1)) Gamma(n/2) / Gamma((n-1)/2) < 1; with the maximum-likelihood estimator
@@ -32,7 +32,7 @@ class GaussianModel(GenerativeModel):
     ``mean_ = X.mean(0)`` and ``covariance_ = np.cov(X.T, ddof=ddof) + reg_covar * I`` with
     ``ddof = 0`` for ``estimator="mle"`` (divide by n, the maximum-likelihood estimate) and
     ``ddof = 1`` for ``estimator="unbiased"`` (divide by n - 1). The paper's Gaussian collapse
-    (Section 2.2; DESIGN.md §2.2) is this model refitted on its own samples.
+    (Section 2.2 of the paper; docs/theory.md) is this model refitted on its own samples.
 
     Warm start does not apply: the fit is a closed form of the data alone, so ``init`` is
     accepted (and never touched) but ignored, and fine-tuning equals training from scratch.

@@ -1,7 +1,7 @@
 """Predicted against observed parameter trajectories: the distance of θ_t to θ* per generation.
 
 θ* is the maximum-likelihood fit of the run's real training data (``sweep.real_data(cfg,
-seed).train``): the fixed point of the retraining map G_λ (DESIGN.md §2.2). For every run of
+seed).train``): the fixed point of the retraining map G_λ (docs/theory.md). For every run of
 an experiment folder the checkpoints θ_0 … θ_T are read back and compared with θ*.
 
 Distances (all *squared*, so that seed averages are unbiased estimates of expectations):

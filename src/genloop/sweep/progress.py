@@ -68,6 +68,13 @@ def generation_work(cfg: RunConfig, lam: float, generation: int) -> float:
     return run_work(cfg, lam, generation, generation)
 
 
+def _line(text: str) -> None:
+    """One progress line on stderr (when there is no bar), through tqdm so it never tears a bar."""
+    from tqdm import tqdm
+
+    tqdm.write(text, file=sys.stderr)
+
+
 @dataclass
 class _Run:
     cfg: Any
@@ -148,8 +155,8 @@ class SweepProgress:
         self._bar.update(work)
         self._postfix()
         if self.plain:
-            print(f"genloop: {spec.label} generation {record.generation}/{run.cfg.loop.generations} done "
-                  f"in {record.seconds:.1f} s", file=sys.stderr, flush=True)
+            _line(f"genloop: {spec.label} generation {record.generation}/{run.cfg.loop.generations} done "
+                  f"in {record.seconds:.1f} s")
 
     def run_done(self, spec: RunSpec) -> None:
         """Called when a run finishes (every executor)."""
@@ -163,7 +170,7 @@ class SweepProgress:
             self.complete += 1
             self._postfix()
         if self.plain and self.parallel:
-            print(f"genloop: {spec.label} finished ({self.complete}/{self.runs} runs)", file=sys.stderr, flush=True)
+            _line(f"genloop: {spec.label} finished ({self.complete}/{self.runs} runs)")
 
     def close(self) -> None:
         if self._bar is not None:

@@ -1,4 +1,4 @@
-"""Closed forms and estimators of the stability theory of iterative retraining (DESIGN.md §2.2).
+"""Closed forms and estimators of the stability theory of iterative retraining (docs/theory.md).
 
 * :mod:`genloop.theory.gaussian` — Gaussian collapse under fully synthetic refitting.
 * :mod:`genloop.theory.expfam` — exponential families in the mixed (replace) loop.

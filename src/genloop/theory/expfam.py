@@ -1,4 +1,4 @@
-"""Mixed retraining of exponential families (DESIGN.md §2.2, refining the paper's Theorems 1-2).
+"""Mixed retraining of exponential families (docs/theory.md; refining the paper's Theorems 1-2).
 
 For an exponential family p_η(x) ∝ h(x) exp(<θ(η), T(x)>) fitted by maximum likelihood, the
 fit is moment matching in the *mean parameters* η = E_p[T(x)]: the fitted η is the (weighted)
@@ -21,7 +21,7 @@ Cov[ξ_t | η_t] = Cov_{η_t}(T)/m. Hence, *exactly*, E[e_t] = a^t e_0 and
 
 * Constant Cov(T) (a Gaussian mean with known covariance s²): the stationary covariance is
   a² s²/(m(1-a²)) = m s² / (n(n+2m)), and from e_0 = 0, Cov(e_t) = (1 - a^{2t}) of it.
-  With m = λn this is λ/(n(1+2λ)) s², the formula of DESIGN.md §2.2.
+  With m = λn this is λ/(n(1+2λ)) s², the first-order formula (docs/theory.md).
 * Gaussian with mean and covariance fitted by MLE (genloop's ``gaussian`` model, estimator
   ``"mle"``): E[Σ_t] = Σ_real - Cov(μ_t) exactly (the second moment is a mean parameter too),
   so C_{t+1} = b C_t + (a²/m) Σ_real with b = a²(1 - 1/m): C_∞ = m Σ_real/(n(n+2m) + m) and

@@ -1,6 +1,6 @@
 """The exact local rate of iterative retraining and the paper's Theorem 1/2 quantities.
 
-Retraining map (paper, Section 3; DESIGN.md §2.2), for a density model p_θ with data p_data:
+Retraining map (paper, Section 3; docs/theory.md), for a density model p_θ with data p_data:
 
     G_λ(θ') = argmax_θ  E_{p_data}[log p_θ(x)] + λ E_{x~p_θ'}[log p_θ(x)].
 
@@ -797,7 +797,7 @@ def linearized_stationary_covariance(A: np.ndarray, B: np.ndarray, n: int, m: in
     Linearising the finite-sample replace loop (λ_eff = m/n): θ_{t+1} - θ̂ ≈ J(θ_t - θ̂) +
     λ_eff (A + λ_eff B)^{-1} ḡ_t with ḡ_t the mean score of m draws of p_θ* (Cov B/m); the
     stationary covariance solves Σ = JΣJᵀ + Q (discrete Lyapunov). For A = B it is exactly
-    m/(n(n+2m)) B^{-1} ≈ λ/(n(1+2λ)) B^{-1} (DESIGN.md §2.2). Refines the paper's Theorem 2.
+    m/(n(n+2m)) B^{-1} ≈ λ/(n(1+2λ)) B^{-1} (docs/theory.md). Refines the paper's Theorem 2.
     """
     A, B = _check_AB(A, B)
     if m == 0:

@@ -1,7 +1,7 @@
 """Feature extractors for image metrics, selectable by name (``raw``, ``inception``, ``classifier``).
 
 An extractor maps a batch of samples ``(n, *shape)`` to feature vectors ``(n, dim)``. Fréchet
-distances and k-NN metrics are computed on these features (DESIGN.md §2.3: FID and
+distances and k-NN metrics are computed on these features (FID and
 precision/recall on Inception pool3 features). Each extractor has an :attr:`~FeatureExtractor.id`
 string that identifies it exactly (network, weights, version) and keys caches of real-data
 statistics.
