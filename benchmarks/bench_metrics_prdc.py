@@ -62,7 +62,7 @@ def run_large(n: int, d: int, k: int, batch_size: int, dtype: str) -> None:
 def compare(n: int, d: int, args: argparse.Namespace) -> None:
     import torch
 
-    from genloop.metrics.prdc import kth_nn_sq_distances, prdc
+    from genloop.metrics.prdc import kth_nn_sq_distances, prdc, resolve_dtype
 
     real, fake = make_features(n, d, 1), make_features(n, d, 2, shift=0.1)
     opts = {"k": args.k, "batch_size": args.batch_size, "dtype": args.dtype, "boundary": "open"}
@@ -85,7 +85,8 @@ def compare(n: int, d: int, args: argparse.Namespace) -> None:
         t_ref.append(time.perf_counter() - t)
         c_ref.append(time.process_time() - c)
     keys = list(ref)
-    print(f"\nPRDC, N={n} per side, d={d}, k={args.k}, {torch.get_num_threads()} threads, first pass {args.dtype}, "
+    print(f"\nPRDC, N={n} per side, d={d}, k={args.k}, {torch.get_num_threads()} threads, first pass {args.dtype} "
+          f"({resolve_dtype(args.dtype, torch.device('cpu'))} for the generated-vs-real pass, float32 or finer for the radii), "
           f"load average {load:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")  # fmt: skip
     print(f"{'method':<32}{'wall [s]':>10}{'CPU [s]':>10}" + "".join(f"{key:>12}" for key in keys))
     for label, tt, cc, vals in (("genloop", t_ours, c_ours, ours), ("genloop, real radii prepared", t_prep, c_prep, prepared),

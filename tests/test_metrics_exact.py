@@ -116,6 +116,37 @@ def test_prdc_batch_size_and_dtype_invariance_on_tied_data() -> None:
                 assert _values(got) == expected, (bs, dtype, boundary)
 
 
+def test_block_screen_finds_exactly_the_entries_below_each_threshold() -> None:
+    import torch
+
+    from genloop.metrics.prdc import _screen
+
+    rng = np.random.default_rng(11)
+    for shape in ((130, 200), (64, 64), (5, 3), (200, 130), (1, 70)):
+        D = torch.from_numpy(rng.random(shape).astype(np.float32))
+        for by_rows in (True, False):
+            thr = torch.from_numpy(rng.random(shape[0] if by_rows else shape[1]).astype(np.float32) * 0.05)
+            ii, jj, v, fraction = _screen(D, thr, by_rows=by_rows)
+            want = (D <= (thr[:, None] if by_rows else thr[None, :])).nonzero().tolist()
+            assert sorted(zip(ii.tolist(), jj.tolist())) == sorted(map(tuple, want)), (shape, by_rows)
+            assert torch.equal(v, D[ii, jj]) and 0.0 <= fraction <= 1.0
+
+
+def test_prdc_many_tiles_equal_the_definition_and_auto_dtype_on_any_cpu(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import genloop.metrics.prdc as prdc_module
+
+    rng = np.random.default_rng(12)
+    W = rng.normal(size=(6, 40))
+    real = np.abs(rng.normal(size=(2300, 6)) @ W).astype(np.float32)
+    fake = np.abs((rng.normal(size=(2100, 6)) + 0.2) @ W).astype(np.float32)
+    expected = _brute(fake.astype(np.float64), real.astype(np.float64), 3)
+    for fast_bf16, want in ((True, "bfloat16"), (False, "float32")):
+        monkeypatch.setattr(prdc_module, "_fast_bfloat16_cpu", lambda: fast_bf16)
+        assert prdc_module.resolve_dtype("auto", prdc_module.torch.device("cpu")) == want
+        for bs in (1024, 300):
+            assert _values(prdc(generated=fake, real=real, batch_size=bs, device="cpu")) == expected, (want, bs)
+
+
 def test_prdc_order_is_keyword_only_and_swapping_is_visible() -> None:
     rng = np.random.default_rng(5)
     real, fake = rng.normal(size=(200, 3)), rng.normal(size=(150, 3)) * 0.3  # collapsed generator

@@ -69,26 +69,44 @@ _LADDER = {"bfloat16": (torch.bfloat16, torch.float32, torch.float64), "float32"
            "float64": (torch.float64,)}  # fmt: skip
 #: real columns per tile of the main pass (tiles of batch_size x 2048 stay in cache)
 _TILE_COLUMNS = 2048
-#: a tile is redone in the next precision when more than this fraction of its rows and columns
-#: hold undecided entries
-_MAX_BAND_FRACTION = 0.05
+#: columns per chunk of the candidate screen (:func:`_screen`)
+_CHUNK = 64
+#: a tile is redone in the next precision when more than this fraction of its column chunks
+#: hold candidates (then the next precision's GEMM is cheaper than reading them all again)
+_MAX_CHUNK_FRACTION = 0.25
+
+
+def _fast_bfloat16_cpu() -> bool:
+    """Whether this CPU has bfloat16 dot-product units (AVX-512 BF16 or AMX), where torch's
+    bfloat16 GEMMs run ~2.3x faster than float32 (measured on 2 Zen 4 cores)."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> str:
-    """The working precision of the first pass for ``dtype`` (``"auto"``: float32).
+    """The working precision of the first pass for ``dtype``.
 
-    bfloat16 GEMMs are ~2.5x faster than float32 on CPUs with bf16 units, but the rigorous
-    rounding bound of bf16 inputs (``2 u = 2^-7`` relative) leaves a wide undecided band: on
-    realistic features most blocks are then redone in float32, so ``"auto"`` picks float32.
+    ``"auto"`` is bfloat16 on CPUs with bfloat16 units and float32 elsewhere (on GPUs untested).
+    The rigorous rounding bound of bfloat16 inputs (``2 u = 2^-7`` relative) leaves a few
+    undecided entries per row (~3.5 at k = 3, as many as are inside); they are found by a
+    screen of the block (:func:`_screen`) and decided on their exact distances, so the
+    faster GEMM wins at every feature dimension. Results are the same for every ``dtype``.
     """
     if dtype == "auto":
-        return "float32"
+        return "bfloat16" if device.type == "cpu" and _fast_bfloat16_cpu() else "float32"
     if dtype not in _TORCH_DTYPES:
         raise ConfigError(
             f"unknown distance dtype {dtype!r}; choose one of 'auto', 'bfloat16', 'float32', 'float64' "
             "(the results are the same for all: they set the speed of the first pass)"
         )
     return dtype
+
+
+def _radii_ladder(dtype: str, device: torch.device) -> tuple[torch.dtype, ...]:
+    """The precisions of the k-NN radii pass: as :func:`resolve_dtype`, but ``"auto"`` starts at
+    float32 there. The radii's candidate bound is looser than a known radius (it comes from a
+    window of rows), so in bfloat16 most blocks hold too many candidates and are redone."""
+    return _LADDER["float32" if dtype == "auto" else resolve_dtype(dtype, device)]
 
 
 def as_feature_tensor(X: object, name: str, device: torch.device | None = None) -> torch.Tensor:
@@ -114,7 +132,7 @@ def as_feature_tensor(X: object, name: str, device: torch.device | None = None) 
         t = t.to(torch.float32 if t.dtype in (torch.float16, torch.bfloat16) else torch.float64)
     if device is not None:
         t = t.to(device)
-    if t.numel() and not bool(torch.isfinite(t.abs().amax())):  # amax propagates NaN; one fast reduction
+    if t.numel() and not all(math.isfinite(float(v)) for v in torch.aminmax(t)):  # NaN propagates; one pass, no copy
         raise DataError(f"{name} features contain NaN or infinite values")
     return t
 
@@ -160,7 +178,7 @@ def _exact_sq_pairs(A: torch.Tensor, ia: torch.Tensor, B: torch.Tensor, ib: torc
     """Float64 ``sum_l (A[ia]_l - B[ib]_l)^2`` for index pairs, from the input values (chunked)."""
     d = A.shape[1]
     out = torch.empty(ia.shape[0], dtype=torch.float64, device=A.device)
-    step = max(1, (1 << 22) // max(d, 1))
+    step = max(1, (1 << 18) // max(d, 1))  # float64 temporaries of 2 MiB stay in cache
     for s in range(0, ia.shape[0], step):
         diff = A[ia[s : s + step]].double() - B[ib[s : s + step]].double()
         out[s : s + step] = (diff * diff).sum(dim=1)
@@ -223,6 +241,36 @@ def _sq_block(A: torch.Tensor, sqA: torch.Tensor, B: torch.Tensor, sqB: torch.Te
     return torch.addmm(sqB[None, :], A, B.T, alpha=-2.0).add_(sqA[:, None])
 
 
+def _screen(D: torch.Tensor, thr: torch.Tensor, by_rows: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """The entries ``(i, j, D_ij)`` of a block with ``D_ij <= thr_i`` (``by_rows``) or ``D_ij <= thr_j``.
+
+    The thresholds keep a few entries per row, and comparing plus compacting a whole block
+    (``nonzero`` over ~10^6 entries) costs more than a bfloat16 GEMM at d = 64. So the block is
+    screened first: the minimum of each run of ``_CHUNK`` entries along the row (or column) is
+    compared with that row's (column's) threshold, and only the runs that hold an entry are
+    gathered and tested entry by entry. Also returns the fraction of runs gathered.
+    """
+    r, c = D.shape
+    n, m = (r, c) if by_rows else (c, r)
+    full = m - m % _CHUNK
+    parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    fraction = 0.0
+    if full:
+        runs = D[:, :full].unflatten(1, (full // _CHUNK, _CHUNK)) if by_rows else D[:full].unflatten(0, (full // _CHUNK, _CHUNK))
+        lows = runs.amin(dim=2) if by_rows else runs.amin(dim=1).T  # (n, runs per line)
+        li, ri = (lows <= thr[:, None]).nonzero(as_tuple=True)
+        fraction = li.numel() / max(1, lows.numel())
+        vals = runs[li, ri] if by_rows else runs[ri, :, li]  # (gathered runs, _CHUNK)
+        f, o = (vals <= thr[li, None]).nonzero(as_tuple=True)
+        parts.append((li[f], ri[f] * _CHUNK + o, vals[f, o]))
+    if full < m:  # the last entries of each line, fewer than a run: tested directly
+        tail = D[:, full:] if by_rows else D[full:].T
+        li, oi = (tail <= thr[:, None]).nonzero(as_tuple=True)
+        parts.append((li, oi + full, tail[li, oi]))
+    line, pos, vals = (torch.cat(x) for x in zip(*parts))
+    return (line, pos, vals, fraction) if by_rows else (pos, line, vals, fraction)
+
+
 def _down(x: torch.Tensor, dt: torch.dtype) -> torch.Tensor:
     """``x`` (float64) in ``dt``, rounded so that the result is ``<= x``."""
     y = x.to(dt)
@@ -248,30 +296,33 @@ def _segment_kth(rows: torch.Tensor, vals: torch.Tensor, k: int, n: int) -> torc
 
 
 def _knn_bound(F: _Features, dt: torch.dtype, k: int, batch_size: int, window: int) -> torch.Tensor:
-    """Per row, an upper bound ``U`` on the working-precision distance of every point that can be
-    among its k+1 nearest: the (k+1)-th smallest distance within a window of ``window`` rows
-    around it, plus ``2 t_i + 2 t_max`` (rounded up)."""
-    Xw, sq, t, t_max = F.work(dt)
+    """Per row, an upper bound ``rho_i >= r_i^2`` (float64) on the squared k-NN radius: the
+    (k+1)-th smallest ``D~_iw + t_w`` over a window of ``window`` rows around it, plus ``t_i``
+    (each exact distance is at most ``D~_iw + t_i + t_w``). A point ``j`` can then be among the
+    k+1 nearest of ``i`` only if ``D~_ij <= rho_i + t_i + t_j``."""
+    Xw, sq, t, _ = F.work(dt)
     n = F.n
 
     def tile(i0: int) -> torch.Tensor:
         i1 = min(i0 + batch_size, n)
         w0 = max(0, min(i0, n - window))
-        D = _sq_block(Xw[i0:i1], sq[i0:i1], Xw[w0 : w0 + window], sq[w0 : w0 + window])
+        D = _sq_block(Xw[i0:i1], sq[i0:i1], Xw[w0 : w0 + window], sq[w0 : w0 + window]).double()
         r = torch.arange(i1 - i0, device=D.device)
         D[r, r + (i0 - w0)] = 0.0  # the exact self-distance
-        return D.topk(k + 1, dim=1, largest=False).values[:, -1].double()
+        D += t[None, w0 : w0 + window]
+        return D.topk(k + 1, dim=1, largest=False).values[:, -1]
 
-    U = torch.cat(_map_tiles(tile, range(0, n, batch_size), F.X.device))
-    return _up(U + 2.0 * t + 2.0 * t_max, sq.dtype)
+    rho = torch.cat(_map_tiles(tile, range(0, n, batch_size), F.X.device))
+    return rho + t
 
 
 def _knn_sq_radii(F: _Features, k: int, ladder: tuple[torch.dtype, ...], batch_size: int) -> torch.Tensor:
     """Exact squared k-NN radii of every row of ``F``.
 
-    Candidates: in every block on or above the diagonal, the entries below the row's (or, by
-    symmetry, the column's) bound from :func:`_knn_bound`; they provably include the k+1 nearest
-    (each working distance is within ``t_i + t_j`` of the exact one). Candidates whose lower
+    Candidates: in every block on or above the diagonal, the entries with
+    ``D~_ij <= rho_i + t_i + t_j`` for the row's (or, by symmetry, the column's) bound ``rho``
+    from :func:`_knn_bound`; they provably include the k+1 nearest (each working distance is
+    within ``t_i + t_j`` of the exact one). Candidates whose lower
     bound exceeds the row's (k+1)-th smallest upper bound are dropped; the rest are recomputed
     exactly and the (k+1)-th smallest is the radius. A block with too many candidates (a wide
     rounding band) is redone in the next precision of ``ladder``.
@@ -280,9 +331,7 @@ def _knn_sq_radii(F: _Features, k: int, ladder: tuple[torch.dtype, ...], batch_s
     if n <= k:
         raise DataError(f"k-NN radii with k={k} need more than {k} samples, got {n}")
     window = min(n, max(batch_size, k + 1, n // 8))
-    bounds: dict[torch.dtype, torch.Tensor] = {}
-    for dt in ladder[:1]:
-        bounds[dt] = _knn_bound(F, dt, k, batch_size, window)
+    bounds = {ladder[0]: _knn_bound(F, ladder[0], k, batch_size, window)}
     lock = threading.Lock()
 
     def bound(dt: torch.dtype) -> torch.Tensor:
@@ -300,17 +349,23 @@ def _knn_sq_radii(F: _Features, k: int, ladder: tuple[torch.dtype, ...], batch_s
             D = _sq_block(Xw[i0:i1], sq[i0:i1], Xw[j0:j1], sq[j0:j1])
             if j0 == i0:
                 D.fill_diagonal_(0.0)  # the exact self-distance
-            found = [(D <= U[i0:i1, None]).nonzero(as_tuple=True) + (False,)]
-            if j0 != i0:
-                found.append((D <= U[None, j0:j1]).nonzero(as_tuple=True) + (True,))
+            # screen with the block's largest t_j, then keep D~_ij <= rho_i + t_i + t_j per pair
+            row_thr = _up(U[i0:i1] + t[i0:i1] + float(t[j0:j1].max()), D.dtype)
+            found = [_screen(D, row_thr, by_rows=True) + (False,)]
+            if j0 != i0:  # the block below the diagonal, by symmetry
+                col_thr = _up(U[j0:j1] + t[j0:j1] + float(t[i0:i1].max()), D.dtype)
+                found.append(_screen(D, col_thr, by_rows=False) + (True,))
+            screened = max(f[3] for f in found)
             count = sum(f[0].numel() for f in found)
-            if level + 1 < len(ladder) and count > 0.02 * D.numel() + 64 * (i1 - i0 + j1 - j0):
+            if level + 1 < len(ladder) and (screened > _MAX_CHUNK_FRACTION or count > 0.02 * D.numel() + 64 * (i1 - i0 + j1 - j0)):
                 continue  # wide rounding band: redo the block in the next precision
             out = []
-            for ii, jj, by_column in found:
-                v = D[ii, jj].double()
+            for ii, jj, v, _, by_column in found:
+                v = v.double()
                 rows, cols = (jj + j0, ii + i0) if by_column else (ii + i0, jj + j0)
                 tol = t[rows] + t[cols]
+                keep = v <= U[rows] + tol
+                rows, cols, v, tol = rows[keep], cols[keep], v[keep], tol[keep]
                 out.append((rows, cols, v + tol, v - tol))
             return out
         raise AssertionError("unreachable: the last precision always decides")
@@ -341,7 +396,7 @@ def kth_nn_sq_distances(
     """
     dev = resolve_device(device) if not isinstance(X, torch.Tensor) or device != "auto" else X.device
     T = as_feature_tensor(X, "features", dev)
-    ladder = _LADDER[resolve_dtype(dtype, dev)]
+    ladder = _radii_ladder(dtype, dev)
     with torch.no_grad(), _full_float32_matmul():
         return _knn_sq_radii(_Features(T, T.sum(0, dtype=torch.float64) / T.shape[0]), k, ladder, _check_batch(batch_size))
 
@@ -413,12 +468,12 @@ def prdc(
         centre = Rx.sum(0, dtype=torch.float64) / Rx.shape[0]  # no float64 copy of the set
         R, F_ = _Features(Rx, centre), _Features(Fx, centre)
         if real_sq_radii is None:
-            r2_real = _knn_sq_radii(R, k, ladder, batch_size)
+            r2_real = _knn_sq_radii(R, k, _radii_ladder(dtype, dev), batch_size)
         else:
             if tuple(real_sq_radii.shape) != (R.n,):
                 raise DataError(f"real_sq_radii must have shape ({R.n},), got {tuple(real_sq_radii.shape)}")
             r2_real = real_sq_radii.to(dev, torch.float64)
-        r2_fake = _knn_sq_radii(F_, k, ladder, batch_size)
+        r2_fake = _knn_sq_radii(F_, k, _radii_ladder(dtype, dev), batch_size)
         counts = torch.zeros(F_.n, dtype=torch.int64, device=dev)
         recalled = torch.zeros(R.n, dtype=torch.bool, device=dev)
         covered = torch.zeros(R.n, dtype=torch.bool, device=dev)
@@ -454,16 +509,6 @@ def prdc(
     }
 
 
-def _band_entries(Z: torch.Tensor, half: float, rows: torch.Tensor | None, cols: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices ``(i, j)`` of the entries with ``|Z_ij| <= half`` among the given rows or columns."""
-    if rows is not None:
-        ii, jj = (Z[rows].abs() <= half).nonzero(as_tuple=True)
-        return rows[ii], jj
-    assert cols is not None
-    ii, jj = (Z[:, cols].abs() <= half).nonzero(as_tuple=True)
-    return ii, cols[jj]
-
-
 def _prdc_block(
     F_: _Features, R: _Features, i0: int, i1: int, c0: int, c1: int, r2_real: torch.Tensor, r2_fake: torch.Tensor,
     ladder: tuple[torch.dtype, ...], decide: _Decider,
@@ -471,51 +516,40 @@ def _prdc_block(
     """Counts of one (generated rows i0:i1) x (real columns c0:c1) tile, exactly: per generated
     row the number of real balls holding it, per real column covered and recalled.
 
-    With ``lo``/``hi`` the working-precision thresholds below/above which an entry is certainly
-    inside/outside a ball, ``E = D - lo`` (real balls, per column) and ``G = D - lo_f`` (generated
-    balls, per row): ``E < 0`` is certainly inside; undecided entries satisfy ``0 <= E <= w``,
-    found as ``|E - w/2| <= w/2`` in the few rows (columns) whose minimum says they hold one, and
-    decided exactly. Row and column minima (fast reductions) give precision, coverage and recall.
+    Every entry with ``|D~_ij - d^2_ij| <= t_i + t_j`` (the rounding bound) can be inside a ball
+    only if ``D~_ij <= hi_j`` (real ball ``j``, ``hi = r^2 + t_j + max_i t_i``) or
+    ``D~_ij <= hi_i`` (generated ball ``i``); :func:`_screen` finds those few entries. Each is
+    certainly inside when ``D~ < r^2 - t_i - t_j``, certainly outside when ``D~ > r^2 + t_i + t_j``,
+    and decided on its exact distance otherwise.
     """
     for level, dt in enumerate(ladder):
         Fw, sqF, tF, _ = F_.work(dt)
-        Rw, sqR, tR, tR_max = R.work(dt)
+        Rw, sqR, tR, _ = R.work(dt)
         D = _sq_block(Fw[i0:i1], sqF[i0:i1], Rw[c0:c1], sqR[c0:c1])
-        tB = float(tF[i0:i1].max())
-        lo = _down(r2_real[c0:c1] - tR[c0:c1] - tB, D.dtype)
-        hi = _up(r2_real[c0:c1] + tR[c0:c1] + tB, D.dtype)
-        w = float(_up((hi.double() - lo.double()).max(), D.dtype))
-        lo_f = _down(r2_fake[i0:i1] - tF[i0:i1] - tR_max, D.dtype)
-        hi_f = _up(r2_fake[i0:i1] + tF[i0:i1] + tR_max, D.dtype)
-        w_f = float(_up((hi_f.double() - lo_f.double()).max(), D.dtype))
-        E = D - lo[None, :]
-        G = D.sub_(lo_f[:, None])
-        # undecided entries lie in [0, w]: shift by w/2 so that they are |Z| <= w/2 (exact in floats)
-        E_sure = E < 0
-        row_sure = torch.count_nonzero(E_sure, dim=1)
-        cov_sure = E.amin(dim=0) < 0
-        rec_sure = G.amin(dim=0) < 0
-        E.sub_(w / 2).abs_()
-        G.sub_(w_f / 2).abs_()
-        band_rows = (E.amin(dim=1) <= w / 2).nonzero().squeeze(1)
-        band_cols = ((G.amin(dim=0) <= w_f / 2) & ~rec_sure).nonzero().squeeze(1)
-        if level + 1 < len(ladder) and band_rows.numel() + band_cols.numel() > _MAX_BAND_FRACTION * (i1 - i0 + c1 - c0):
-            continue  # many undecided rows or columns: redo the tile in the next precision
-        counts, covered, recalled = row_sure, cov_sure, rec_sure
-        if band_rows.numel():
-            ii, jj = _band_entries(E, w / 2, band_rows, None)
-            ii, jj = ii[~E_sure[ii, jj]], jj[~E_sure[ii, jj]]
-            if ii.numel():
-                ex = _exact_sq_pairs(F_.X, ii + i0, R.X, jj + c0)
-                ins = decide.inside(ex, r2_real[jj + c0])
-                counts.index_add_(0, ii[ins], torch.ones_like(ii[ins]))
-                covered[jj[ins]] = True
-        if band_cols.numel():
-            ii, jj = _band_entries(G, w_f / 2, None, band_cols)
-            if ii.numel():
-                ex = _exact_sq_pairs(F_.X, ii + i0, R.X, jj + c0)
-                ins = decide.inside(ex, r2_fake[ii + i0])
-                recalled[jj[ins]] = True
+        hi = _up(r2_real[c0:c1] + tR[c0:c1] + float(tF[i0:i1].max()), D.dtype)
+        hi_f = _up(r2_fake[i0:i1] + tF[i0:i1] + float(tR[c0:c1].max()), D.dtype)
+        real_balls, fake_balls = _screen(D, hi, by_rows=False), _screen(D, hi_f, by_rows=True)
+        if level + 1 < len(ladder) and max(real_balls[3], fake_balls[3]) > _MAX_CHUNK_FRACTION:
+            continue  # a wide rounding band: redo the tile in the next precision
+        ii, jj, v = (torch.cat((a, b)) for a, b in zip(real_balls[:3], fake_balls[:3]))
+        which = torch.arange(ii.numel(), device=D.device) < real_balls[0].numel()  # True: a real-ball entry
+        v = v.double()
+        # the tolerance of each pair, plus the float64 rounding of the thresholds themselves
+        tol = tF[ii + i0] + tR[jj + c0]
+        rr, rf = r2_real[jj + c0], r2_fake[ii + i0]
+        tol_r, tol_f = tol + 4 * _U[torch.float64] * rr, tol + 4 * _U[torch.float64] * rf
+        sure_r, maybe_r = which & (v < rr - tol_r), which & (v >= rr - tol_r) & (v <= rr + tol_r)
+        sure_f, maybe_f = ~which & (v < rf - tol_f), ~which & (v >= rf - tol_f) & (v <= rf + tol_f)
+        exact_at = (maybe_r | maybe_f).nonzero().squeeze(1)
+        if exact_at.numel():
+            ex = _exact_sq_pairs(F_.X, ii[exact_at] + i0, R.X, jj[exact_at] + c0)
+            sure_r[exact_at] |= maybe_r[exact_at] & decide.inside(ex, rr[exact_at])
+            sure_f[exact_at] |= maybe_f[exact_at] & decide.inside(ex, rf[exact_at])
+        counts = torch.bincount(ii[sure_r], minlength=i1 - i0)
+        covered = torch.zeros(c1 - c0, dtype=torch.bool, device=D.device)
+        covered[jj[sure_r]] = True
+        recalled = torch.zeros(c1 - c0, dtype=torch.bool, device=D.device)
+        recalled[jj[sure_f]] = True
         return counts, covered, recalled
     raise AssertionError("unreachable: the last precision always decides")
 
