@@ -72,8 +72,13 @@ _TILE_COLUMNS = 2048
 #: columns per chunk of the candidate screen (:func:`_screen`)
 _CHUNK = 64
 #: a tile is redone in the next precision when more than this fraction of its column chunks
-#: hold candidates (then the next precision's GEMM is cheaper than reading them all again)
+#: hold candidates (re-reading them then costs more than the next precision's GEMM) — below
+#: _WIDE_DIM features; from there on a GEMM costs far more per entry than re-reading it
 _MAX_CHUNK_FRACTION = 0.25
+_MAX_CHUNK_FRACTION_WIDE = 0.9
+#: from this feature dimension on, "auto" runs the k-NN radii in bfloat16 too (measured on 2
+#: Zen 4 cores at N = 10,000: float32 is faster up to d ~ 512, bfloat16 1.6x faster at 2048)
+_WIDE_DIM = 768
 
 
 def _fast_bfloat16_cpu() -> bool:
@@ -102,11 +107,18 @@ def resolve_dtype(dtype: str, device: torch.device) -> str:
     return dtype
 
 
-def _radii_ladder(dtype: str, device: torch.device) -> tuple[torch.dtype, ...]:
+def _radii_ladder(dtype: str, device: torch.device, d: int) -> tuple[torch.dtype, ...]:
     """The precisions of the k-NN radii pass: as :func:`resolve_dtype`, but ``"auto"`` starts at
-    float32 there. The radii's candidate bound is looser than a known radius (it comes from a
-    window of rows), so in bfloat16 most blocks hold too many candidates and are redone."""
-    return _LADDER["float32" if dtype == "auto" else resolve_dtype(dtype, device)]
+    float32 below ``_WIDE_DIM`` features. The radii's candidate bound is looser than a known
+    radius (it comes from a window of rows): in bfloat16 it leaves tens of candidates per row,
+    which costs more than the faster GEMM saves until the GEMM dominates (wide features)."""
+    if dtype == "auto" and d < _WIDE_DIM:
+        return _LADDER["float32"]
+    return _LADDER[resolve_dtype(dtype, device)]
+
+
+def _max_chunk_fraction(d: int) -> float:
+    return _MAX_CHUNK_FRACTION if d < _WIDE_DIM else _MAX_CHUNK_FRACTION_WIDE
 
 
 def as_feature_tensor(X: object, name: str, device: torch.device | None = None) -> torch.Tensor:
@@ -175,13 +187,29 @@ def _map_tiles(fn: Callable[..., _T], items: Iterable[object], device: torch.dev
 
 
 def _exact_sq_pairs(A: torch.Tensor, ia: torch.Tensor, B: torch.Tensor, ib: torch.Tensor) -> torch.Tensor:
-    """Float64 ``sum_l (A[ia]_l - B[ib]_l)^2`` for index pairs, from the input values (chunked)."""
-    d = A.shape[1]
-    out = torch.empty(ia.shape[0], dtype=torch.float64, device=A.device)
-    step = max(1, (1 << 18) // max(d, 1))  # float64 temporaries of 2 MiB stay in cache
-    for s in range(0, ia.shape[0], step):
-        diff = A[ia[s : s + step]].double() - B[ib[s : s + step]].double()
-        out[s : s + step] = (diff * diff).sum(dim=1)
+    """Float64 ``sum_l (A[ia]_l - B[ib]_l)^2`` for index pairs, from the input values (chunked).
+
+    The chunks go through buffers allocated once: a fresh multi-MiB temporary per chunk costs
+    its page faults, which made this 30x slower at d = 2048 (measured).
+    """
+    n, d = ia.shape[0], A.shape[1]
+    out = torch.empty(n, dtype=torch.float64, device=A.device)
+    if n == 0:
+        return out
+    step = max(1, min(n, (1 << 18) // max(d, 1)))  # float64 buffers of 2 MiB stay in cache
+    a64 = torch.empty((step, d), dtype=torch.float64, device=A.device)
+    b64 = torch.empty_like(a64)
+    raw = torch.empty((step, d), dtype=A.dtype, device=A.device) if A.dtype != torch.float64 else None
+    for s in range(0, n, step):
+        m = min(step, n - s)
+        a, b = a64[:m], b64[:m]
+        for src, idx, dst in ((A, ia, a), (B, ib, b)):
+            if raw is None or src.dtype == torch.float64:
+                torch.index_select(src, 0, idx[s : s + m], out=dst)
+            else:
+                dst.copy_(torch.index_select(src, 0, idx[s : s + m], out=raw[:m]))
+        a.sub_(b).mul_(a)
+        torch.sum(a, dim=1, out=out[s : s + m])
     return out
 
 
@@ -191,11 +219,10 @@ def _exact_sq_pairs(A: torch.Tensor, ia: torch.Tensor, B: torch.Tensor, ib: torc
 class _Features:
     """Features (input values kept for exact rechecks) and their centred working-precision copies."""
 
-    def __init__(self, X: torch.Tensor, centre: torch.Tensor, chunk: int = 8192) -> None:
+    def __init__(self, X: torch.Tensor, centre: torch.Tensor) -> None:
         self.X = X
         self.n, self.d = X.shape
         self.centre = centre
-        self.chunk = chunk
         self._work: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]] = {}
         self._lock = threading.Lock()
 
@@ -209,10 +236,14 @@ class _Features:
         if dt not in self._work:
             Xw = torch.empty((self.n, self.d), dtype=dt, device=self.X.device)
             sq64 = torch.empty(self.n, dtype=torch.float64, device=self.X.device)
-            for s in range(0, self.n, self.chunk):
-                c = (self.X[s : s + self.chunk].double() - self.centre).to(dt)
-                Xw[s : s + self.chunk] = c
-                sq64[s : s + self.chunk] = (c.double() ** 2).sum(dim=1)
+            rows = max(1, min(self.n, (1 << 18) // max(self.d, 1)))  # 2 MiB float64 scratch, reused
+            c64 = torch.empty((rows, self.d), dtype=torch.float64, device=self.X.device)
+            for s in range(0, self.n, rows):
+                m = min(rows, self.n - s)
+                c = c64[:m].copy_(self.X[s : s + m]).sub_(self.centre)
+                Xw[s : s + m] = c  # rounded to dt
+                c.copy_(Xw[s : s + m])
+                sq64[s : s + m] = c.mul_(c).sum(dim=1)
             t = 2.0 * _tau(dt, self.d) * sq64
             acc = torch.float64 if dt == torch.float64 else torch.float32
             self._work[dt] = (Xw, sq64.to(acc), t, float(t.max()) if self.n else 0.0)
@@ -233,12 +264,47 @@ def _tau(dt: torch.dtype, d: int) -> float:
     return 1.05 * (2 * u_in + u_in * u_in + 0.5 * (gamma + u_in * (1 + gamma)) + 4 * u_acc) + 8 * _U[torch.float64]
 
 
+_buffers = threading.local()
+
+
+def _scratch(shape: tuple[int, int], dtype: torch.dtype, device: torch.device, slot: str) -> torch.Tensor:
+    """A contiguous ``shape`` tensor from this thread's reusable buffer ``slot`` (grown on demand).
+
+    The blocks are several MiB each; a fresh allocation per block is returned to the system and
+    page-faulted in again every time (~0.5 million faults, ~1 s of system time at N = 10,000,
+    d = 2048). Every caller copies what it keeps out of the block, so one buffer per thread and
+    slot suffices.
+    """
+    key = (slot, dtype, device)
+    pool = getattr(_buffers, "pool", None)
+    if pool is None:
+        pool = _buffers.pool = {}
+    size = shape[0] * shape[1]
+    buf = pool.get(key)
+    if buf is None or buf.numel() < size:
+        buf = pool[key] = torch.empty(size, dtype=dtype, device=device)
+    return buf[:size].view(shape)
+
+
+@contextlib.contextmanager
+def _released_scratch() -> Iterator[None]:
+    """Frees this thread's scratch buffers on exit (the tile threads' go with their threads)."""
+    try:
+        yield
+    finally:
+        _buffers.pool = {}
+
+
 def _sq_block(A: torch.Tensor, sqA: torch.Tensor, B: torch.Tensor, sqB: torch.Tensor) -> torch.Tensor:
-    """Working-precision squared distances ``||a||^2 + ||b||^2 - 2 a.b`` of two row blocks (one GEMM)."""
+    """Working-precision squared distances ``||a||^2 + ||b||^2 - 2 a.b`` of two row blocks (one
+    GEMM), in a scratch buffer of this thread (valid until its next call)."""
+    shape = (A.shape[0], B.shape[0])
     if A.dtype == torch.bfloat16:
-        D = (A @ B.T).float().mul_(-2.0)
+        P = torch.matmul(A, B.T, out=_scratch(shape, A.dtype, A.device, "product"))
+        D = _scratch(shape, torch.float32, A.device, "block").copy_(P).mul_(-2.0)
         return D.add_(sqB[None, :]).add_(sqA[:, None])
-    return torch.addmm(sqB[None, :], A, B.T, alpha=-2.0).add_(sqA[:, None])
+    D = torch.addmm(sqB[None, :], A, B.T, alpha=-2.0, out=_scratch(shape, A.dtype, A.device, "block"))
+    return D.add_(sqA[:, None])
 
 
 def _screen(D: torch.Tensor, thr: torch.Tensor, by_rows: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
@@ -296,21 +362,22 @@ def _segment_kth(rows: torch.Tensor, vals: torch.Tensor, k: int, n: int) -> torc
 
 
 def _knn_bound(F: _Features, dt: torch.dtype, k: int, batch_size: int, window: int) -> torch.Tensor:
-    """Per row, an upper bound ``rho_i >= r_i^2`` (float64) on the squared k-NN radius: the
-    (k+1)-th smallest ``D~_iw + t_w`` over a window of ``window`` rows around it, plus ``t_i``
-    (each exact distance is at most ``D~_iw + t_i + t_w``). A point ``j`` can then be among the
-    k+1 nearest of ``i`` only if ``D~_ij <= rho_i + t_i + t_j``."""
+    """Per row, an upper bound ``rho_i >= r_i^2`` (float64) on the squared k-NN radius: over the
+    k+1 smallest working distances in a window of ``window`` rows around it, the largest
+    ``D~_iw + t_w``, plus ``t_i`` (each exact distance is at most ``D~_iw + t_i + t_w``, and these
+    are k+1 points). A point ``j`` can then be among the k+1 nearest of ``i`` only if
+    ``D~_ij <= rho_i + t_i + t_j``."""
     Xw, sq, t, _ = F.work(dt)
     n = F.n
 
     def tile(i0: int) -> torch.Tensor:
         i1 = min(i0 + batch_size, n)
         w0 = max(0, min(i0, n - window))
-        D = _sq_block(Xw[i0:i1], sq[i0:i1], Xw[w0 : w0 + window], sq[w0 : w0 + window]).double()
+        D = _sq_block(Xw[i0:i1], sq[i0:i1], Xw[w0 : w0 + window], sq[w0 : w0 + window])
         r = torch.arange(i1 - i0, device=D.device)
         D[r, r + (i0 - w0)] = 0.0  # the exact self-distance
-        D += t[None, w0 : w0 + window]
-        return D.topk(k + 1, dim=1, largest=False).values[:, -1]
+        near = D.topk(k + 1, dim=1, largest=False)
+        return (near.values.double() + t[near.indices + w0]).amax(dim=1)
 
     rho = torch.cat(_map_tiles(tile, range(0, n, batch_size), F.X.device))
     return rho + t
@@ -357,7 +424,7 @@ def _knn_sq_radii(F: _Features, k: int, ladder: tuple[torch.dtype, ...], batch_s
                 found.append(_screen(D, col_thr, by_rows=False) + (True,))
             screened = max(f[3] for f in found)
             count = sum(f[0].numel() for f in found)
-            if level + 1 < len(ladder) and (screened > _MAX_CHUNK_FRACTION or count > 0.02 * D.numel() + 64 * (i1 - i0 + j1 - j0)):
+            if level + 1 < len(ladder) and (screened > _max_chunk_fraction(F.d) or count > 0.02 * D.numel() + 64 * (i1 - i0 + j1 - j0)):
                 continue  # wide rounding band: redo the block in the next precision
             out = []
             for ii, jj, v, _, by_column in found:
@@ -396,8 +463,8 @@ def kth_nn_sq_distances(
     """
     dev = resolve_device(device) if not isinstance(X, torch.Tensor) or device != "auto" else X.device
     T = as_feature_tensor(X, "features", dev)
-    ladder = _radii_ladder(dtype, dev)
-    with torch.no_grad(), _full_float32_matmul():
+    ladder = _radii_ladder(dtype, dev, T.shape[1])
+    with torch.no_grad(), _full_float32_matmul(), _released_scratch():
         return _knn_sq_radii(_Features(T, T.sum(0, dtype=torch.float64) / T.shape[0]), k, ladder, _check_batch(batch_size))
 
 
@@ -458,7 +525,7 @@ def prdc(
     dev = resolve_device(device)
     ladder = _LADDER[resolve_dtype(dtype, dev)]
     decide = _Decider(boundary == "closed")
-    with torch.no_grad(), _full_float32_matmul():
+    with torch.no_grad(), _full_float32_matmul(), _released_scratch():
         Fx = as_feature_tensor(generated, "generated", dev)
         Rx = as_feature_tensor(real, "real", dev)
         if Fx.shape[1] != Rx.shape[1]:
@@ -468,12 +535,12 @@ def prdc(
         centre = Rx.sum(0, dtype=torch.float64) / Rx.shape[0]  # no float64 copy of the set
         R, F_ = _Features(Rx, centre), _Features(Fx, centre)
         if real_sq_radii is None:
-            r2_real = _knn_sq_radii(R, k, _radii_ladder(dtype, dev), batch_size)
+            r2_real = _knn_sq_radii(R, k, _radii_ladder(dtype, dev, R.d), batch_size)
         else:
             if tuple(real_sq_radii.shape) != (R.n,):
                 raise DataError(f"real_sq_radii must have shape ({R.n},), got {tuple(real_sq_radii.shape)}")
             r2_real = real_sq_radii.to(dev, torch.float64)
-        r2_fake = _knn_sq_radii(F_, k, _radii_ladder(dtype, dev), batch_size)
+        r2_fake = _knn_sq_radii(F_, k, _radii_ladder(dtype, dev, R.d), batch_size)
         counts = torch.zeros(F_.n, dtype=torch.int64, device=dev)
         recalled = torch.zeros(R.n, dtype=torch.bool, device=dev)
         covered = torch.zeros(R.n, dtype=torch.bool, device=dev)
@@ -529,7 +596,7 @@ def _prdc_block(
         hi = _up(r2_real[c0:c1] + tR[c0:c1] + float(tF[i0:i1].max()), D.dtype)
         hi_f = _up(r2_fake[i0:i1] + tF[i0:i1] + float(tR[c0:c1].max()), D.dtype)
         real_balls, fake_balls = _screen(D, hi, by_rows=False), _screen(D, hi_f, by_rows=True)
-        if level + 1 < len(ladder) and max(real_balls[3], fake_balls[3]) > _MAX_CHUNK_FRACTION:
+        if level + 1 < len(ladder) and max(real_balls[3], fake_balls[3]) > _max_chunk_fraction(F_.d):
             continue  # a wide rounding band: redo the tile in the next precision
         ii, jj, v = (torch.cat((a, b)) for a, b in zip(real_balls[:3], fake_balls[:3]))
         which = torch.arange(ii.numel(), device=D.device) < real_balls[0].numel()  # True: a real-ball entry
