@@ -86,7 +86,7 @@ def compare(n: int, d: int, args: argparse.Namespace) -> None:
         c_ref.append(time.process_time() - c)
     keys = list(ref)
     print(f"\nPRDC, N={n} per side, d={d}, k={args.k}, {torch.get_num_threads()} threads, first pass {args.dtype} "
-          f"({resolve_dtype(args.dtype, torch.device('cpu'))} for the generated-vs-real pass, float32 or finer for the radii), "
+          f"({resolve_dtype(args.dtype, torch.device('cpu'))} for the generated-vs-real pass; radii: float32 below d = 768 under auto), "
           f"load average {load:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")  # fmt: skip
     print(f"{'method':<32}{'wall [s]':>10}{'CPU [s]':>10}" + "".join(f"{key:>12}" for key in keys))
     for label, tt, cc, vals in (("genloop", t_ours, c_ours, ours), ("genloop, real radii prepared", t_prep, c_prep, prepared),

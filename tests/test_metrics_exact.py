@@ -147,6 +147,18 @@ def test_prdc_many_tiles_equal_the_definition_and_auto_dtype_on_any_cpu(monkeypa
             assert _values(prdc(generated=fake, real=real, batch_size=bs, device="cpu")) == expected, (want, bs)
 
 
+def test_knn_radii_with_tiny_blocks_equal_the_definition() -> None:
+    # blocks smaller than k+1 rows: some rows see fewer than k+1 points in the diagonal band and
+    # fall back to an infinite bound; ties everywhere (a 3 x 3 lattice)
+    rng = np.random.default_rng(13)
+    for n, bs, k in ((10, 2, 3), (9, 1, 3), (13, 4, 5), (50, 3, 3), (6, 5, 5)):
+        X = rng.integers(0, 3, size=(n, 2)).astype(np.float64)
+        ref = np.sort(cdist(X, X, "sqeuclidean"), axis=1)[:, k]
+        for dtype in ("float32", "bfloat16", "float64"):
+            got = kth_nn_sq_distances(X, k, bs, dtype=dtype, device="cpu").numpy()  # type: ignore[arg-type]
+            assert np.array_equal(got, ref), (n, bs, k, dtype)
+
+
 def test_prdc_order_is_keyword_only_and_swapping_is_visible() -> None:
     rng = np.random.default_rng(5)
     real, fake = rng.normal(size=(200, 3)), rng.normal(size=(150, 3)) * 0.3  # collapsed generator

@@ -361,62 +361,76 @@ def _segment_kth(rows: torch.Tensor, vals: torch.Tensor, k: int, n: int) -> torc
     return vals[order][starts + k]
 
 
-def _knn_bound(F: _Features, dt: torch.dtype, k: int, batch_size: int, window: int) -> torch.Tensor:
-    """Per row, an upper bound ``rho_i >= r_i^2`` (float64) on the squared k-NN radius: over the
-    k+1 smallest working distances in a window of ``window`` rows around it, the largest
-    ``D~_iw + t_w``, plus ``t_i`` (each exact distance is at most ``D~_iw + t_i + t_w``, and these
-    are k+1 points). A point ``j`` can then be among the k+1 nearest of ``i`` only if
-    ``D~_ij <= rho_i + t_i + t_j``."""
-    Xw, sq, t, _ = F.work(dt)
-    n = F.n
-
-    def tile(i0: int) -> torch.Tensor:
-        i1 = min(i0 + batch_size, n)
-        w0 = max(0, min(i0, n - window))
-        D = _sq_block(Xw[i0:i1], sq[i0:i1], Xw[w0 : w0 + window], sq[w0 : w0 + window])
-        r = torch.arange(i1 - i0, device=D.device)
-        D[r, r + (i0 - w0)] = 0.0  # the exact self-distance
-        near = D.topk(k + 1, dim=1, largest=False)
-        return (near.values.double() + t[near.indices + w0]).amax(dim=1)
-
-    rho = torch.cat(_map_tiles(tile, range(0, n, batch_size), F.X.device))
-    return rho + t
-
-
 def _knn_sq_radii(F: _Features, k: int, ladder: tuple[torch.dtype, ...], batch_size: int) -> torch.Tensor:
-    """Exact squared k-NN radii of every row of ``F``.
+    """Exact squared k-NN radii of every row of ``F``, from the blocks on and above the diagonal
+    of the symmetric distance matrix.
 
-    Candidates: in every block on or above the diagonal, the entries with
-    ``D~_ij <= rho_i + t_i + t_j`` for the row's (or, by symmetry, the column's) bound ``rho``
-    from :func:`_knn_bound`; they provably include the k+1 nearest (each working distance is
-    within ``t_i + t_j`` of the exact one). Candidates whose lower
-    bound exceeds the row's (k+1)-th smallest upper bound are dropped; the rest are recomputed
-    exactly and the (k+1)-th smallest is the radius. A block with too many candidates (a wide
-    rounding band) is redone in the next precision of ``ladder``.
+    1. The blocks of a band around the diagonal (``w`` blocks per block row, so that a row sees
+       about ``n / 8`` columns) are computed first and kept. Over the k+1 smallest working
+       distances of each row there, ``U_i = max (D~_iw + t_w) + t_i`` bounds the squared radius
+       (each exact distance is at most ``D~_iw + t_i + t_w``, and these are k+1 points).
+    2. Every block — the kept band, then the rest — yields the candidates
+       ``D~_ij <= U_i + t_i + t_j`` of its rows (and, by symmetry, of its columns), found by
+       :func:`_screen`; they provably include the k+1 nearest. A block with too many candidates
+       (a wide rounding band) is redone in the next precision of ``ladder``.
+    3. Candidates whose lower bound exceeds the row's (k+1)-th smallest upper bound are
+       dropped; the rest are recomputed exactly and the (k+1)-th smallest is the radius.
+
+    The band doubles as the bound's window, so no block is computed twice.
     """
     n = F.n
     if n <= k:
         raise DataError(f"k-NN radii with k={k} need more than {k} samples, got {n}")
+    n_blocks = -(-n // batch_size)
     window = min(n, max(batch_size, k + 1, n // 8))
-    bounds = {ladder[0]: _knn_bound(F, ladder[0], k, batch_size, window)}
-    lock = threading.Lock()
+    w = max(1, min(n_blocks, math.ceil((window / batch_size + 1) / 2)))  # a row sees ~(2w - 1) blocks
+    pairs = [(bi * batch_size, bj * batch_size) for bi in range(n_blocks) for bj in range(bi, n_blocks)]
+    band = [p for p in pairs if p[1] - p[0] < w * batch_size]
+    rest = [p for p in pairs if p[1] - p[0] >= w * batch_size]
+    dev = F.X.device
 
-    def bound(dt: torch.dtype) -> torch.Tensor:
-        with lock:
-            if dt not in bounds:
-                bounds[dt] = _knn_bound(F, dt, k, batch_size, window)
-            return bounds[dt]
+    def block(i0: int, j0: int, dt: torch.dtype) -> torch.Tensor:
+        Xw, sq, _, _ = F.work(dt)
+        i1, j1 = min(i0 + batch_size, n), min(j0 + batch_size, n)
+        D = _sq_block(Xw[i0:i1], sq[i0:i1], Xw[j0:j1], sq[j0:j1])
+        if j0 == i0:
+            D.fill_diagonal_(0.0)  # the exact self-distance
+        return D
+
+    def nearest(pair: tuple[int, int]) -> tuple[torch.Tensor, list[tuple[int, torch.Tensor]]]:
+        """A band block (kept: the scratch buffer is reused) and, for its rows and columns, the
+        ``D~ + t`` of their k+1 nearest within it."""
+        i0, j0 = pair
+        D = block(i0, j0, ladder[0]).clone()
+        t = F.work(ladder[0])[2]
+        near = D.topk(min(k + 1, D.shape[1]), dim=1, largest=False)
+        out = [(i0, near.values.double() + t[near.indices + j0])]
+        if j0 != i0:
+            near = D.topk(min(k + 1, D.shape[0]), dim=0, largest=False)
+            out.append((j0, (near.values.double() + t[near.indices + i0]).T))
+        return D, out
+
+    kept: dict[tuple[int, int], torch.Tensor] = {}
+    by_block: dict[int, list[torch.Tensor]] = {}
+    for pair, (D, out) in zip(band, _map_tiles(nearest, band, dev)):
+        kept[pair] = D
+        for start, z in out:
+            by_block.setdefault(start, []).append(z)
+    U = torch.full((n,), math.inf, dtype=torch.float64, device=dev)
+    t0 = F.work(ladder[0])[2]
+    for start, zs in by_block.items():
+        Z = torch.cat(zs, dim=1)
+        if Z.shape[1] > k:  # rows that saw fewer than k+1 points keep U = inf (every entry a candidate)
+            U[start : start + Z.shape[0]] = Z.topk(k + 1, dim=1, largest=False).values[:, -1] + t0[start : start + Z.shape[0]]
 
     def tile(pair: tuple[int, int]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
         i0, j0 = pair
         i1, j1 = min(i0 + batch_size, n), min(j0 + batch_size, n)
+        first = kept.pop(pair, None)
         for level, dt in enumerate(ladder):
-            Xw, sq, t, _ = F.work(dt)
-            U = bound(dt)
-            D = _sq_block(Xw[i0:i1], sq[i0:i1], Xw[j0:j1], sq[j0:j1])
-            if j0 == i0:
-                D.fill_diagonal_(0.0)  # the exact self-distance
-            # screen with the block's largest t_j, then keep D~_ij <= rho_i + t_i + t_j per pair
+            t = F.work(dt)[2]
+            D = first if level == 0 and first is not None else block(i0, j0, dt)
+            # screen with the block's largest t_j, then keep D~_ij <= U_i + t_i + t_j per pair
             row_thr = _up(U[i0:i1] + t[i0:i1] + float(t[j0:j1].max()), D.dtype)
             found = [_screen(D, row_thr, by_rows=True) + (False,)]
             if j0 != i0:  # the block below the diagonal, by symmetry
@@ -437,8 +451,7 @@ def _knn_sq_radii(F: _Features, k: int, ladder: tuple[torch.dtype, ...], batch_s
             return out
         raise AssertionError("unreachable: the last precision always decides")
 
-    pairs = [(i0, j0) for i0 in range(0, n, batch_size) for j0 in range(i0, n, batch_size)]
-    found = [f for tile_found in _map_tiles(tile, pairs, F.X.device) for f in tile_found]
+    found = [f for tile_found in _map_tiles(tile, band + rest, dev) for f in tile_found]
     rows_l, cols_l, upper_l, lower_l = (list(x) for x in zip(*found))
     del found
     rows, cols = torch.cat(rows_l), torch.cat(cols_l)
