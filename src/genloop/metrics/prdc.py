@@ -460,7 +460,10 @@ def _knn_sq_radii(F: _Features, k: int, ladder: tuple[torch.dtype, ...], batch_s
     rho = _segment_kth(rows, upper, k, n)  # r^2_i <= rho_i
     keep = lower <= rho[rows]
     rows, cols = rows[keep], cols[keep]
-    return _segment_kth(rows, _exact_sq_pairs(F.X, rows, F.X, cols), k, n)
+    parts = max(1, min(torch.get_num_threads(), rows.numel() // 4096))  # the pairs split over the tile threads
+    bounds = [rows.numel() * p // parts for p in range(parts + 1)]
+    pieces = _map_tiles(lambda b: _exact_sq_pairs(F.X, rows[b[0] : b[1]], F.X, cols[b[0] : b[1]]), zip(bounds, bounds[1:]), dev)
+    return _segment_kth(rows, torch.cat(pieces), k, n)
 
 
 def kth_nn_sq_distances(
