@@ -361,6 +361,28 @@ def _segment_kth(rows: torch.Tensor, vals: torch.Tensor, k: int, n: int) -> torc
     return vals[order][starts + k]
 
 
+def _near_bounds(D: torch.Tensor, t_other: torch.Tensor, k: int, by_rows: bool) -> torch.Tensor:
+    """Per row (``by_rows``) or column of a block, values ``D~_iw + t_w`` of distinct points
+    ``w`` (float64, one per column of the result), each an upper bound on ``d^2_iw - t_i``.
+
+    On wide blocks, the minimum of each run of ``_CHUNK`` entries (with the run's largest
+    ``t``): a reduction ~20x cheaper than ``topk`` at d = 64, one point per run. On narrow blocks
+    the k+1 smallest entries.
+    """
+    m = D.shape[1] if by_rows else D.shape[0]
+    if m < (k + 1) * _CHUNK:
+        near = D.topk(min(k + 1, m), dim=1 if by_rows else 0, largest=False)
+        z = near.values.double() + t_other[near.indices]
+        return z if by_rows else z.T
+    full = m - m % _CHUNK
+    runs = D[:, :full].unflatten(1, (full // _CHUNK, _CHUNK)).amin(dim=2) if by_rows else D[:full].unflatten(0, (full // _CHUNK, _CHUNK)).amin(dim=1).T
+    z = runs.double() + t_other[:full].view(-1, _CHUNK).amax(dim=1)[None, :]
+    if full < m:
+        tail = (D[:, full:] if by_rows else D[full:].T).amin(dim=1, keepdim=True)
+        z = torch.cat((z, tail.double() + float(t_other[full:].max())), dim=1)
+    return z
+
+
 def _knn_sq_radii(F: _Features, k: int, ladder: tuple[torch.dtype, ...], batch_size: int) -> torch.Tensor:
     """Exact squared k-NN radii of every row of ``F``, from the blocks on and above the diagonal
     of the symmetric distance matrix.
@@ -398,16 +420,15 @@ def _knn_sq_radii(F: _Features, k: int, ladder: tuple[torch.dtype, ...], batch_s
         return D
 
     def nearest(pair: tuple[int, int]) -> tuple[torch.Tensor, list[tuple[int, torch.Tensor]]]:
-        """A band block (kept: the scratch buffer is reused) and, for its rows and columns, the
-        ``D~ + t`` of their k+1 nearest within it."""
+        """A band block (kept: the scratch buffer is reused) and, for its rows and columns, upper
+        bounds ``D~ + t`` on the distances of some distinct points (:func:`_near_bounds`)."""
         i0, j0 = pair
         D = block(i0, j0, ladder[0]).clone()
         t = F.work(ladder[0])[2]
-        near = D.topk(min(k + 1, D.shape[1]), dim=1, largest=False)
-        out = [(i0, near.values.double() + t[near.indices + j0])]
+        i1, j1 = i0 + D.shape[0], j0 + D.shape[1]
+        out = [(i0, _near_bounds(D, t[j0:j1], k, by_rows=True))]
         if j0 != i0:
-            near = D.topk(min(k + 1, D.shape[0]), dim=0, largest=False)
-            out.append((j0, (near.values.double() + t[near.indices + i0]).T))
+            out.append((j0, _near_bounds(D, t[i0:i1], k, by_rows=False)))
         return D, out
 
     kept: dict[tuple[int, int], torch.Tensor] = {}
