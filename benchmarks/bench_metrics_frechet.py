@@ -84,8 +84,8 @@ def main() -> None:
     t_ours = timed(lambda: frechet_distance_from_moments(a.mean, S1, b.mean, S2), repeats)
     t_ref = timed(lambda: pytorch_fid_formula(a.mean, S1, b.mean, S2), repeats)
     row(f"full rank N={n}: from statistics", t_ours, t_ref)
-    e_ours = timed(lambda: frechet_distance_features(generated=X, real=Y), 1)
-    e_ref = timed(lambda: pytorch_fid_formula(X.mean(0), np.cov(X.T), Y.mean(0), np.cov(Y.T)), 1)
+    e_ours = timed(lambda: frechet_distance_features(generated=X, real=Y), repeats)
+    e_ref = timed(lambda: pytorch_fid_formula(X.mean(0), np.cov(X.T), Y.mean(0), np.cov(Y.T)), repeats)
     row(f"full rank N={n}: from features", e_ours, e_ref)
     m = min(1000, d // 2)
     Xs, Ys = X[:m], Y[:m]

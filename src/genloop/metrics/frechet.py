@@ -274,7 +274,8 @@ def frechet_distance_features(*, generated: np.ndarray, real: np.ndarray) -> flo
     if g.ndim != 2 or r.ndim != 2 or g.shape[1] != r.shape[1]:
         raise DataError(f"feature sets must be (n, dim) with one dim, got {g.shape} and {r.shape}")
     if min(g.shape[0], r.shape[0]) > g.shape[1]:
-        return frechet_distance(FeatureStats.from_features(g, 4096), FeatureStats.from_features(r, 4096))
+        rows = max(4096, (1 << 25) // g.shape[1])  # float64 batches of <= 256 MiB: fewer, larger GEMMs
+        return frechet_distance(FeatureStats.from_features(g, rows), FeatureStats.from_features(r, rows))
     mu1, A = _centred(g, "generated")
     mu2, B = _centred(r, "real")
     n1, n2 = A.shape[0], B.shape[0]

@@ -26,9 +26,11 @@ bound on the rounding error of the working-precision distance,
 ``gamma_d`` for the dot product in any summation order, output and assembly rounding), splits
 the entries into certainly inside, certainly outside, and a thin band that is recomputed
 exactly; the k-NN radii are the exact distances of candidates that provably include the k+1
-nearest. A block whose band is too wide is redone in the next precision (bfloat16 → float32 →
-float64). So the result does not depend on ``dtype``, ``batch_size`` or the device: it equals
-the float64 definition, ties included.
+nearest. The few entries per row near a threshold are found by a screen on run minima
+(:func:`_screen`), never by comparing whole blocks. A block whose band is too wide is redone in
+the next precision (bfloat16 → float32 → float64). So the result does not depend on ``dtype``,
+``batch_size`` or the device: it equals the float64 definition, ties included. ``"auto"`` runs
+bfloat16 products where the CPU has bfloat16 units (:func:`resolve_dtype`).
 
 Memory is ``O(batch_size * chunk)`` per block, never ``N x N``: the k-NN radii use only the
 blocks on and above the diagonal of the symmetric within-set distance matrix, and one pass
