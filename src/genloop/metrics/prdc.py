@@ -32,9 +32,10 @@ the next precision (bfloat16 → float32 → float64). So the result does not de
 ``batch_size`` or the device: it equals the float64 definition, ties included. ``"auto"`` runs
 bfloat16 products where the CPU has bfloat16 units (:func:`resolve_dtype`).
 
-Memory is ``O(batch_size * chunk)`` per block, never ``N x N``: the k-NN radii use only the
-blocks on and above the diagonal of the symmetric within-set distance matrix, and one pass
-over the generated-vs-real blocks yields all four numbers. Runs on CPU or GPU.
+Memory is ``O(batch_size * 2048)`` per block, never ``N x N``, plus the diagonal band that the
+k-NN radii keep (``~N (N/16 + batch_size)`` float32 values, at most ``_BAND_BYTES``): the radii use
+only the blocks on and above the diagonal of the symmetric within-set distance matrix, and one
+pass over the generated-vs-real blocks yields all four numbers. Runs on CPU or GPU.
 
 **KID** (Bińkowski et al. 2018): unbiased squared MMD with the cubic polynomial kernel
 ``k(x, y) = (x.y / d + 1)^3``, averaged over random subsets (as torch-fidelity does).
@@ -81,6 +82,9 @@ _MAX_CHUNK_FRACTION_WIDE = 0.9
 #: from this feature dimension on, "auto" runs the k-NN radii in bfloat16 too (measured on 2
 #: Zen 4 cores at N = 10,000: float32 is faster up to d ~ 512, bfloat16 1.6x faster at 2048)
 _WIDE_DIM = 768
+#: the k-NN radii keep the blocks of their diagonal band (the bound's window) up to this size
+#: and compute them again beyond it (~0.7 GiB at N = 50,000 with 1024-row blocks)
+_BAND_BYTES = 2 << 30
 
 
 def _fast_bfloat16_cpu() -> bool:
@@ -390,9 +394,10 @@ def _knn_sq_radii(F: _Features, k: int, ladder: tuple[torch.dtype, ...], batch_s
     of the symmetric distance matrix.
 
     1. The blocks of a band around the diagonal (``w`` blocks per block row, so that a row sees
-       about ``n / 8`` columns) are computed first and kept. Over the k+1 smallest working
-       distances of each row there, ``U_i = max (D~_iw + t_w) + t_i`` bounds the squared radius
-       (each exact distance is at most ``D~_iw + t_i + t_w``, and these are k+1 points).
+       about ``n / 8`` columns) are computed first and kept (up to ``_BAND_BYTES``; beyond, they
+       are computed again in step 2). Over distinct points ``w`` of each row there
+       (:func:`_near_bounds`), the (k+1)-th smallest ``D~_iw + t_w``, plus ``t_i``, bounds the
+       squared radius ``U_i`` (each exact distance is at most ``D~_iw + t_i + t_w``).
     2. Every block — the kept band, then the rest — yields the candidates
        ``D~_ij <= U_i + t_i + t_j`` of its rows (and, by symmetry, of its columns), found by
        :func:`_screen`; they provably include the k+1 nearest. A block with too many candidates
@@ -412,6 +417,7 @@ def _knn_sq_radii(F: _Features, k: int, ladder: tuple[torch.dtype, ...], batch_s
     band = [p for p in pairs if p[1] - p[0] < w * batch_size]
     rest = [p for p in pairs if p[1] - p[0] >= w * batch_size]
     dev = F.X.device
+    keep_band = len(band) * batch_size * batch_size * 4 <= _BAND_BYTES
 
     def block(i0: int, j0: int, dt: torch.dtype) -> torch.Tensor:
         Xw, sq, _, _ = F.work(dt)
@@ -421,22 +427,23 @@ def _knn_sq_radii(F: _Features, k: int, ladder: tuple[torch.dtype, ...], batch_s
             D.fill_diagonal_(0.0)  # the exact self-distance
         return D
 
-    def nearest(pair: tuple[int, int]) -> tuple[torch.Tensor, list[tuple[int, torch.Tensor]]]:
-        """A band block (kept: the scratch buffer is reused) and, for its rows and columns, upper
-        bounds ``D~ + t`` on the distances of some distinct points (:func:`_near_bounds`)."""
+    def nearest(pair: tuple[int, int]) -> tuple[torch.Tensor | None, list[tuple[int, torch.Tensor]]]:
+        """A band block (a copy when kept: the scratch buffer is reused) and, for its rows and
+        columns, upper bounds ``D~ + t`` on the distances of distinct points (:func:`_near_bounds`)."""
         i0, j0 = pair
-        D = block(i0, j0, ladder[0]).clone()
+        D = block(i0, j0, ladder[0])
         t = F.work(ladder[0])[2]
         i1, j1 = i0 + D.shape[0], j0 + D.shape[1]
         out = [(i0, _near_bounds(D, t[j0:j1], k, by_rows=True))]
         if j0 != i0:
             out.append((j0, _near_bounds(D, t[i0:i1], k, by_rows=False)))
-        return D, out
+        return (D.clone() if keep_band else None), out
 
     kept: dict[tuple[int, int], torch.Tensor] = {}
     by_block: dict[int, list[torch.Tensor]] = {}
     for pair, (D, out) in zip(band, _map_tiles(nearest, band, dev)):
-        kept[pair] = D
+        if D is not None:
+            kept[pair] = D
         for start, z in out:
             by_block.setdefault(start, []).append(z)
     U = torch.full((n,), math.inf, dtype=torch.float64, device=dev)
