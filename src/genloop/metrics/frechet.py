@@ -79,20 +79,22 @@ class FeatureStats:
 
     def update(self, batch: np.ndarray) -> FeatureStats:
         """Add the rows of ``batch`` ``(b, dim)``; returns ``self``."""
-        x = np.asarray(batch, dtype=np.float64)
-        if x.ndim != 2 or x.shape[1] != self.dim:
-            raise DataError(f"feature batch must have shape (b, {self.dim}), got {x.shape}")
-        if not np.all(np.isfinite(x)):
+        xc = np.array(batch, dtype=np.float64)  # a copy, centred in place below
+        if xc.ndim != 2 or xc.shape[1] != self.dim:
+            raise DataError(f"feature batch must have shape (b, {self.dim}), got {xc.shape}")
+        if not np.all(np.isfinite(xc)):
             raise DataError("features contain NaN or infinite values")
-        nb = x.shape[0]
+        nb = xc.shape[0]
         if nb == 0:
             return self
-        mb = x.mean(axis=0)
-        xc = x - mb
-        m2b = xc.T @ xc
+        mb = xc.mean(axis=0)
+        xc -= mb
+        m2b = xc.T @ xc  # numpy runs X^T X as one symmetric rank-k update (syrk)
         n = self.n + nb
         delta = mb - self.mean
-        self.scatter += m2b + np.outer(delta, delta) * (self.n * nb / n)
+        if self.n:
+            m2b += np.outer(delta, delta) * (self.n * nb / n)
+        self.scatter += m2b
         self.mean += delta * (nb / n)
         self.n = n
         return self
