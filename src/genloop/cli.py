@@ -24,6 +24,12 @@ EXIT_BAD_INPUT = 2
 _COMMAND_MODULES: tuple[str, ...] = ("genloop.models.convert_cli", "genloop.metrics.eval_cli")
 
 
+def say(text: str) -> None:
+    """Write a line of command output to standard output (the CLI owns the terminal; the
+    subcommand modules of ``_COMMAND_MODULES`` write through this too)."""
+    sys.stdout.write(f"{text}\n")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)

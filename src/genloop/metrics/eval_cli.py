@@ -325,10 +325,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         json.dump(doc, sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
-        print(f"A (generated): {a.describe()}\nB (real):      {b.describe()}")
-        print(format_result(result))
+        from genloop.cli import say
+
+        say(f"A (generated): {a.describe()}\nB (real):      {b.describe()}")
+        say(format_result(result))
         if args.save_stats:
-            print(f"statistics of A written to {args.save_stats}")
+            say(f"statistics of A written to {args.save_stats}")
     return 0
 
 

@@ -116,7 +116,7 @@ def resolve_dtype(dtype: str, device: torch.device) -> str:
 def _radii_ladder(dtype: str, device: torch.device, d: int) -> tuple[torch.dtype, ...]:
     """The precisions of the k-NN radii pass: as :func:`resolve_dtype`, but ``"auto"`` starts at
     float32 below ``_WIDE_DIM`` features. The radii's candidate bound is looser than a known
-    radius (it comes from a window of rows): in bfloat16 it leaves tens of candidates per row,
+    radius (it comes from the diagonal band only): in bfloat16 it leaves tens of candidates per row,
     which costs more than the faster GEMM saves until the GEMM dominates (wide features)."""
     if dtype == "auto" and d < _WIDE_DIM:
         return _LADDER["float32"]

@@ -26,9 +26,11 @@ def cmd_convert_edm_pkl(args: argparse.Namespace) -> int:
     weights, sidecar = convert_edm_pickle(src, dst, key=args.key)
     import json
 
+    from genloop.cli import say
+
     meta = json.loads(sidecar.read_text())
-    print(f"wrote {weights} and {sidecar}")
-    print(f"  {meta['class_name']} for images {tuple(meta['event_shape'])}; network: {meta['network']}")
+    say(f"wrote {weights} and {sidecar}")
+    say(f"  {meta['class_name']} for images {tuple(meta['event_shape'])}; network: {meta['network']}")
     return 0
 
 
