@@ -120,13 +120,13 @@ def test_resume_semantics_for_generations(tmp_path, capsys):
 
 
 def test_locked_experiment_is_refused_before_any_change(tmp_path, capsys):
-    from genloop.sweep.local import experiment_lock
+    from genloop.sweep.runs import experiment_lock
 
     path = write(tmp_path, GOOD)
     out = tmp_path / "exp"
     assert main(["run", path, "--out", str(out)]) == 0
     before = (out / "config.yaml").read_text()
-    script = ("import sys, time; from pathlib import Path; from genloop.sweep.local import experiment_lock\n"
+    script = ("import sys, time; from pathlib import Path; from genloop.sweep.runs import experiment_lock\n"
               f"lock = experiment_lock(Path({str(out)!r})); lock.acquire(); print('held', flush=True); time.sleep(30)")
     holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:

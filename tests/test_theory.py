@@ -546,7 +546,7 @@ def test_gmm_density_log_prob_fit_and_analysis() -> None:
 
 def test_theory_text_for_a_config() -> None:
     from genloop.config import parse_config
-    from genloop.theory.cli import theory_text
+    from genloop.theory.config_theory import theory_text
 
     doc = {
         "data": {"name": "gaussian", "n": 60, "mean": [0.0]},

@@ -11,7 +11,7 @@ import yaml
 
 from genloop.cli import main
 from genloop.config import parse_config
-from genloop.theory import cli as theory_cli
+from genloop.theory import config_theory as theory_cli
 
 DOC = {
     "data": {"name": "gaussian", "n": 30, "mean": [0.0]},

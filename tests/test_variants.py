@@ -428,7 +428,7 @@ def test_mixture_resume_without_earlier_models_is_refused() -> None:
 
 def test_mixture_run_resumed_through_the_run_store_equals_the_whole_run(tmp_path) -> None:
     """execute_run: stop after 2 generations, resume to 4 (reloading the earlier checkpoints)."""
-    from genloop.sweep.local import RunSpec, execute_run
+    from genloop.sweep.runs import RunSpec, execute_run
     from genloop.store.run import RunStore
 
     doc = {"data": {"name": "two_moons", "n": 80, "n_heldout": 40}, "model": {"name": "gmm", "n_components": 3},

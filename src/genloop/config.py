@@ -14,10 +14,11 @@ becomes one :class:`~genloop.errors.ConfigError` naming it.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import pydantic
 import yaml
@@ -26,6 +27,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from genloop.errors import ConfigError
 from genloop.loop.schemes import SchemeName, parse_lambda
 from genloop.loop.variants import MixtureVariant, PlainVariant, VariantField
+
+if TYPE_CHECKING:
+    from genloop.data import RealSplit
+    from genloop.data.base import DataSource
 
 
 class _Strict(BaseModel):
@@ -336,14 +341,73 @@ def read_config_doc(path: str | Path, overrides: list[str] | None = None) -> Any
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
     """Read a YAML config of one experiment (no sweeps), apply overrides, validate."""
     doc = read_config_doc(path, overrides)
-    from genloop.sweep.grid import find_sweeps
-
     sweeps = find_sweeps(doc)
     if sweeps:
         picks = " ".join(f"--set {'.'.join(path)}={values[0]}" for path, values in sweeps)
         raise ConfigError(f"config file {path} is a grid (sweeps at {', '.join('.'.join(p) for p, _ in sweeps)}); "
                           f"this command takes one cell: pick it with {picks}")
     return parse_config(doc)
+
+
+# ---- sweeps: ``{sweep: [...]}`` markers in a config (expanded into cells by genloop.sweep.grid) ----
+SWEEP = "sweep"
+
+#: Keys that are lists already (each value one run of every cell), never sweeps.
+_RUN_AXES = (("loop", "lambdas"), ("loop", "seeds"))
+
+
+def is_sweep(value: Any) -> bool:
+    """Whether ``value`` is a sweep marker ``{sweep: [...]}``."""
+    return isinstance(value, dict) and set(value) == {SWEEP}
+
+
+def find_sweeps(doc: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], list[Any]]]:
+    """Every ``(key path, values)`` swept in ``doc``, in the order they appear."""
+    if is_sweep(doc):
+        values = doc[SWEEP]
+        key = ".".join(path)
+        if path in _RUN_AXES:
+            raise ConfigError(f"{key} is already a list of runs; write it as a plain list, not a sweep")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{key}: a sweep needs a non-empty list of values, got {values!r}")
+        canon = [json.dumps(v, sort_keys=True, default=str) for v in values]
+        if len(set(canon)) != len(canon):
+            raise ConfigError(f"{key}: the sweep lists the same value twice: {values!r}")
+        if any(find_sweeps(v) for v in values):
+            raise ConfigError(f"{key}: sweeps cannot be nested inside sweep values")
+        return [(path, list(values))]
+    out: list[tuple[tuple[str, ...], list[Any]]] = []
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            out.extend(find_sweeps(v, (*path, str(k))))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            out.extend(find_sweeps(v, (*path, str(i))))
+    return out
+
+
+# ---- the real data a config describes ---------------------------------------------------------
+def real_data(cfg: RunConfig, seed: int) -> tuple[DataSource, RealSplit]:
+    """The data source and the (train, held-out) split of a run with ``seed``.
+
+    The split depends only on the seed, so runs with the same seed and different λ share
+    their real data.
+    """
+    from genloop.data import make_data, split_real
+    from genloop.rng import stage_rng
+
+    source = make_data(cfg.data.name, **cfg.data.options)
+    n_heldout = cfg.data.n_heldout
+    if n_heldout is None and cfg.loop.eval_against == "train":
+        n_heldout = 0
+    if n_heldout is None:
+        n_heldout = cfg.data.n if source.infinite else min(cfg.data.n, len(source) - cfg.data.n)
+        if n_heldout < 1:
+            raise ConfigError(
+                f"data set {cfg.data.name!r} has {len(source)} samples: n={cfg.data.n} leaves none held out; "
+                "lower data.n or set data.n_heldout"
+            )
+    return source, split_real(source, cfg.data.n, n_heldout, rng=stage_rng(seed, 0, "data"))
 
 
 def apply_override(doc: dict[str, Any], item: str) -> None:

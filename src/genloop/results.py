@@ -261,7 +261,7 @@ def write_tables(folder: str | Path) -> dict[str, Path]:
 def summary_text(folder: str | Path, metric: str | None = None) -> str:
     """What ``genloop show`` prints for an experiment: the last generation's mean ± CI per
     (cell, λ, metric), then the verdict per λ."""
-    from genloop.report.tables import format_table
+    from genloop._text import format_table
 
     table = tidy(folder)
     summary = summarize(table)

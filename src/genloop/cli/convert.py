@@ -26,7 +26,7 @@ def cmd_convert_edm_pkl(args: argparse.Namespace) -> int:
     weights, sidecar = convert_edm_pickle(src, dst, key=args.key)
     import json
 
-    from genloop.cli import say
+    from genloop.cli._common import say
 
     meta = json.loads(sidecar.read_text())
     say(f"wrote {weights} and {sidecar}")

@@ -1,4 +1,4 @@
-"""``genloop eval A B``: feature metrics between two sets of samples, like ``python -m pytorch_fid``.
+"""Feature metrics between two sets of samples (the library behind ``genloop eval A B``, like ``python -m pytorch_fid``).
 
 ``A`` is the generated set and ``B`` the real (reference) set: precision is the fraction of
 ``A`` inside ``B``'s k-NN manifold, recall the converse (FID and KID are symmetric). Each of
@@ -20,17 +20,14 @@ the files' names, sizes and modification times and the extractor (``<cache>/stat
 1 GiB, least recently used entries evicted); ``--no-cache`` skips the cache. ``--save-stats
 PATH.npz`` writes ``A``'s statistics in pytorch-fid's format.
 
-This module imports torch only when the command runs.
+This module imports torch only when a metric is computed.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
 import logging
 import math
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -308,57 +305,4 @@ def format_result(result: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    """Run ``genloop eval``; prints a table (or JSON with ``--json``)."""
-    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size must be a positive integer, got {args.batch_size}")
-    a = open_source(args.a, channels_last=args.channels_last)
-    b = open_source(args.b, channels_last=args.channels_last)
-    result = evaluate(
-        a, b, metrics=metrics, features=args.features, batch_size=args.batch_size, device=args.device,
-        weights_path=args.weights, use_cache=not args.no_cache, resize=args.resize, k=args.k,
-        rng=np.random.default_rng(args.seed), save_stats=args.save_stats,
-    )  # fmt: skip
-    if args.json:
-        doc = {"generated": a.describe(), "real": b.describe(), **{k: (v if math.isfinite(v) else None) for k, v in result.items()}}
-        json.dump(doc, sys.stdout, indent=1)
-        sys.stdout.write("\n")
-    else:
-        from genloop.cli import say
-
-        say(f"A (generated): {a.describe()}\nB (real):      {b.describe()}")
-        say(format_result(result))
-        if args.save_stats:
-            say(f"statistics of A written to {args.save_stats}")
-    return 0
-
-
-def add_parser(sub: Any) -> None:
-    """Register ``genloop eval`` on the CLI's subparsers."""
-    p = sub.add_parser(
-        "eval",
-        help="FID / KID / precision-recall-density-coverage / IS between two sets of samples",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("a", help="generated set: image folder, .npy/.npz (images or features), run folder[:gen], stats .npz")
-    p.add_argument("b", help="real (reference) set, same kinds as A")
-    p.add_argument("--metrics", default="fid", help="comma-separated: fid, kid, prdc, is (default fid)")
-    p.add_argument("--features", choices=["inception", "classifier", "raw"], default=None,
-                   help="feature extractor (default: raw for feature vectors, inception for images)")
-    p.add_argument("--batch-size", type=int, default=64, help="images per batch read from disk and fed to the network")
-    p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
-    p.add_argument("--weights", default=None, help="path of the FID Inception weights file")
-    p.add_argument("--resize", choices=["pytorch-fid", "torch-fidelity", "clean-fid"], default="pytorch-fid",
-                   help="Inception resize convention (default pytorch-fid)")
-    p.add_argument("--k", type=int, default=3, help="neighbours for prdc (default 3)")
-    p.add_argument("--seed", type=int, default=0, help="seed of KID's random subsets")
-    p.add_argument("--channels-last", action="store_true", help="arrays are (n, H, W, C); transpose them")
-    p.add_argument("--save-stats", default=None, metavar="PATH.npz", help="write A's statistics (pytorch-fid format)")
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the statistics cache")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.set_defaults(func=cmd_eval)
-
-
-__all__ = ["add_parser", "cmd_eval", "evaluate", "open_source", "Source", "format_result"]
+__all__ = ["evaluate", "open_source", "Source", "format_result", "IMAGE_SUFFIXES", "METRIC_NAMES"]

@@ -246,7 +246,7 @@ def _predicted_verdicts(ctx: _Context) -> dict[float, str]:
 
     if not ctx.theory or ctx.cfg is None or ctx.cfg.model.name not in SUPPORTED_MODELS:
         return {}
-    from genloop.theory.cli import config_theory
+    from genloop.theory.config_theory import config_theory
 
     try:
         rows = config_theory(ctx.cfg).rows
@@ -363,7 +363,7 @@ _THEORY_COLUMNS = [
 
 
 def _theory_table(ctx: _Context) -> str:
-    from genloop.theory.cli import config_theory
+    from genloop.theory.config_theory import config_theory
     from genloop.theory.report import LEGEND
 
     import sys

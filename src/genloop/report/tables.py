@@ -2,40 +2,12 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from genloop._text import format_table
 from genloop.errors import ConfigError
 from genloop.store.run import RunStore
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
-            return f"{value:.3e}"
-        return f"{value:.4g}"
-    return str(value)
-
-
-def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None, *, markdown: bool = False) -> str:
-    """Rows of dicts as an aligned text table (or a Markdown table)."""
-    if not rows:
-        return "(no rows)"
-    if columns is None:
-        columns = list(dict.fromkeys(k for row in rows for k in row))
-    cells = [[_fmt(row.get(c, "")) for c in columns] for row in rows]
-    if markdown:
-        head = "| " + " | ".join(columns) + " |"
-        rule = "|" + "|".join("---" for _ in columns) + "|"
-        return "\n".join([head, rule] + ["| " + " | ".join(r) + " |" for r in cells])
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
-    lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
-    return "\n".join(lines)
 
 
 def run_state(store: RunStore) -> str:

@@ -1,7 +1,7 @@
 """Experiments with or without grids: planning, validation and execution of every cell.
 
 A config without sweeps is one experiment folder (``OUT/lam=…/seed=…``), exactly as
-:func:`~genloop.sweep.local.run_experiment` writes it. A config with sweeps (see
+:func:`run_experiment` writes it. A config with sweeps (see
 :mod:`genloop.sweep.grid`) is an experiment folder whose cells are sub-folders, each itself an
 experiment folder of one plain config::
 
@@ -30,17 +30,9 @@ from genloop._fs import atomic_write_text
 from genloop.config import RunConfig, parse_config, read_config_doc
 from genloop.errors import ConfigError
 from genloop.sweep.grid import Cell, expand_grid
-from genloop.sweep.local import (
-    ProgressFn,
-    RunSpec,
-    Task,
-    check_experiment,
-    check_jobs,
-    experiment_lock,
-    make_folder,
-    prepare_experiment,
-    run_tasks,
-)
+from genloop.sweep.executors import run_tasks
+from genloop.sweep.runs import check_experiment, check_jobs, experiment_lock, make_folder, prepare_experiment
+from genloop.sweep.spec import ProgressFn, RunSpec, Task
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +136,19 @@ def run_grid(
         run_tasks(tasks, jobs=jobs, threads_per_job=threads_per_job, progress=progress, on_run_done=on_run_done,
                   check_disk=check_resources, executor=executor, address=address)
     return tasks
+
+
+def run_experiment(cfg: RunConfig, out: str | Path, **options: Any) -> list[RunSpec]:
+    """Run every λ × seed of ``cfg`` under ``out``; return the run specs.
+
+    Everything is validated first (:func:`~genloop.sweep.runs.check_experiment`); then the experiment folder is
+    locked for the whole experiment (one writer per folder: a second is refused naming the
+    first), and only then is anything written. ``options`` are those of
+    :func:`genloop.sweep.experiment.run_grid` (``resume``, ``jobs``, ``threads_per_job``,
+    ``progress``, ``on_run_done``, ``check_resources``, ``executor``, ``address``); runs
+    execute as :func:`genloop.sweep.executors.run_tasks` says.
+    """
+    return [spec for _, spec in run_grid(single_experiment(cfg), out, **options)]
 
 
 def prepare_grid(exp: Experiment, out: Path, *, resume: bool) -> list[Task]:

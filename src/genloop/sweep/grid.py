@@ -21,44 +21,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from genloop.errors import ConfigError
+from genloop.config import SWEEP, find_sweeps, is_sweep  # noqa: F401  (the sweep syntax is the config's; re-exported)
 
-SWEEP = "sweep"
-
-#: Keys that are lists already (each value one run of every cell), never sweeps.
-_RUN_AXES = (("loop", "lambdas"), ("loop", "seeds"))
 #: Keys left out of a cell's identity (they may change on --resume without making a new cell).
 _NOT_IDENTITY = (("loop", "generations"), ("loop", "lambdas"), ("loop", "seeds"), ("tracking",), ("resources",))
-
-
-def is_sweep(value: Any) -> bool:
-    """Whether ``value`` is a sweep marker ``{sweep: [...]}``."""
-    return isinstance(value, dict) and set(value) == {SWEEP}
-
-
-def find_sweeps(doc: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], list[Any]]]:
-    """Every ``(key path, values)`` swept in ``doc``, in the order they appear."""
-    if is_sweep(doc):
-        values = doc[SWEEP]
-        key = ".".join(path)
-        if path in _RUN_AXES:
-            raise ConfigError(f"{key} is already a list of runs; write it as a plain list, not a sweep")
-        if not isinstance(values, list) or not values:
-            raise ConfigError(f"{key}: a sweep needs a non-empty list of values, got {values!r}")
-        canon = [json.dumps(v, sort_keys=True, default=str) for v in values]
-        if len(set(canon)) != len(canon):
-            raise ConfigError(f"{key}: the sweep lists the same value twice: {values!r}")
-        if any(find_sweeps(v) for v in values):
-            raise ConfigError(f"{key}: sweeps cannot be nested inside sweep values")
-        return [(path, list(values))]
-    out: list[tuple[tuple[str, ...], list[Any]]] = []
-    if isinstance(doc, dict):
-        for k, v in doc.items():
-            out.extend(find_sweeps(v, (*path, str(k))))
-    elif isinstance(doc, list):
-        for i, v in enumerate(doc):
-            out.extend(find_sweeps(v, (*path, str(i))))
-    return out
 
 
 def _set(doc: Any, path: tuple[str, ...], value: Any) -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from genloop._text import human_size as _size
 from genloop.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -156,11 +157,3 @@ def check_disk_for_checkpoints(checkpoint_bytes: int, generations_left: int, run
             f"{_size(disk)} is free at {out}: set output.checkpoints: last, fewer generations, or free space "
             "(finished generations are kept; continue with --resume)"
         )
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} TiB"  # pragma: no cover

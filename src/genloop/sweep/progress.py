@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from genloop.config import RunConfig
     from genloop.loop.engine import GenerationRecord
     from genloop.sweep.experiment import Experiment
-    from genloop.sweep.local import RunSpec
+    from genloop.sweep.spec import RunSpec
 
 
 def _linear_work(cfg: RunConfig, lam: float, generation: int) -> tuple[float, float]:
@@ -104,7 +104,7 @@ class SweepProgress:
                        plain: bool, slots: int = 1) -> SweepProgress:
         from genloop.errors import GenloopError
         from genloop.store import RunStore
-        from genloop.sweep.local import plan_runs
+        from genloop.sweep.runs import plan_runs
 
         per_run: dict[Path, _Run] = {}
         total = done = 0.0

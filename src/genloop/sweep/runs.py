@@ -1,85 +1,36 @@
-"""Experiments: every λ × seed of a config as one run folder, executed locally.
+"""The single run function and the experiment folder it lives in.
 
-An experiment folder holds the resolved ``config.yaml`` and one run folder per
-(λ, seed) named ``lam=<λ>/seed=<seed>``. Runs are independent, so they can execute in
-parallel processes (``jobs``); each resumes on its own from its last completed generation.
+An experiment folder holds the resolved ``config.yaml`` and one run folder per (λ, seed)
+named ``lam=<λ>/seed=<seed>``. :func:`execute_run` runs (or resumes) one of them; runs are
+independent, so executors (:mod:`genloop.sweep.executors`) may run them in any order, in
+parallel processes or on a cluster; each resumes on its own from its last completed
+generation. Everything a run needs is checked first by :func:`check_experiment`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import multiprocessing
-import os
 import shutil
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from genloop.config import RunConfig, format_lambda, parse_config
-from genloop.data import RealSplit, make_data, split_real
+from genloop.config import RunConfig, format_lambda, parse_config, real_data
+from genloop.data import make_data
 from genloop.data.base import DataSource
-from genloop.errors import ConfigError, RunFailedError
-from genloop.loop.engine import GenerationRecord, run_loop
+from genloop.errors import ConfigError
+from genloop.loop.engine import run_loop
 from genloop.models import make_model
-from genloop.rng import stage_rng
 from genloop.store.run import FolderLock, RunStore, atomic_write_text
+from genloop.sweep.spec import ProgressFn, RunSpec, Task, run_folder_name
 
 log = logging.getLogger(__name__)
-
-ProgressFn = Callable[["RunSpec", GenerationRecord], None]
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One run of an experiment (``cell`` names its grid cell, empty outside grids)."""
-
-    lam: float
-    seed: int
-    path: Path
-    cell: str = ""
-
-    @property
-    def label(self) -> str:
-        run = f"lam={format_lambda(self.lam)} seed={self.seed}"
-        return f"{self.cell} {run}" if self.cell else run
-
-
-#: One unit of work for an executor: a run and the (cell's) config it runs.
-Task = tuple[RunConfig, RunSpec]
-
-
-def run_folder_name(lam: float, seed: int) -> str:
-    return f"lam={format_lambda(lam)}/seed={seed}"
-
 
 def plan_runs(cfg: RunConfig, out: Path, cell: str = "") -> list[RunSpec]:
     """Every (λ, seed) of ``cfg`` with its folder under ``out``."""
     return [RunSpec(lam, seed, out / run_folder_name(lam, seed), cell) for lam in cfg.loop.lambdas for seed in cfg.loop.seeds]
-
-
-def real_data(cfg: RunConfig, seed: int) -> tuple[DataSource, RealSplit]:
-    """The data source and the (train, held-out) split of a run with ``seed``.
-
-    The split depends only on the seed, so runs with the same seed and different λ share
-    their real data.
-    """
-    source = make_data(cfg.data.name, **cfg.data.options)
-    n_heldout = cfg.data.n_heldout
-    if n_heldout is None and cfg.loop.eval_against == "train":
-        n_heldout = 0
-    if n_heldout is None:
-        n_heldout = cfg.data.n if source.infinite else min(cfg.data.n, len(source) - cfg.data.n)
-        if n_heldout < 1:
-            raise ConfigError(
-                f"data set {cfg.data.name!r} has {len(source)} samples: n={cfg.data.n} leaves none held out; "
-                "lower data.n or set data.n_heldout"
-            )
-    return source, split_real(source, cfg.data.n, n_heldout, rng=stage_rng(seed, 0, "data"))
 
 
 def check_experiment(cfg: RunConfig, out: Path | None = None, *, jobs: int = 1,
@@ -288,118 +239,6 @@ def _stop_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _execute_in_child(doc: dict[str, Any], spec: RunSpec, check_disk: bool) -> tuple[RunSpec, dict[str, Any]]:
-    try:
-        return spec, execute_run(parse_config(doc), spec, check_disk=check_disk)
-    except SystemExit as exc:
-        # SIGTERM (from the parent, or because the parent died): the run is marked stopped;
-        # a worker told to stop must not go back to the pool for the next run.
-        logging.shutdown()
-        os._exit(exc.code if isinstance(exc.code, int) else 1)
-
-
-def _init_worker(threads: int, parent_pid: int, counter: Any = None) -> None:
-    """Worker initializer: die with the parent, take a GPU of its own, stop cleanly on SIGTERM,
-    share the cores.
-
-    On a machine with GPUs, worker i (numbered by ``counter``, a shared integer) sees only GPU
-    i mod (number of GPUs) through ``CUDA_VISIBLE_DEVICES``, so ``--jobs N`` spreads the runs
-    over the GPUs instead of stacking them on the first.
-
-    A worker whose parent is gone (killed) must not take queued runs nor wait forever: on
-    Linux the kernel sends it SIGTERM when the parent dies (``PR_SET_PDEATHSIG``), elsewhere a
-    watcher thread notices the new parent pid. SIGTERM raises ``SystemExit`` in the worker, so
-    its run is marked ``stopped`` with its finished generations kept.
-    """
-    import signal
-
-    # Ctrl-C reaches the whole process group: the parent handles it and stops the workers
-    # with SIGTERM, so each run is marked stopped exactly once.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent(parent_pid)
-    if counter is not None:
-        with counter.get_lock():
-            index = counter.value
-            counter.value += 1
-        from genloop.models.neural.distributed import pin_job_to_gpu
-
-        pin_job_to_gpu(index)  # before anything starts CUDA in this process
-    _limit_threads(threads)
-    # Last: a SIGTERM while still importing (no run started) just ends the worker.
-    signal.signal(signal.SIGTERM, _exit_on_signal)
-
-
-def _exit_on_signal(signum: int, frame: object) -> None:
-    """SIGTERM in a worker: stop once. Further SIGTERMs (the parent-death signal and the
-    watcher can both send one) are ignored, so they cannot interrupt the clean-up that marks
-    the run stopped."""
-    import signal
-
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise SystemExit(128 + signum)
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    import signal
-    import sys
-    import threading
-
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            PR_SET_PDEATHSIG = 1
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        except (OSError, AttributeError):  # pragma: no cover - exotic libc
-            pass
-    if os.getppid() != parent_pid:  # the parent died before the request took effect
-        os._exit(1)
-
-    def watch() -> None:  # portable fallback (and a guard against a missed signal)
-        import time
-
-        while os.getppid() == parent_pid:
-            time.sleep(1.0)
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(30.0)  # time to mark the run stopped; then leave whatever the main thread does
-        os._exit(1)
-
-    threading.Thread(target=watch, name="genloop-parent-watch", daemon=True).start()
-
-
-def _limit_threads(threads: int) -> None:
-    """Share the cores among the workers instead of oversubscribing them.
-
-    Sets the BLAS / OpenMP pools (threadpoolctl) and torch's intra-op pool of this worker
-    process only; ``threads <= 0`` leaves the libraries' defaults (one thread per core in every
-    worker, which oversubscribes the machine).
-    """
-    if threads <= 0:
-        return
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=threads)
-    import torch
-
-    torch.set_num_threads(threads)
-
-
-def run_experiment(cfg: RunConfig, out: str | Path, **options: Any) -> list[RunSpec]:
-    """Run every λ × seed of ``cfg`` under ``out``; return the run specs.
-
-    Everything is validated first (:func:`check_experiment`); then the experiment folder is
-    locked for the whole experiment (one writer per folder: a second is refused naming the
-    first), and only then is anything written. ``options`` are those of
-    :func:`genloop.sweep.experiment.run_grid` (``resume``, ``jobs``, ``threads_per_job``,
-    ``progress``, ``on_run_done``, ``check_resources``, ``executor``, ``address``); runs
-    execute as :func:`run_tasks` says.
-    """
-    from genloop.sweep.experiment import run_grid, single_experiment
-
-    return [spec for _, spec in run_grid(single_experiment(cfg), out, **options)]
-
-
 def check_jobs(jobs: object) -> None:
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ConfigError(f"jobs must be a whole number >= 1, got {jobs!r}")
@@ -410,77 +249,6 @@ def make_folder(out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
-
-
-def run_tasks(
-    tasks: list[Task],
-    *,
-    jobs: int = 1,
-    threads_per_job: int | None = None,
-    progress: ProgressFn | None = None,
-    on_run_done: Callable[[RunSpec], None] | None = None,
-    check_disk: bool = True,
-    executor: str = "local",
-    address: str | None = None,
-) -> None:
-    """Execute runs: one after the other, in ``jobs`` local processes, or as Ray tasks.
-
-    ``local`` with ``jobs > 1`` runs each in a spawned process limited to ``threads_per_job``
-    BLAS / OpenMP / torch threads (default: the cores divided among the jobs; 0: no limit);
-    ``ray`` submits each run as a Ray Core task (see :mod:`genloop.sweep.ray_executor`).
-    ``progress`` (per generation) is called only when runs execute in this process;
-    ``on_run_done`` is called per finished run in every mode. A worker that dies is a
-    :class:`RunFailedError` naming the runs to resume.
-    """
-    if executor == "ray":
-        from genloop.sweep.ray_executor import run_on_ray
-
-        run_on_ray(tasks, address=address, on_run_done=on_run_done, check_disk=check_disk)
-        return
-    if executor != "local":
-        raise ConfigError(f"unknown executor {executor!r}; known executors: local, ray")
-    if jobs <= 1 or len(tasks) == 1:
-        for cfg, spec in tasks:
-            execute_run(cfg, spec, progress=progress, check_disk=check_disk)
-            if on_run_done is not None:
-                on_run_done(spec)
-        return
-    _run_in_processes(tasks, jobs=jobs, threads_per_job=threads_per_job, on_run_done=on_run_done,
-                      check_disk=check_disk)
-
-
-def _run_in_processes(tasks: list[Task], *, jobs: int, threads_per_job: int | None,
-                      on_run_done: Callable[[RunSpec], None] | None, check_disk: bool) -> None:
-    from concurrent.futures.process import BrokenProcessPool
-
-    # "spawn", not fork: a forked child of a process whose BLAS / OpenMP / torch thread pools
-    # are running can deadlock inside them.
-    threads = max(1, (os.cpu_count() or 1) // jobs) if threads_per_job is None else threads_per_job
-    done: set[RunSpec] = set()
-    context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker,
-                               initargs=(threads, os.getpid(), context.Value("i", 0)))
-    try:
-        futures = [pool.submit(_execute_in_child, cfg.resolved(), spec, check_disk) for cfg, spec in tasks]
-        for fut in as_completed(futures):
-            spec, _ = fut.result()
-            done.add(spec)
-            if on_run_done is not None:
-                on_run_done(spec)
-    except BrokenProcessPool:
-        raise RunFailedError(
-            "a worker process died (killed, or out of memory) before these runs finished: "
-            f"{unfinished(tasks, done)}; their finished generations are saved: rerun the same command with --resume"
-        ) from None
-    except BaseException:
-        # One run failed or we were interrupted: stop the others now (SIGTERM marks each run
-        # stopped, keeping its finished generations) instead of waiting for them to finish.
-        for proc in list(getattr(pool, "_processes", {}).values()):  # no public API for this
-            if proc.is_alive():
-                proc.terminate()
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def unfinished(tasks: list[Task], done: set[RunSpec]) -> str:
@@ -531,3 +299,10 @@ def find_runs(folder: str | Path) -> list[Path]:
         return (cell, math.inf if lam == "inf" else float(lam), int(p.name.split("=", 1)[1]))
 
     return sorted(runs, key=key)
+
+
+__all__ = [
+    "RunSpec", "Task", "ProgressFn", "run_folder_name", "plan_runs", "real_data", "check_experiment",
+    "prepare_experiment", "experiment_lock", "execute_run", "check_jobs", "make_folder", "unfinished",
+    "run_folder_problems", "find_runs",
+]

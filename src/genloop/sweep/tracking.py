@@ -28,7 +28,7 @@ from genloop.errors import ConfigError
 
 if TYPE_CHECKING:
     from genloop.config import RunConfig
-    from genloop.sweep.local import RunSpec
+    from genloop.sweep.spec import RunSpec
 
 log = logging.getLogger(__name__)
 

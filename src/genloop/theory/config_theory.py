@@ -37,7 +37,7 @@ def config_theory(cfg: RunConfig, *, progress: bool = False) -> TheoryResult:
     Raises :class:`ConfigError` for a model the theory toolkit does not support (the message
     lists the supported ones) or non-vector data.
     """
-    from genloop.sweep.local import real_data
+    from genloop.config import real_data
 
     if cfg.model.name not in SUPPORTED_MODELS:
         raise ConfigError(

@@ -33,7 +33,7 @@ from torch import nn
 
 from genloop.errors import DataError
 from genloop.metrics._arrays import default_cache_dir, resolve_device
-from genloop.metrics.features import FeatureExtractor
+from genloop.metrics.features.base import FeatureExtractor
 from genloop.metrics.features.inception import batched_features
 from genloop.rng import torch_seed
 

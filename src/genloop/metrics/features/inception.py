@@ -33,7 +33,7 @@ from torch import nn
 
 from genloop.errors import ConfigError, DataError
 from genloop.metrics._arrays import default_cache_dir, resolve_device
-from genloop.metrics.features import FeatureExtractor
+from genloop.metrics.features.base import FeatureExtractor
 
 logger = logging.getLogger(__name__)
 

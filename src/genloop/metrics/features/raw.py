@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from genloop.metrics._arrays import as_vectors
-from genloop.metrics.features import FeatureExtractor
+from genloop.metrics.features.base import FeatureExtractor
 
 
 class RawFeatures(FeatureExtractor):

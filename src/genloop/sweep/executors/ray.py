@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from genloop.errors import ConfigError, GenloopError, RunFailedError
 
 if TYPE_CHECKING:
-    from genloop.sweep.local import RunSpec, Task
+    from genloop.sweep.spec import RunSpec, Task
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ MAX_RETRIES = 3
 def _execute(doc: dict[str, Any], spec: RunSpec, check_disk: bool) -> dict[str, Any]:
     """The body of a Ray task: run (or resume) one run in the worker process."""
     from genloop.config import parse_config
-    from genloop.sweep.local import execute_run
+    from genloop.sweep.runs import execute_run
 
     return execute_run(parse_config(doc), spec, check_disk=check_disk)
 

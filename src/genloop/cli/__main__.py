@@ -1,0 +1,7 @@
+"""``python -m genloop.cli``: the ``genloop`` command."""
+
+import sys
+
+from genloop.cli import main
+
+sys.exit(main())

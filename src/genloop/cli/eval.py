@@ -1,0 +1,73 @@
+"""``genloop eval A B``: FID / KID / precision-recall-density-coverage / IS between two sets.
+
+The inputs and conventions are those of :mod:`genloop.metrics.sets`; this module parses the
+command line and prints. It imports torch only when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any
+
+import numpy as np
+
+from genloop.cli._common import say
+from genloop.errors import ConfigError
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Run ``genloop eval``; prints a table (or JSON with ``--json``)."""
+    from genloop.metrics.sets import evaluate, format_result, open_source
+
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    a = open_source(args.a, channels_last=args.channels_last)
+    b = open_source(args.b, channels_last=args.channels_last)
+    result = evaluate(
+        a, b, metrics=metrics, features=args.features, batch_size=args.batch_size, device=args.device,
+        weights_path=args.weights, use_cache=not args.no_cache, resize=args.resize, k=args.k,
+        rng=np.random.default_rng(args.seed), save_stats=args.save_stats,
+    )  # fmt: skip
+    if args.json:
+        doc = {"generated": a.describe(), "real": b.describe(), **{k: (v if math.isfinite(v) else None) for k, v in result.items()}}
+        json.dump(doc, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        say(f"A (generated): {a.describe()}\nB (real):      {b.describe()}")
+        say(format_result(result))
+        if args.save_stats:
+            say(f"statistics of A written to {args.save_stats}")
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``genloop eval`` on the CLI's subparsers."""
+    from genloop.metrics import sets
+
+    p = sub.add_parser(
+        "eval",
+        help="FID / KID / precision-recall-density-coverage / IS between two sets of samples",
+        description=sets.__doc__.split("\n\n", 1)[1] if sets.__doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("a", help="generated set: image folder, .npy/.npz (images or features), run folder[:gen], stats .npz")
+    p.add_argument("b", help="real (reference) set, same kinds as A")
+    p.add_argument("--metrics", default="fid", help="comma-separated: fid, kid, prdc, is (default fid)")
+    p.add_argument("--features", choices=["inception", "classifier", "raw"], default=None,
+                   help="feature extractor (default: raw for feature vectors, inception for images)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per batch read from disk and fed to the network")
+    p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--weights", default=None, help="path of the FID Inception weights file")
+    p.add_argument("--resize", choices=["pytorch-fid", "torch-fidelity", "clean-fid"], default="pytorch-fid",
+                   help="Inception resize convention (default pytorch-fid)")
+    p.add_argument("--k", type=int, default=3, help="neighbours for prdc (default 3)")
+    p.add_argument("--seed", type=int, default=0, help="seed of KID's random subsets")
+    p.add_argument("--channels-last", action="store_true", help="arrays are (n, H, W, C); transpose them")
+    p.add_argument("--save-stats", default=None, metavar="PATH.npz", help="write A's statistics (pytorch-fid format)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the statistics cache")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_eval)
