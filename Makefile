@@ -6,12 +6,12 @@ STAMP  := $(VENV)/.genloop-installed
 
 .PHONY: install browser demo test test-fast bench bench-full clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	# torch is pinned (CPU wheel here; the same pin gives a user's platform build) and
-	# installed first, so nothing below can pull another build.
-	$(PY) -m pip install --disable-pip-version-check -q "torch==2.13.0"
-	$(PY) -m pip install --disable-pip-version-check -q -e ".[test]"
+	# constraints.txt pins what this set-up is tested with (torch: the CPU wheel here, a user's
+	# platform build elsewhere); torch goes first, so nothing below can pull another build.
+	$(PY) -m pip install --disable-pip-version-check -q -c constraints.txt torch
+	$(PY) -m pip install --disable-pip-version-check -q -c constraints.txt -e ".[test]"
 	touch $(STAMP)
 
 install: $(STAMP)
