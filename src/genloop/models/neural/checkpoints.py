@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from genloop._fs import atomic_write_with
-from genloop.errors import DataError
+from genloop.errors import ConfigError, DataError
 from genloop.models.neural import restricted_pickle as rp
 
 log = logging.getLogger(__name__)
@@ -404,8 +404,11 @@ def read_network_weights(path: str | os.PathLike[str], *, key: str | None = None
     if path.is_dir():
         if not (path / "model.json").is_file():
             raise DataError(f"{path} is a folder without model.json (not a genloop generation checkpoint)")
-        doc = json.loads((path / "model.json").read_text())
-        arrays = load_file(str(path / "model.safetensors"))
+        try:
+            doc = json.loads((path / "model.json").read_text())
+            arrays = load_file(str(path / "model.safetensors"))
+        except Exception as exc:  # noqa: BLE001 - OSError, JSON and safetensors errors alike
+            raise DataError(f"{path} is not a readable genloop generation checkpoint: {_one_line(exc)}") from None
         net = {k[4:]: v for k, v in arrays.items() if k.startswith("net.")}
         ema = {k[4:]: v for k, v in arrays.items() if k.startswith("ema.")} or None
         return NetworkWeights(state=net, ema=ema, source="genloop", meta=doc)
@@ -421,7 +424,12 @@ def read_network_weights(path: str | os.PathLike[str], *, key: str | None = None
         except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
             raise DataError(f"{path} is not a readable safetensors file: {exc}") from None
         sidecar = path.with_suffix(".json")
-        meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+        try:
+            meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{sidecar}, the sidecar of {path}, is not readable JSON: {_one_line(exc)}") from None
+        if not isinstance(meta, dict):
+            raise DataError(f"{sidecar}, the sidecar of {path}, is not a JSON object")
         return NetworkWeights(state=_strip_prefix(state), source="safetensors", meta=meta)
     if path.suffix in TORCH_SUFFIXES:
         state, where = read_torch_checkpoint(path, key)
@@ -433,7 +441,25 @@ def read_network_weights(path: str | os.PathLike[str], *, key: str | None = None
     )
 
 
+def check_checkpoint(path: str | os.PathLike[str], event_shape: tuple[int, ...] | None = None) -> NetworkWeights:
+    """Read ``path`` as :func:`read_network_weights` does (``model.init`` before a run writes
+    anything) and check that it holds weights and, where it records one, the image shape
+    ``event_shape``. Problems are :class:`DataError` / :class:`ConfigError` starting ``model.init:``."""
+    try:
+        weights = read_network_weights(path)
+    except DataError as exc:
+        raise DataError(f"model.init: {exc}") from None
+    if not weights.state:
+        raise DataError(f"model.init: {path} holds no network weights")
+    recorded = weights.meta.get("event_shape") if weights.source != "genloop" else None
+    if event_shape is not None and isinstance(recorded, list) and tuple(recorded) != tuple(event_shape):
+        raise ConfigError(f"model.init: {path} holds a network for images of shape {tuple(recorded)}; "
+                          f"the data have shape {tuple(event_shape)}")
+    return weights
+
+
 __all__ = [
     "PersistentRecord", "ModuleRecord", "NetworkWeights", "read_edm_pickle", "record_state_dict",
-    "convert_edm_pickle", "edm_architecture", "read_torch_checkpoint", "read_network_weights", "WEIGHTS_FORMAT",
+    "convert_edm_pickle", "edm_architecture", "read_torch_checkpoint", "read_network_weights", "check_checkpoint",
+    "WEIGHTS_FORMAT",
 ]
