@@ -6,6 +6,7 @@ from __future__ import annotations
 import builtins
 import json
 import pickle
+import struct
 import subprocess
 import sys
 import types
@@ -331,3 +332,132 @@ def test_run_loop_can_take_the_checkpoint_as_generation_0(tmp_path) -> None:
     assert not torch.allclose(_probe(records[1].model.net_), _probe(ckpt))  # generation 1 fine-tuned it
     with pytest.raises(ConfigError, match="init: PATH"):
         next(run_loop(make_model("ddpm", **opts), X, lam=1, generations=1, train_generation_0=False))
+
+
+# ---- genuine EDM snapshots: numpy numbers in the recorded arguments (issue 26) --------------------
+# EDM's constructors pass numpy values (SongUNet: init_weight=np.sqrt(0.2), skip_scale=np.sqrt(0.5));
+# persistence records them in _init_kwargs and the module's __dict__, so the pickle names
+# numpy._core.multiarray.scalar (numpy.core.multiarray.scalar in files written with numpy 1) and numpy.dtype.
+NUMPY_KWARGS = {"sigma_min": np.float64(0.002), "sigma_max": np.float64(80.0), "skip_scale": np.float32(np.sqrt(0.5)),
+                "init_attn": {"init_mode": "xavier_uniform", "init_weight": np.sqrt(0.2)}, "flag": np.bool_(True),
+                "count": np.int64(-7), "small": np.uint8(200), "half": np.float16(0.25)}
+
+
+def _with_numpy(persistent) -> None:
+    """Add numpy numbers where EDM's networks have them: every child's kwargs and attributes."""
+    persistent.state["_init_kwargs"].update(skip_scale=np.sqrt(0.5), init_weight=np.float32(1e-5))
+    persistent.state["skip_scale"] = np.sqrt(0.5)
+    for child in persistent.state["_modules"].values():
+        if hasattr(child, "state"):
+            _with_numpy(child)
+        else:  # a torch.nn.ModuleDict holding records
+            for c in child._modules.values():
+                _with_numpy(c)
+
+
+def _numpy_snapshot(edm, net, path, *, numpy1_names: bool) -> None:
+    kwargs = dict(img_resolution=8, img_channels=3, label_dim=0, use_fp16=False, sigma_data=0.5,
+                  model_type="SongUNet", embedding_type="positional", model_channels=32, channel_mult=[1, 2], **NUMPY_KWARGS)
+    ema = edm.record(net, "EDMPrecond", kwargs)
+    for child in ema.state["_modules"].values():
+        _with_numpy(child)
+    data = {"ema": ema, "loss_fn": edm.Persistent("EDMLoss", {"P_mean": np.float64(-1.2), "_init_kwargs": {}}),
+            "augment_pipe": None, "dataset_kwargs": edm.EasyDict(path="cifar10.zip", xflip=False)}
+    if not numpy1_names:
+        blob = pickle.dumps(data, protocol=4)
+        assert b"numpy._core.multiarray" in blob and b"scalar" in blob and b"dtype" in blob
+    else:  # protocol 3 names globals in text lines, so the numpy 1 module name can be put in place
+        blob = pickle.dumps(data, protocol=3)
+        assert blob.count(b"cnumpy._core.multiarray\nscalar\n") == 1 and b"cnumpy\ndtype\n" in blob
+        blob = blob.replace(b"cnumpy._core.multiarray\nscalar\n", b"cnumpy.core.multiarray\nscalar\n")
+    path.write_bytes(blob)
+
+
+@pytest.mark.parametrize("numpy1_names", [False, True], ids=["numpy2-names", "numpy1-names"])
+def test_genuine_snapshot_with_numpy_numbers_converts_exactly(tmp_path, edm_modules, numpy1_names) -> None:
+    from safetensors.torch import load_file
+
+    writer = _net("songunet", "edm-cifar10-uncond-vp")
+    _numpy_snapshot(edm_modules, writer, tmp_path / "snap.pkl", numpy1_names=numpy1_names)
+    data = read_edm_pickle(tmp_path / "snap.pkl")
+    kw = data["ema"].init_kwargs
+    for name, value in NUMPY_KWARGS.items():  # rebuilt as the same numpy scalar: type and bits
+        got = kw[name]["init_weight"] if name == "init_attn" else kw[name]
+        want = value["init_weight"] if name == "init_attn" else value
+        assert type(got) is type(want) and got.tobytes() == want.tobytes(), name
+    block = data["ema"].state["_modules"]["model"].state["_modules"]["enc"].state["_modules"]
+    first = next(iter(block.values()))
+    assert type(first.state["skip_scale"]) is np.float64 and first.state["skip_scale"] == np.sqrt(0.5)
+    weights, sidecar = convert_edm_pickle(tmp_path / "snap.pkl", tmp_path / "net.safetensors")
+    stored = load_file(str(weights))
+    assert stored.keys() == writer.state_dict().keys()
+    for k, v in writer.state_dict().items():
+        assert torch.equal(stored[k], v.float()), k
+    meta = json.loads(sidecar.read_text())
+    side = meta["init_kwargs"]
+    assert side["sigma_min"] == 0.002 and side["sigma_max"] == 80.0 and side["flag"] is True
+    assert side["count"] == -7 and side["small"] == 200 and side["half"] == 0.25
+    assert side["skip_scale"] == float(np.float32(np.sqrt(0.5))) and side["init_attn"]["init_weight"] == float(np.sqrt(0.2))
+    assert meta["class_name"] == "EDMPrecond" and meta["precond"] == "edm" and meta["event_shape"] == [3, 8, 8]
+
+
+def _op_global(module: str, name: str) -> bytes:
+    return b"c" + f"{module}\n{name}\n".encode()
+
+
+def _op_str(s: str) -> bytes:
+    b = s.encode()
+    return b"X" + struct.pack("<I", len(b)) + b
+
+
+def _op_bytes(b: bytes) -> bytes:
+    return b"B" + struct.pack("<I", len(b)) + b
+
+
+def _payload(marker) -> bytes:
+    """Opcodes that, unpickled unsafely, create ``marker`` (open(marker, 'w'))."""
+    return _op_global("builtins", "open") + b"(" + _op_str(str(marker)) + _op_str("w") + b"tR"
+
+
+F8 = _op_global("numpy", "dtype") + b"(" + _op_str("f8") + b"\x89\x88tR"  # numpy.dtype('f8', False, True)
+PLAIN_STATE = b"(K\x03" + _op_str("<") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t"  # its __setstate__ tuple
+SCALAR2, SCALAR1 = _op_global("numpy._core.multiarray", "scalar"), _op_global("numpy.core.multiarray", "scalar")
+NUMPY_ATTACKS = {  # one pickle per way of misusing the numpy globals; the payload follows each
+    "dtype of objects": (_op_global("numpy", "dtype") + b"(" + _op_str("O") + b"\x89\x88tR", r"numpy.dtype of 'O'"),
+    "dtype of a structure": (_op_global("numpy", "dtype") + b"(" + _op_str("f8,O") + b"\x89\x88tR", r"numpy.dtype of 'f8,O'"),
+    "dtype of a non-string": (_op_global("numpy", "dtype") + b"(]\x89\x88tR", "numpy.dtype of list"),
+    "dtype state with fields": (F8 + b"(K\x03" + _op_str("|") + b"N(" + _op_str("a") + b"t}NNK\x00tb",
+                                "not a plain dtype"),
+    "dtype result called": (F8 + PLAIN_STATE + b"b)R", "refused to call"),
+    "dtype as a class": (_op_global("numpy", "dtype") + b")\x81", "refused to create an instance"),
+    "state set on numpy.dtype": (_op_global("numpy", "dtype") + b"N}" + _op_str("__defaults__") + b"N" + b"s\x86b",
+                                 "refused to set the state"),
+    "scalar of an object dtype": (SCALAR2 + b"(" + _op_str("O") + _op_bytes(b"\0" * 8) + b"tR", "numpy scalar of 'O'"),
+    "scalar of a wrong size": (SCALAR2 + b"(" + F8 + PLAIN_STATE + b"b" + _op_bytes(b"\0" * 3) + b"tR", "from 3 bytes"),
+    "scalar from a non-bytes": (SCALAR1 + b"(" + F8 + PLAIN_STATE + b"b" + b"]tR", "from list, not bytes"),
+    "numpy 1 scalar of an object dtype": (SCALAR1 + b"(" + _op_str("O") + _op_bytes(b"\0" * 8) + b"tR", "numpy scalar of 'O'"),
+}
+
+
+def test_numpy_attack_payload_is_armed(tmp_path) -> None:
+    """The payload the attacks carry does create its file when unpickled unsafely."""
+    pickle.loads(b"\x80\x03" + _payload(tmp_path / "proof") + b".").close()
+    assert (tmp_path / "proof").exists()
+    numbers = pickle.loads(b"\x80\x03(" + SCALAR2 + b"(" + F8 + PLAIN_STATE + b"b" + _op_bytes(np.float64(0.5).tobytes())
+                           + b"tR" + SCALAR1 + b"(" + F8 + PLAIN_STATE + b"b" + _op_bytes(np.float64(2).tobytes()) + b"tRt.")
+    assert numbers == (0.5, 2.0)  # the hand-written numpy opcodes are what numpy itself reads
+
+
+@pytest.mark.parametrize("case", sorted(NUMPY_ATTACKS))
+def test_numpy_globals_are_data_only(tmp_path, case) -> None:
+    ops, message = NUMPY_ATTACKS[case]
+    marker = tmp_path / "created-by-pickle"
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(b"\x80\x03}" + _op_str("ema") + ops + b"s" + _op_str("x") + _payload(marker) + b"s.")
+    with pytest.raises(DataError, match=message):
+        read_edm_pickle(evil)
+    assert not marker.exists()
+    numbers = tmp_path / "numbers.pkl"  # and the legitimate use of the same globals reads
+    numbers.write_bytes(b"\x80\x03}" + _op_str("x") + SCALAR2 + b"(" + F8 + PLAIN_STATE + b"b"
+                        + _op_bytes(np.float64(0.5).tobytes()) + b"tRs.")
+    assert read_edm_pickle(numbers) == {"x": 0.5}
