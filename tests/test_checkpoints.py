@@ -4,6 +4,7 @@ the writer's outputs; pickles are read without running anything stored in them."
 from __future__ import annotations
 
 import builtins
+import io
 import json
 import pickle
 import struct
@@ -461,3 +462,163 @@ def test_numpy_globals_are_data_only(tmp_path, case) -> None:
     numbers.write_bytes(b"\x80\x03}" + _op_str("x") + SCALAR2 + b"(" + F8 + PLAIN_STATE + b"b"
                         + _op_bytes(np.float64(0.5).tobytes()) + b"tRs.")
     assert read_edm_pickle(numbers) == {"x": 0.5}
+
+
+# ---- hostile pickles (issue 20): each is a DataError, exit 2, one line, in seconds, nothing runs -----
+def _top(ops: bytes, marker, payload: bool = True) -> bytes:
+    """A protocol-4 pickle of {'ema': <ops>, 'z': <payload>}. Files refused only once read
+    whole (nesting, object counts, non-tensor parameters) carry no payload: its global would
+    be refused first."""
+    tail = _op_str("z") + _payload(marker) + b"s" if payload else b""
+    return b"\x80\x04}" + _op_str("ema") + ops + b"s" + tail + b"."
+
+
+def _memo_bomb(folder, edm, marker):
+    # the C unpickler sizes its memo array by the largest index: 4 billion entries asked for by 5 bytes
+    blob = b"\x80\x04}\x94r\xff\xff\xff\xffN\x94r\xfe\xff\xff\xffNr\xfd\xff\xff\xff00."
+    assert len(blob) == 25
+    return blob
+
+
+def _dag_in_init_kwargs(folder, edm, marker):
+    leaf: list = [0]
+    for _ in range(64):  # 2^64 leaves, 65 lists: pickle writes each once and refers to it by memo
+        leaf = [leaf, leaf]
+    rec = edm.Persistent("EDMPrecond", {"_parameters": {}, "_modules": {}, "_init_kwargs": {"img_resolution": 8,
+                                                                                              "img_channels": 3, "x": leaf}})
+    return pickle.dumps({"ema": rec}, protocol=4)
+
+
+def _non_tensor_parameters(folder, edm, marker):
+    rec = edm.Persistent("EDMPrecond", {"_parameters": {"weight": [1.0, 2.0, 3.0]}, "_buffers": {}, "_modules": {},
+                                        "_init_kwargs": {"img_resolution": 8, "img_channels": 3}})
+    return pickle.dumps({"ema": rec}, protocol=4)
+
+
+class _Stride0:
+    """A tensor pickled as a view of one float with 10^12 elements (stride 0)."""
+
+    def __reduce__(self):
+        return (torch._utils._rebuild_tensor_v2, (torch.zeros(1).storage(), 0, (10**12,), (0,), False, OrderedDict()))
+
+
+def _stride0_tensor(folder, edm, marker):
+    rec = edm.Persistent("EDMPrecond", {"_parameters": {"weight": _Stride0()}, "_modules": {},
+                                        "_init_kwargs": {"img_resolution": 8, "img_channels": 3}})
+    return pickle.dumps({"ema": rec, "z": _Evil(marker)}, protocol=4)
+
+
+class _StorageFrom:
+    def __init__(self, blob: bytes) -> None:
+        self.blob = blob
+
+    def __reduce__(self):
+        return (torch.storage._load_from_bytes, (self.blob,))
+
+
+def _storage_reused(folder, edm, marker):
+    blob = torch.zeros(1000).storage().__reduce__()[1][0]
+    return pickle.dumps({"ema": [_StorageFrom(blob) for _ in range(2000)], "z": _Evil(marker)}, protocol=4)
+
+
+class _DeclaresStorage(pickle.Pickler):
+    def persistent_id(self, obj):
+        return ("storage", torch.FloatStorage, "0", "cpu", 10**11, None) if obj == "THE STORAGE" else None
+
+
+def _storage_declares_400_gb(folder, edm, marker):
+    from torch.serialization import MAGIC_NUMBER, PROTOCOL_VERSION
+
+    main = io.BytesIO()
+    _DeclaresStorage(main, protocol=2).dump("THE STORAGE")
+    blob = (pickle.dumps(MAGIC_NUMBER, protocol=2) + pickle.dumps(PROTOCOL_VERSION, protocol=2)
+            + pickle.dumps({"protocol_version": PROTOCOL_VERSION, "little_endian": True}, protocol=2)
+            + main.getvalue() + pickle.dumps(["0"], protocol=2) + (10**11).to_bytes(8, "little"))
+    return pickle.dumps({"ema": _StorageFrom(blob), "z": _Evil(marker)}, protocol=4)
+
+
+HOSTILE = {  # name: (writer of the file's bytes, what the one-line error says)
+    "25-byte memo bomb": (_memo_bomb, "memo index"),
+    "2^64-leaf DAG in init kwargs": (_dag_in_init_kwargs, "more than 1000000 objects"),
+    "200,000-deep nested lists": (lambda f, e, m: _top(b"]" * 200_000 + b"a" * 199_999, m, False), "nested more than 100 deep"),
+    "200,000-deep tuple as a dict key": (lambda f, e, m: _top(b"})" + b"\x85" * 200_000 + b"Ns", m),
+                                         "tuples nested more than 100 deep"),
+    "non-tensor parameters": (_non_tensor_parameters, "parameter weight is a list, not a tensor"),
+    "10^12-element stride-0 tensor": (_stride0_tensor, "claims 1000000000000 elements"),
+    "one stored storage rebuilt 2000 times": (_storage_reused, "more bytes"),
+    "storage declaring 400 GB": (_storage_declares_400_gb, "declares 400000000000 bytes"),
+    "state set on a function": (lambda f, e, m: _top(_op_global("torch._utils", "_rebuild_tensor_v2")
+                                                      + b"N}" + _op_str("__defaults__") + b"Ns\x86b", m),
+                                "refused to set the state"),
+    "torch.Tensor called (10^18 elements)": (lambda f, e, m: _top(_op_global("torch", "Tensor")
+                                                                 + b"(J\x00\xca\x9a;J\x00\xca\x9a;tR", m), "refused to call"),
+    "persistent id": (lambda f, e, m: _top(_op_str("x") + b"Q", m), "persistent id"),
+    "frame of 2^62 bytes": (lambda f, e, m: b"\x80\x04\x95" + (2**62).to_bytes(8, "little") + b"N.", "is a dict"),
+    "builtins.open global": (lambda f, e, m: pickle.dumps({"ema": _Evil(m)}), "refused to load the global io.open"),
+    "os.system global": (lambda f, e, m: _top(_op_global("os", "system") + b"(" + _op_str(f"touch {m}") + b"tR", m),
+                         "refused to load the global os.system"),
+}
+
+
+@pytest.fixture(scope="module")
+def startup_s() -> float:
+    """Seconds a fresh interpreter takes to import torch and the CLI here (added to the 10 s the
+    table allows each refusal, so that a loaded machine's start-up time is not counted)."""
+    import time
+
+    start = time.monotonic()
+    subprocess.run([sys.executable, "-c", "import torch, genloop.cli, genloop.models.neural.checkpoints"], check=True)
+    return time.monotonic() - start
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_pickle_table(tmp_path, edm_modules, capsys, startup_s, case) -> None:
+    """``genloop convert edm-pkl BAD OUT`` and ``model.init: BAD`` in ``genloop run``: exit 2, one
+    line naming the problem, within 10 s (plus the interpreter's start-up), nothing written,
+    the payload never run."""
+    import time
+
+    import yaml
+
+    write, message = HOSTILE[case]
+    marker, bad = tmp_path / "created-by-pickle", tmp_path / "bad.pkl"
+    bad.write_bytes(write(tmp_path, edm_modules, marker))
+    out = tmp_path / "conv" / "net.safetensors"
+    r = subprocess.run([sys.executable, "-m", "genloop.cli", "convert", "edm-pkl", str(bad), str(out)],
+                       capture_output=True, text=True, timeout=10 + 2 * startup_s)
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "conv").exists() and not marker.exists()
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"data": {"name": "digits_images", "n": 100}, "model": {"name": "edm", "init": str(bad)},
+                                   "loop": {"generations": 1, "lambdas": [0], "seeds": [0]}, "metrics": []}))
+    start = time.monotonic()
+    assert main(["run", str(cfg), "--out", str(tmp_path / "exp")]) == 2
+    assert time.monotonic() - start < 10
+    err = capsys.readouterr().err
+    assert "model.init:" in err and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "exp").exists() and not marker.exists()
+
+
+def test_sidecar_writer_bounds_its_walk() -> None:
+    """A DAG of 2^64 leaves (65 shared lists) is refused after a bounded number of steps, not
+    walked path by path; nesting beyond the depth bound is refused too."""
+    import time
+
+    from genloop.models.neural.checkpoints import MAX_JSON_NODES, _jsonable
+
+    leaf: list = [0]
+    for _ in range(64):
+        leaf = [leaf, leaf]
+    start = time.monotonic()
+    with pytest.raises(DataError, match=f"more than {MAX_JSON_NODES} values"):
+        _jsonable({"x": leaf})
+    assert time.monotonic() - start < 5
+    deep: list = []
+    for _ in range(500):
+        deep = [deep]
+    with pytest.raises(DataError, match="nested more than 100 deep"):
+        _jsonable(deep)
+    small = [[1, 2], [1, 2]]
+    assert _jsonable({"a": [small, small], "n": np.float32(0.5)}) == {"a": [[[1, 2], [1, 2]]] * 2, "n": 0.5}
