@@ -209,6 +209,14 @@ def read_edm_pickle(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+def _torch_reason(exc: BaseException) -> str:
+    """The reason in ``torch.load``'s error, on one line (without its advice to load unsafely)."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+    return _one_line(RuntimeError(text))
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 300 else text[:297] + "..."
@@ -364,7 +372,7 @@ def read_torch_checkpoint(path: str | os.PathLike[str], key: str | None = None) 
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        raise DataError(f"{path} is not a checkpoint genloop can read safely (torch.load weights_only): {exc}") from None
+        raise DataError(f"{path} is not a checkpoint genloop can read safely (torch.load weights_only): {_torch_reason(exc)}") from None
     where = "the file"
     if key is not None:
         if not isinstance(obj, dict) or key not in obj:
@@ -422,7 +430,7 @@ def read_network_weights(path: str | os.PathLike[str], *, key: str | None = None
         try:
             state = load_file(str(path))
         except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
-            raise DataError(f"{path} is not a readable safetensors file: {exc}") from None
+            raise DataError(f"{path} is not a readable safetensors file: {_one_line(exc)}") from None
         sidecar = path.with_suffix(".json")
         try:
             meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
