@@ -5,16 +5,22 @@ The paper starts every image experiment from a public checkpoint. Those files ar
 names; EDM's snapshots even carry the source code of their classes and *execute* it on load.
 genloop never does that:
 
-* **EDM ``.pkl``** (:func:`read_edm_pickle`): a restricted unpickler resolves only the
-  functions that rebuild tensors (``torch._utils._rebuild_tensor_v2`` and friends, with the
-  storage bytes read by ``torch.load(weights_only=True)``), plain containers
-  (``collections.OrderedDict``, ``dnnlib.util.EasyDict`` as a dict), torch's dtypes / sizes
-  and ``torch.nn`` containers as inert records. EDM's persistence hook
-  (``torch_utils.persistence._reconstruct_persistent_obj``) is replaced by a stub that keeps the
-  class name, the recorded constructor arguments and the state, and drops the stored source
-  unexecuted. Any other global is refused with :class:`~genloop.errors.DataError`.
-  :func:`convert_edm_pickle` writes the chosen network (``ema`` by default) as safetensors plus
-  a JSON sidecar describing the architecture (``genloop convert edm-pkl``).
+* **EDM ``.pkl``** (:func:`read_edm_pickle`): a bounded, restricted unpickler
+  (:mod:`~genloop.models.neural.restricted_pickle`) resolves only the functions that rebuild
+  tensors (``torch._utils._rebuild_tensor_v2`` and friends, replaced by versions that check
+  sizes and strides against the storage present; the storage bytes are read by
+  ``torch.load(weights_only=True)`` once their declared size is checked against the bytes
+  stored), plain containers (``collections.OrderedDict``, ``dnnlib.util.EasyDict`` as a dict),
+  numpy numbers (``numpy.dtype`` of a plain numeric dtype and ``numpy.core.multiarray.scalar``
+  / ``numpy._core.multiarray.scalar`` rebuilt from their bytes: EDM's constructors record
+  values such as ``np.sqrt(0.5)``), torch's dtypes / sizes and ``torch.nn`` containers as inert
+  records. EDM's persistence hook (``torch_utils.persistence._reconstruct_persistent_obj``) is
+  replaced by a stub that keeps the class name, the recorded constructor arguments and the
+  state, and drops the stored source unexecuted. Any other global, and anything past the
+  unpickler's bounds (memo, nesting, objects, storage bytes against the file size), is refused
+  with :class:`~genloop.errors.DataError`. :func:`convert_edm_pickle` writes the chosen network
+  (``ema`` by default) as safetensors plus a JSON sidecar describing the architecture
+  (``genloop convert edm-pkl``).
 * **torch files** (OT-CFM's ``.pt``, DDPM's ``.ckpt``): ``torch.load(weights_only=True)`` only;
   a dict of checkpoints gives its EMA entry (``ema_model``, ``ema``, …), a DDIM-style list its
   EMA state, and a ``module.`` prefix (``DataParallel``) is dropped.
