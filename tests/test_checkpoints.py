@@ -622,3 +622,18 @@ def test_sidecar_writer_bounds_its_walk() -> None:
         _jsonable(deep)
     small = [[1, 2], [1, 2]]
     assert _jsonable({"a": [small, small], "n": np.float32(0.5)}) == {"a": [[[1, 2], [1, 2]]] * 2, "n": 0.5}
+
+
+def test_legitimate_tensors_read_as_pickle_writes_them(tmp_path) -> None:
+    """Views, offsets, transposes, empty and 0-d tensors, several dtypes and parameters pass
+    the storage checks and read back equal (values, shape, strides) to what was pickled."""
+    base = torch.arange(24, dtype=torch.float64).reshape(4, 6)
+    tensors = {"view": base[1:, ::2], "t": base.T, "row": base[2], "empty": torch.zeros(0, 3), "scalar": torch.tensor(3.5),
+               "int": torch.arange(5), "bool": torch.tensor([True, False]), "half": torch.ones(3, dtype=torch.float16),
+               "param": nn.Parameter(torch.randn(2, 3, generator=torch.Generator().manual_seed(0))), "base": base}
+    (tmp_path / "t.pkl").write_bytes(pickle.dumps(tensors, protocol=4))
+    back = read_edm_pickle(tmp_path / "t.pkl")
+    for name, t in tensors.items():
+        got = back[name]
+        assert type(got) is type(t) and got.dtype == t.dtype and got.shape == t.shape, name
+        assert got.stride() == t.stride() and torch.equal(got, t), name
