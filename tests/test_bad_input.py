@@ -118,11 +118,67 @@ CASES: dict[str, Case] = {
     "image features on vectors": lambda f: (_run(f, cfg(metrics=[{"name": "fid", "features": "classifier"}])),
                                             "needs images"),
     "data.n above the data set": lambda f: (_run(f, _npy_cfg(f, npy(f, np.ones((80, 2))), data__n=500)), "80 samples"),
+    # -- model.init: read and checked before anything is written (issue 20) ------------------------
+    "init hostile pickle": lambda f: (_run(f, _init_cfg(_file(f, "evil.pkl", _HOSTILE_PKL))),
+                                      "refused to load the global os.system"),
+    "init random bytes .pkl": lambda f: (_run(f, _init_cfg(_file(f, "x.pkl", os.urandom(64)))), "not an EDM network snapshot"),
+    "init random bytes .pt": lambda f: (_run(f, _init_cfg(_file(f, "x.pt", os.urandom(64)))), "can read safely"),
+    "init random bytes .safetensors": lambda f: (_run(f, _init_cfg(_file(f, "x.safetensors", os.urandom(64)))),
+                                                 "not a readable safetensors file"),
+    "init folder with broken model.json": lambda f: (_run(f, _init_cfg(_broken_generation(f))),
+                                                     "not a readable genloop generation checkpoint"),
+    "init for other images": lambda f: (_run(f, _init_cfg(_safetensors_for(f, [3, 32, 32]))),
+                                        "images of shape (3, 32, 32); the data have shape (1, 8, 8)"),
+    # -- .npz inputs of genloop eval (issue 20) ------------------------------------------------------------
+    "npz of random bytes": lambda f: (["eval", _file(f, "a.npz", os.urandom(300)), npy(f, np.ones((50, 3))),
+                                       "--features", "raw"], "not a valid .npz archive"),
+    "npz stats without sigma": lambda f: (["eval", _npz(f, mu=np.zeros(3)), npy(f, np.ones((50, 3))), "--features", "raw"],
+                                          "has no 'sigma'"),
+    "npz stats mu and sigma differ": lambda f: (["eval", _npz(f, mu=np.zeros(3), sigma=np.eye(4)), npy(f, np.ones((50, 3))),
+                                                 "--features", "raw"], "mu has dimension 3 but sigma has shape (4, 4)"),
+    "npz stats against other features": lambda f: (["eval", _npz(f, mu=np.zeros(4), sigma=np.eye(4)),
+                                                    npy(f, np.ones((50, 3))), "--features", "raw"],
+                                                   "feature dimensions differ: A 4, B 3"),
     # -- sizes -----------------------------------------------------------------------------------------
     "data.n 1e9": lambda f: (_run(f, cfg(data__n="1e9", data__n_heldout=10)), "of memory"),
     "n_eval 1e9": lambda f: (_run(f, cfg(loop__n_eval=10**9)), "of memory"),
     "generations 1e9": lambda f: (_run(f, cfg(loop__generations="1e9")), "of disk"),
 }
+
+
+#: a pickle that, unpickled unsafely, runs a shell command
+_HOSTILE_PKL = b"\x80\x03}X\x03\x00\x00\x00emacos\nsystem\n(X\x0b\x00\x00\x00touch pwnedtRs."
+
+
+def _file(folder: Path, name: str, content: bytes) -> str:
+    path = folder / name
+    path.write_bytes(content)
+    return str(path)
+
+
+def _npz(folder: Path, **arrays: np.ndarray) -> str:
+    path = folder / "stats.npz"
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def _init_cfg(init: str) -> dict:
+    return cfg(data={"name": "digits_images", "n": 100}, model={"name": "edm", "init": init}, metrics=[])
+
+
+def _broken_generation(folder: Path) -> str:
+    gen = folder / "gen-000"
+    gen.mkdir()
+    (gen / "model.json").write_text("{not json")
+    return str(gen)
+
+
+def _safetensors_for(folder: Path, event_shape: list[int]) -> str:
+    from safetensors.numpy import save_file
+
+    save_file({"w": np.zeros(2, dtype=np.float32)}, str(folder / "net.safetensors"))
+    (folder / "net.json").write_text(f'{{"event_shape": {event_shape}}}')
+    return str(folder / "net.safetensors")
 
 
 def _latin1(folder: Path) -> str:

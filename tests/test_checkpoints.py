@@ -4,8 +4,10 @@ the writer's outputs; pickles are read without running anything stored in them."
 from __future__ import annotations
 
 import builtins
+import io
 import json
 import pickle
+import struct
 import subprocess
 import sys
 import types
@@ -331,3 +333,307 @@ def test_run_loop_can_take_the_checkpoint_as_generation_0(tmp_path) -> None:
     assert not torch.allclose(_probe(records[1].model.net_), _probe(ckpt))  # generation 1 fine-tuned it
     with pytest.raises(ConfigError, match="init: PATH"):
         next(run_loop(make_model("ddpm", **opts), X, lam=1, generations=1, train_generation_0=False))
+
+
+# ---- genuine EDM snapshots: numpy numbers in the recorded arguments (issue 26) --------------------
+# EDM's constructors pass numpy values (SongUNet: init_weight=np.sqrt(0.2), skip_scale=np.sqrt(0.5));
+# persistence records them in _init_kwargs and the module's __dict__, so the pickle names
+# numpy._core.multiarray.scalar (numpy.core.multiarray.scalar in files written with numpy 1) and numpy.dtype.
+NUMPY_KWARGS = {"sigma_min": np.float64(0.002), "sigma_max": np.float64(80.0), "skip_scale": np.float32(np.sqrt(0.5)),
+                "init_attn": {"init_mode": "xavier_uniform", "init_weight": np.sqrt(0.2)}, "flag": np.bool_(True),
+                "count": np.int64(-7), "small": np.uint8(200), "half": np.float16(0.25)}
+
+
+def _with_numpy(persistent) -> None:
+    """Add numpy numbers where EDM's networks have them: every child's kwargs and attributes."""
+    persistent.state["_init_kwargs"].update(skip_scale=np.sqrt(0.5), init_weight=np.float32(1e-5))
+    persistent.state["skip_scale"] = np.sqrt(0.5)
+    for child in persistent.state["_modules"].values():
+        if hasattr(child, "state"):
+            _with_numpy(child)
+        else:  # a torch.nn.ModuleDict holding records
+            for c in child._modules.values():
+                _with_numpy(c)
+
+
+def _numpy_snapshot(edm, net, path, *, numpy1_names: bool) -> None:
+    kwargs = dict(img_resolution=8, img_channels=3, label_dim=0, use_fp16=False, sigma_data=0.5,
+                  model_type="SongUNet", embedding_type="positional", model_channels=32, channel_mult=[1, 2], **NUMPY_KWARGS)
+    ema = edm.record(net, "EDMPrecond", kwargs)
+    for child in ema.state["_modules"].values():
+        _with_numpy(child)
+    data = {"ema": ema, "loss_fn": edm.Persistent("EDMLoss", {"P_mean": np.float64(-1.2), "_init_kwargs": {}}),
+            "augment_pipe": None, "dataset_kwargs": edm.EasyDict(path="cifar10.zip", xflip=False)}
+    if not numpy1_names:
+        blob = pickle.dumps(data, protocol=4)
+        assert b"numpy._core.multiarray" in blob and b"scalar" in blob and b"dtype" in blob
+    else:  # protocol 3 names globals in text lines, so the numpy 1 module name can be put in place
+        blob = pickle.dumps(data, protocol=3)
+        assert blob.count(b"cnumpy._core.multiarray\nscalar\n") == 1 and b"cnumpy\ndtype\n" in blob
+        blob = blob.replace(b"cnumpy._core.multiarray\nscalar\n", b"cnumpy.core.multiarray\nscalar\n")
+    path.write_bytes(blob)
+
+
+@pytest.mark.parametrize("numpy1_names", [False, True], ids=["numpy2-names", "numpy1-names"])
+def test_genuine_snapshot_with_numpy_numbers_converts_exactly(tmp_path, edm_modules, numpy1_names) -> None:
+    from safetensors.torch import load_file
+
+    writer = _net("songunet", "edm-cifar10-uncond-vp")
+    _numpy_snapshot(edm_modules, writer, tmp_path / "snap.pkl", numpy1_names=numpy1_names)
+    data = read_edm_pickle(tmp_path / "snap.pkl")
+    kw = data["ema"].init_kwargs
+    for name, value in NUMPY_KWARGS.items():  # rebuilt as the same numpy scalar: type and bits
+        got = kw[name]["init_weight"] if name == "init_attn" else kw[name]
+        want = value["init_weight"] if name == "init_attn" else value
+        assert type(got) is type(want) and got.tobytes() == want.tobytes(), name
+    block = data["ema"].state["_modules"]["model"].state["_modules"]["enc"].state["_modules"]
+    first = next(iter(block.values()))
+    assert type(first.state["skip_scale"]) is np.float64 and first.state["skip_scale"] == np.sqrt(0.5)
+    weights, sidecar = convert_edm_pickle(tmp_path / "snap.pkl", tmp_path / "net.safetensors")
+    stored = load_file(str(weights))
+    assert stored.keys() == writer.state_dict().keys()
+    for k, v in writer.state_dict().items():
+        assert torch.equal(stored[k], v.float()), k
+    meta = json.loads(sidecar.read_text())
+    side = meta["init_kwargs"]
+    assert side["sigma_min"] == 0.002 and side["sigma_max"] == 80.0 and side["flag"] is True
+    assert side["count"] == -7 and side["small"] == 200 and side["half"] == 0.25
+    assert side["skip_scale"] == float(np.float32(np.sqrt(0.5))) and side["init_attn"]["init_weight"] == float(np.sqrt(0.2))
+    assert meta["class_name"] == "EDMPrecond" and meta["precond"] == "edm" and meta["event_shape"] == [3, 8, 8]
+
+
+def _op_global(module: str, name: str) -> bytes:
+    return b"c" + f"{module}\n{name}\n".encode()
+
+
+def _op_str(s: str) -> bytes:
+    b = s.encode()
+    return b"X" + struct.pack("<I", len(b)) + b
+
+
+def _op_bytes(b: bytes) -> bytes:
+    return b"B" + struct.pack("<I", len(b)) + b
+
+
+def _payload(marker) -> bytes:
+    """Opcodes that, unpickled unsafely, create ``marker`` (open(marker, 'w'))."""
+    return _op_global("builtins", "open") + b"(" + _op_str(str(marker)) + _op_str("w") + b"tR"
+
+
+F8 = _op_global("numpy", "dtype") + b"(" + _op_str("f8") + b"\x89\x88tR"  # numpy.dtype('f8', False, True)
+PLAIN_STATE = b"(K\x03" + _op_str("<") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t"  # its __setstate__ tuple
+SCALAR2, SCALAR1 = _op_global("numpy._core.multiarray", "scalar"), _op_global("numpy.core.multiarray", "scalar")
+NUMPY_ATTACKS = {  # one pickle per way of misusing the numpy globals; the payload follows each
+    "dtype of objects": (_op_global("numpy", "dtype") + b"(" + _op_str("O") + b"\x89\x88tR", r"numpy.dtype of 'O'"),
+    "dtype of a structure": (_op_global("numpy", "dtype") + b"(" + _op_str("f8,O") + b"\x89\x88tR", r"numpy.dtype of 'f8,O'"),
+    "dtype of a non-string": (_op_global("numpy", "dtype") + b"(]\x89\x88tR", "numpy.dtype of list"),
+    "dtype state with fields": (F8 + b"(K\x03" + _op_str("|") + b"N(" + _op_str("a") + b"t}NNK\x00tb",
+                                "not a plain dtype"),
+    "dtype result called": (F8 + PLAIN_STATE + b"b)R", "refused to call"),
+    "dtype as a class": (_op_global("numpy", "dtype") + b")\x81", "refused to create an instance"),
+    "state set on numpy.dtype": (_op_global("numpy", "dtype") + b"N}" + _op_str("__defaults__") + b"N" + b"s\x86b",
+                                 "refused to set the state"),
+    "scalar of an object dtype": (SCALAR2 + b"(" + _op_str("O") + _op_bytes(b"\0" * 8) + b"tR", "numpy scalar of 'O'"),
+    "scalar of a wrong size": (SCALAR2 + b"(" + F8 + PLAIN_STATE + b"b" + _op_bytes(b"\0" * 3) + b"tR", "from 3 bytes"),
+    "scalar from a non-bytes": (SCALAR1 + b"(" + F8 + PLAIN_STATE + b"b" + b"]tR", "from list, not bytes"),
+    "numpy 1 scalar of an object dtype": (SCALAR1 + b"(" + _op_str("O") + _op_bytes(b"\0" * 8) + b"tR", "numpy scalar of 'O'"),
+}
+
+
+def test_numpy_attack_payload_is_armed(tmp_path) -> None:
+    """The payload the attacks carry does create its file when unpickled unsafely."""
+    pickle.loads(b"\x80\x03" + _payload(tmp_path / "proof") + b".").close()
+    assert (tmp_path / "proof").exists()
+    numbers = pickle.loads(b"\x80\x03(" + SCALAR2 + b"(" + F8 + PLAIN_STATE + b"b" + _op_bytes(np.float64(0.5).tobytes())
+                           + b"tR" + SCALAR1 + b"(" + F8 + PLAIN_STATE + b"b" + _op_bytes(np.float64(2).tobytes()) + b"tRt.")
+    assert numbers == (0.5, 2.0)  # the hand-written numpy opcodes are what numpy itself reads
+
+
+@pytest.mark.parametrize("case", sorted(NUMPY_ATTACKS))
+def test_numpy_globals_are_data_only(tmp_path, case) -> None:
+    ops, message = NUMPY_ATTACKS[case]
+    marker = tmp_path / "created-by-pickle"
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(b"\x80\x03}" + _op_str("ema") + ops + b"s" + _op_str("x") + _payload(marker) + b"s.")
+    with pytest.raises(DataError, match=message):
+        read_edm_pickle(evil)
+    assert not marker.exists()
+    numbers = tmp_path / "numbers.pkl"  # and the legitimate use of the same globals reads
+    numbers.write_bytes(b"\x80\x03}" + _op_str("x") + SCALAR2 + b"(" + F8 + PLAIN_STATE + b"b"
+                        + _op_bytes(np.float64(0.5).tobytes()) + b"tRs.")
+    assert read_edm_pickle(numbers) == {"x": 0.5}
+
+
+# ---- hostile pickles (issue 20): each is a DataError, exit 2, one line, in seconds, nothing runs -----
+def _top(ops: bytes, marker, payload: bool = True) -> bytes:
+    """A protocol-4 pickle of {'ema': <ops>, 'z': <payload>}. Files refused only once read
+    whole (nesting, object counts, non-tensor parameters) carry no payload: its global would
+    be refused first."""
+    tail = _op_str("z") + _payload(marker) + b"s" if payload else b""
+    return b"\x80\x04}" + _op_str("ema") + ops + b"s" + tail + b"."
+
+
+def _memo_bomb(folder, edm, marker):
+    # the C unpickler sizes its memo array by the largest index: 4 billion entries asked for by 5 bytes
+    blob = b"\x80\x04}\x94r\xff\xff\xff\xffN\x94r\xfe\xff\xff\xffNr\xfd\xff\xff\xff00."
+    assert len(blob) == 25
+    return blob
+
+
+def _dag_in_init_kwargs(folder, edm, marker):
+    leaf: list = [0]
+    for _ in range(64):  # 2^64 leaves, 65 lists: pickle writes each once and refers to it by memo
+        leaf = [leaf, leaf]
+    rec = edm.Persistent("EDMPrecond", {"_parameters": {}, "_modules": {}, "_init_kwargs": {"img_resolution": 8,
+                                                                                              "img_channels": 3, "x": leaf}})
+    return pickle.dumps({"ema": rec}, protocol=4)
+
+
+def _non_tensor_parameters(folder, edm, marker):
+    rec = edm.Persistent("EDMPrecond", {"_parameters": {"weight": [1.0, 2.0, 3.0]}, "_buffers": {}, "_modules": {},
+                                        "_init_kwargs": {"img_resolution": 8, "img_channels": 3}})
+    return pickle.dumps({"ema": rec}, protocol=4)
+
+
+class _Stride0:
+    """A tensor pickled as a view of one float with 10^12 elements (stride 0)."""
+
+    def __reduce__(self):
+        return (torch._utils._rebuild_tensor_v2, (torch.zeros(1).storage(), 0, (10**12,), (0,), False, OrderedDict()))
+
+
+def _stride0_tensor(folder, edm, marker):
+    rec = edm.Persistent("EDMPrecond", {"_parameters": {"weight": _Stride0()}, "_modules": {},
+                                        "_init_kwargs": {"img_resolution": 8, "img_channels": 3}})
+    return pickle.dumps({"ema": rec, "z": _Evil(marker)}, protocol=4)
+
+
+class _StorageFrom:
+    def __init__(self, blob: bytes) -> None:
+        self.blob = blob
+
+    def __reduce__(self):
+        return (torch.storage._load_from_bytes, (self.blob,))
+
+
+def _storage_reused(folder, edm, marker):
+    blob = torch.zeros(1000).storage().__reduce__()[1][0]
+    return pickle.dumps({"ema": [_StorageFrom(blob) for _ in range(2000)], "z": _Evil(marker)}, protocol=4)
+
+
+class _DeclaresStorage(pickle.Pickler):
+    def persistent_id(self, obj):
+        return ("storage", torch.FloatStorage, "0", "cpu", 10**11, None) if obj == "THE STORAGE" else None
+
+
+def _storage_declares_400_gb(folder, edm, marker):
+    from torch.serialization import MAGIC_NUMBER, PROTOCOL_VERSION
+
+    main = io.BytesIO()
+    _DeclaresStorage(main, protocol=2).dump("THE STORAGE")
+    blob = (pickle.dumps(MAGIC_NUMBER, protocol=2) + pickle.dumps(PROTOCOL_VERSION, protocol=2)
+            + pickle.dumps({"protocol_version": PROTOCOL_VERSION, "little_endian": True}, protocol=2)
+            + main.getvalue() + pickle.dumps(["0"], protocol=2) + (10**11).to_bytes(8, "little"))
+    return pickle.dumps({"ema": _StorageFrom(blob), "z": _Evil(marker)}, protocol=4)
+
+
+HOSTILE = {  # name: (writer of the file's bytes, what the one-line error says)
+    "25-byte memo bomb": (_memo_bomb, "memo index"),
+    "2^64-leaf DAG in init kwargs": (_dag_in_init_kwargs, "more than 1000000 objects"),
+    "200,000-deep nested lists": (lambda f, e, m: _top(b"]" * 200_000 + b"a" * 199_999, m, False), "nested more than 100 deep"),
+    "200,000-deep tuple as a dict key": (lambda f, e, m: _top(b"})" + b"\x85" * 200_000 + b"Ns", m),
+                                         "tuples nested more than 100 deep"),
+    "non-tensor parameters": (_non_tensor_parameters, "parameter weight is a list, not a tensor"),
+    "10^12-element stride-0 tensor": (_stride0_tensor, "claims 1000000000000 elements"),
+    "one stored storage rebuilt 2000 times": (_storage_reused, "more bytes"),
+    "storage declaring 400 GB": (_storage_declares_400_gb, "declares 400000000000 bytes"),
+    "state set on a function": (lambda f, e, m: _top(_op_global("torch._utils", "_rebuild_tensor_v2")
+                                                      + b"N}" + _op_str("__defaults__") + b"Ns\x86b", m),
+                                "refused to set the state"),
+    "torch.Tensor called (10^18 elements)": (lambda f, e, m: _top(_op_global("torch", "Tensor")
+                                                                 + b"(J\x00\xca\x9a;J\x00\xca\x9a;tR", m), "refused to call"),
+    "persistent id": (lambda f, e, m: _top(_op_str("x") + b"Q", m), "persistent id"),
+    "frame of 2^62 bytes": (lambda f, e, m: b"\x80\x04\x95" + (2**62).to_bytes(8, "little") + b"N.", "is a dict"),
+    "builtins.open global": (lambda f, e, m: pickle.dumps({"ema": _Evil(m)}), "refused to load the global io.open"),
+    "os.system global": (lambda f, e, m: _top(_op_global("os", "system") + b"(" + _op_str(f"touch {m}") + b"tR", m),
+                         "refused to load the global os.system"),
+}
+
+
+@pytest.fixture(scope="module")
+def startup_s() -> float:
+    """Seconds a fresh interpreter takes to import torch and the CLI here (added to the 10 s the
+    table allows each refusal, so that a loaded machine's start-up time is not counted)."""
+    import time
+
+    start = time.monotonic()
+    subprocess.run([sys.executable, "-c", "import torch, genloop.cli, genloop.models.neural.checkpoints"], check=True)
+    return time.monotonic() - start
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_pickle_table(tmp_path, edm_modules, capsys, startup_s, case) -> None:
+    """``genloop convert edm-pkl BAD OUT`` and ``model.init: BAD`` in ``genloop run``: exit 2, one
+    line naming the problem, within 10 s (plus the interpreter's start-up), nothing written,
+    the payload never run."""
+    import time
+
+    import yaml
+
+    write, message = HOSTILE[case]
+    marker, bad = tmp_path / "created-by-pickle", tmp_path / "bad.pkl"
+    bad.write_bytes(write(tmp_path, edm_modules, marker))
+    out = tmp_path / "conv" / "net.safetensors"
+    r = subprocess.run([sys.executable, "-m", "genloop.cli", "convert", "edm-pkl", str(bad), str(out)],
+                       capture_output=True, text=True, timeout=10 + 2 * startup_s)
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "conv").exists() and not marker.exists()
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"data": {"name": "digits_images", "n": 100}, "model": {"name": "edm", "init": str(bad)},
+                                   "loop": {"generations": 1, "lambdas": [0], "seeds": [0]}, "metrics": []}))
+    start = time.monotonic()
+    assert main(["run", str(cfg), "--out", str(tmp_path / "exp")]) == 2
+    assert time.monotonic() - start < 10
+    err = capsys.readouterr().err
+    assert "model.init:" in err and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "exp").exists() and not marker.exists()
+
+
+def test_sidecar_writer_bounds_its_walk() -> None:
+    """A DAG of 2^64 leaves (65 shared lists) is refused after a bounded number of steps, not
+    walked path by path; nesting beyond the depth bound is refused too."""
+    import time
+
+    from genloop.models.neural.checkpoints import MAX_JSON_NODES, _jsonable
+
+    leaf: list = [0]
+    for _ in range(64):
+        leaf = [leaf, leaf]
+    start = time.monotonic()
+    with pytest.raises(DataError, match=f"more than {MAX_JSON_NODES} values"):
+        _jsonable({"x": leaf})
+    assert time.monotonic() - start < 5
+    deep: list = []
+    for _ in range(500):
+        deep = [deep]
+    with pytest.raises(DataError, match="nested more than 100 deep"):
+        _jsonable(deep)
+    small = [[1, 2], [1, 2]]
+    assert _jsonable({"a": [small, small], "n": np.float32(0.5)}) == {"a": [[[1, 2], [1, 2]]] * 2, "n": 0.5}
+
+
+def test_legitimate_tensors_read_as_pickle_writes_them(tmp_path) -> None:
+    """Views, offsets, transposes, empty and 0-d tensors, several dtypes and parameters pass
+    the storage checks and read back equal (values, shape, strides) to what was pickled."""
+    base = torch.arange(24, dtype=torch.float64).reshape(4, 6)
+    tensors = {"view": base[1:, ::2], "t": base.T, "row": base[2], "empty": torch.zeros(0, 3), "scalar": torch.tensor(3.5),
+               "int": torch.arange(5), "bool": torch.tensor([True, False]), "half": torch.ones(3, dtype=torch.float16),
+               "param": nn.Parameter(torch.randn(2, 3, generator=torch.Generator().manual_seed(0))), "base": base}
+    (tmp_path / "t.pkl").write_bytes(pickle.dumps(tensors, protocol=4))
+    back = read_edm_pickle(tmp_path / "t.pkl")
+    for name, t in tensors.items():
+        got = back[name]
+        assert type(got) is type(t) and got.dtype == t.dtype and got.shape == t.shape, name
+        assert got.stride() == t.stride() and torch.equal(got, t), name

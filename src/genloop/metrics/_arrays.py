@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import zipfile
+import zlib
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,6 +40,37 @@ def check_same_dim(generated: np.ndarray, real: np.ndarray) -> None:
             f"generated and real samples have different dimensions: "
             f"{generated.shape[1]} vs {real.shape[1]} (after flattening)"
         )
+
+
+#: the first bytes of a zip archive (a local file header, or the end record of an empty one)
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+def load_npz(path: str | os.PathLike[str], *, what: str | None = None) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` at ``path``, read with ``allow_pickle=False``.
+
+    A file that is not a zip archive is refused as "not a valid .npz archive" (``np.load``
+    would otherwise try it as a pickle and report "pickled data"), a damaged archive or member
+    as "cannot be read", an object array as holding pickled objects; all :class:`DataError`
+    naming ``what`` (default: the path).
+    """
+    name = what or str(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise DataError(f"{name}: cannot be read: {exc.strerror or exc}") from None
+    if head not in _ZIP_MAGIC:
+        raise DataError(f"{name}: not a valid .npz archive (a zip file of .npy arrays)")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {key: f[key] for key in f.files}
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise DataError(f"{name}: the .npz holds object arrays (pickled data), which genloop never loads") from None
+        raise DataError(f"{name}: cannot be read as .npz: {exc}") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise DataError(f"{name}: cannot be read as .npz (a damaged archive): {exc}") from None
 
 
 def default_rng(rng: np.random.Generator | None) -> np.random.Generator:

@@ -379,16 +379,29 @@ def save_fid_npz(path: str | os.PathLike[str], stats: FeatureStats) -> Path:
 
 def load_fid_npz(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray, int | None]:
     """``(mu, sigma, n)`` from a pytorch-fid / clean-fid ``.npz`` (``n`` is None when absent); never unpickles."""
+    from genloop.metrics._arrays import load_npz
+
+    arrays = load_npz(path, what=f"statistics file {str(path)!r}")
+    return stats_from_arrays(arrays, str(path))
+
+
+def stats_from_arrays(arrays: dict[str, np.ndarray], name: str) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """``(mu, sigma, n)`` from the arrays of a statistics ``.npz``, checked: both ``mu`` (d,) and
+    ``sigma`` (d, d) present, real numbers, one dimension ``d``; ``n`` a whole number if given."""
+    missing = [k for k in ("mu", "sigma") if k not in arrays]
+    if missing:
+        raise DataError(f"{name!r} is not a statistics file: it needs arrays 'mu' and 'sigma' and has no "
+                        f"{' or '.join(repr(k) for k in missing)} (it holds {sorted(arrays)})")
     try:
-        with np.load(path, allow_pickle=False) as f:
-            if "mu" not in f.files or "sigma" not in f.files:
-                raise DataError(f"{str(path)!r} is not a statistics file: it needs arrays 'mu' and 'sigma', has {f.files}")
-            mu, sigma = np.asarray(f["mu"], dtype=np.float64), np.asarray(f["sigma"], dtype=np.float64)
-            n = int(f["n"]) if "n" in f.files else None
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read statistics file {str(path)!r}: {exc}") from None
-    if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
-        raise DataError(f"{str(path)!r}: mu of shape {mu.shape} and sigma of shape {sigma.shape} do not match")
+        mu, sigma = np.asarray(arrays["mu"], dtype=np.float64), np.asarray(arrays["sigma"], dtype=np.float64)
+        n = int(arrays["n"]) if "n" in arrays else None
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{name!r}: mu, sigma and n must be real numbers: {exc}") from None
+    if mu.ndim != 1:
+        raise DataError(f"{name!r}: mu must be a vector (d,), has shape {mu.shape}")
+    if sigma.shape != (mu.shape[0], mu.shape[0]):
+        raise DataError(f"{name!r}: mu has dimension {mu.shape[0]} but sigma has shape {sigma.shape} "
+                        f"(expected ({mu.shape[0]}, {mu.shape[0]}))")
     return mu, sigma, n
 
 
@@ -404,6 +417,7 @@ __all__ = [
     "fid_infinity",
     "frechet_distance_features",
     "load_fid_npz",
+    "stats_from_arrays",
     "save_fid_npz",
     "split_se",
     "stats_from_moments",

@@ -154,20 +154,17 @@ def open_source(spec: str, *, channels_last: bool = False) -> Source:
             raise DataError(f"{spec}: cannot read .npy ({exc})") from None
         return _array_source(spec, arr, _file_identity(path), channels_last)
     if suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                names = list(f.files)
-                if "mu" in names and "sigma" in names:
-                    from genloop.metrics.frechet import load_fid_npz
+        from genloop.metrics._arrays import load_npz
 
-                    mu, sigma, n = load_fid_npz(path)
-                    return Source(spec, "stats", n or 0, stats=(mu, sigma, n), shape=(mu.shape[0],))
-                if len(names) != 1:
-                    raise DataError(f"{spec}: .npz must hold 'mu' and 'sigma' (statistics) or exactly one array, has {names}")
-                arr = f[names[0]]
-        except ValueError as exc:
-            raise DataError(f"{spec}: cannot read .npz ({exc})") from None
-        return _array_source(spec, arr, _file_identity(path), channels_last)
+        arrays = load_npz(path, what=spec)
+        if "mu" in arrays or "sigma" in arrays:
+            from genloop.metrics.frechet import stats_from_arrays
+
+            mu, sigma, n = stats_from_arrays(arrays, spec)
+            return Source(spec, "stats", n or 0, stats=(mu, sigma, n), shape=(mu.shape[0],))
+        if len(arrays) != 1:
+            raise DataError(f"{spec}: .npz must hold 'mu' and 'sigma' (statistics) or exactly one array, has {sorted(arrays)}")
+        return _array_source(spec, next(iter(arrays.values())), _file_identity(path), channels_last)
     if suffix.lower() in IMAGE_SUFFIXES:
         raise DataError(f"{spec}: a single image; pass the folder that holds the images")
     raise DataError(f"{spec}: not an image folder, .npy, .npz or run folder")

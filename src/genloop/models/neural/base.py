@@ -144,8 +144,10 @@ class TorchGenerativeModel(GenerativeModel):
 
     def check_data(self, event_shape: tuple[int, ...], n: int) -> None:
         """Before a run writes anything: a paper network must suit ``event_shape`` and an
-        ``init`` checkpoint must exist and be of a known type."""
-        from genloop.models.neural.checkpoints import TORCH_SUFFIXES
+        ``init`` checkpoint must exist, be of a known type, read safely (a hostile or damaged
+        file is refused here, before the experiment folder exists) and, where it records its
+        image shape, record the data's."""
+        from genloop.models.neural.checkpoints import TORCH_SUFFIXES, check_checkpoint
         from genloop.models.neural.paper_networks import PAPER_KINDS, check_event_shape
 
         network = getattr(self, "network", None)
@@ -165,6 +167,7 @@ class TorchGenerativeModel(GenerativeModel):
                 )
             if len(event_shape) != 3 and not p.is_dir():
                 raise ConfigError(f"model.init: public checkpoints are image networks; the data have shape {event_shape}")
+            check_checkpoint(p, tuple(event_shape))  # read and checked now; read again by load_init
 
     # ---- in-generation checkpoints ---------------------------------------------------------
     def enable_training_checkpoints(self, directory: Path, every_samples: int) -> None:

@@ -5,16 +5,22 @@ The paper starts every image experiment from a public checkpoint. Those files ar
 names; EDM's snapshots even carry the source code of their classes and *execute* it on load.
 genloop never does that:
 
-* **EDM ``.pkl``** (:func:`read_edm_pickle`): a restricted unpickler resolves only the
-  functions that rebuild tensors (``torch._utils._rebuild_tensor_v2`` and friends, with the
-  storage bytes read by ``torch.load(weights_only=True)``), plain containers
-  (``collections.OrderedDict``, ``dnnlib.util.EasyDict`` as a dict), torch's dtypes / sizes
-  and ``torch.nn`` containers as inert records. EDM's persistence hook
-  (``torch_utils.persistence._reconstruct_persistent_obj``) is replaced by a stub that keeps the
-  class name, the recorded constructor arguments and the state, and drops the stored source
-  unexecuted. Any other global is refused with :class:`~genloop.errors.DataError`.
-  :func:`convert_edm_pickle` writes the chosen network (``ema`` by default) as safetensors plus
-  a JSON sidecar describing the architecture (``genloop convert edm-pkl``).
+* **EDM ``.pkl``** (:func:`read_edm_pickle`): a bounded, restricted unpickler
+  (:mod:`~genloop.models.neural.restricted_pickle`) resolves only the functions that rebuild
+  tensors (``torch._utils._rebuild_tensor_v2`` and friends, replaced by versions that check
+  sizes and strides against the storage present; the storage bytes are read by
+  ``torch.load(weights_only=True)`` once their declared size is checked against the bytes
+  stored), plain containers (``collections.OrderedDict``, ``dnnlib.util.EasyDict`` as a dict),
+  numpy numbers (``numpy.dtype`` of a plain numeric dtype and ``numpy.core.multiarray.scalar``
+  / ``numpy._core.multiarray.scalar`` rebuilt from their bytes: EDM's constructors record
+  values such as ``np.sqrt(0.5)``), torch's dtypes / sizes and ``torch.nn`` containers as inert
+  records. EDM's persistence hook (``torch_utils.persistence._reconstruct_persistent_obj``) is
+  replaced by a stub that keeps the class name, the recorded constructor arguments and the
+  state, and drops the stored source unexecuted. Any other global, and anything past the
+  unpickler's bounds (memo, nesting, objects, storage bytes against the file size), is refused
+  with :class:`~genloop.errors.DataError`. :func:`convert_edm_pickle` writes the chosen network
+  (``ema`` by default) as safetensors plus a JSON sidecar describing the architecture
+  (``genloop convert edm-pkl``).
 * **torch files** (OT-CFM's ``.pt``, DDPM's ``.ckpt``): ``torch.load(weights_only=True)`` only;
   a dict of checkpoints gives its EMA entry (``ema_model``, ``ema``, …), a DDIM-style list its
   EMA state, and a ``module.`` prefix (``DataParallel``) is dropped.
@@ -35,12 +41,15 @@ import pickle
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
+import numpy as np
 import torch
 
 from genloop._fs import atomic_write_with
-from genloop.errors import DataError
+from genloop.errors import ConfigError, DataError
+from genloop.models.neural import restricted_pickle as rp
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +69,16 @@ class PersistentRecord:
     init_kwargs: dict[str, Any] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
 
+    def __setstate__(self, state: Any) -> None:  # EDM writes no separate state (the meta dict holds it)
+        raise pickle.UnpicklingError("refused to set the state of a persistent object record")
+
 
 class ModuleRecord:
     """An inert stand-in for a plain ``torch.nn`` container (``ModuleDict``, ``ModuleList``,
     ``Sequential``) found in a pickle: it only keeps the state the pickle gives it."""
 
     class_name = "Module"
+    state: Any = MappingProxyType({})  # until the pickle sets one
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.state: dict[str, Any] = {}
@@ -83,17 +96,14 @@ def _reconstruct_persistent_stub(meta: dict[str, Any]) -> PersistentRecord:
     # the data only.
     if not isinstance(meta, dict) or not isinstance(meta.get("class_name"), str):
         raise pickle.UnpicklingError("malformed persistent object record")
-    state = dict(meta.get("state") or {})
-    return PersistentRecord(
-        class_name=meta["class_name"],
-        init_args=tuple(state.get("_init_args") or ()),
-        init_kwargs=dict(state.get("_init_kwargs") or {}),
-        state=state,
-    )
-
-
-def _load_storage_from_bytes(b: bytes) -> Any:
-    return torch.load(io.BytesIO(b), weights_only=True)
+    state = meta.get("state") or {}
+    if not isinstance(state, dict):
+        raise pickle.UnpicklingError(f"the state of the persistent object {meta['class_name']} is not a dict")
+    state = dict(state)
+    args, kwargs = state.get("_init_args") or (), state.get("_init_kwargs") or {}
+    if not isinstance(args, (tuple, list)) or not isinstance(kwargs, dict):
+        raise pickle.UnpicklingError(f"the recorded constructor arguments of {meta['class_name']} are malformed")
+    return PersistentRecord(class_name=meta["class_name"], init_args=tuple(args), init_kwargs=dict(kwargs), state=state)
 
 
 def _module_record_class(name: str) -> type:
@@ -104,42 +114,75 @@ _DTYPES = {n for n in dir(torch) if isinstance(getattr(torch, n, None), torch.dt
 _TORCH_NN = {
     ("torch.nn.modules.container", n): _module_record_class(n) for n in ("ModuleDict", "ModuleList", "Sequential")
 }
+#: globals an EDM snapshot may call (each checks its arguments; see restricted_pickle)
+_CALLABLES: dict[tuple[str, str], Any] = {
+    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_stub,
+    ("collections", "OrderedDict"): OrderedDict,
+    ("dnnlib.util", "EasyDict"): _EasyDict,
+    ("torch._utils", "_rebuild_tensor_v2"): rp.rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): rp.rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): rp.rebuild_parameter,
+    ("torch._tensor", "_rebuild_from_type_v2"): rp.rebuild_from_type,
+    ("torch", "Size"): rp.torch_size,
+    ("torch", "device"): rp.torch_device,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    # numpy values in recorded constructor arguments (np.sqrt(0.5), ...): numpy 2 and numpy 1 names
+    ("numpy._core.multiarray", "scalar"): rp.numpy_scalar,
+    ("numpy.core.multiarray", "scalar"): rp.numpy_scalar,
+    ("numpy", "dtype"): rp.numpy_dtype,
+}
+#: globals that may only appear as values (never called)
+_TOKENS: dict[tuple[str, str], Any] = {
+    ("torch", "Tensor"): torch.Tensor,
+    ("torch.nn.parameter", "Parameter"): torch.nn.Parameter,
+    **_TORCH_NN,
+}
 
 
 def _allowed(module: str, name: str) -> Any:
-    table: dict[tuple[str, str], Any] = {
-        ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_stub,
-        ("collections", "OrderedDict"): OrderedDict,
-        ("dnnlib.util", "EasyDict"): _EasyDict,
-        ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
-        ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
-        ("torch._utils", "_rebuild_parameter_with_state"): torch._utils._rebuild_parameter_with_state,
-        ("torch._tensor", "_rebuild_from_type_v2"): torch._tensor._rebuild_from_type_v2,
-        ("torch.storage", "_load_from_bytes"): _load_storage_from_bytes,
-        ("torch", "Size"): torch.Size,
-        ("torch", "device"): torch.device,
-        ("torch", "Tensor"): torch.Tensor,
-        ("torch.nn.parameter", "Parameter"): torch.nn.Parameter,
-        ("builtins", "set"): set,
-        ("builtins", "frozenset"): frozenset,
-        **_TORCH_NN,
-    }
-    if (module, name) in table:
-        return table[(module, name)]
+    """The object an EDM snapshot's global ``module.name`` stands for here, or None (refused);
+    ``torch.storage._load_from_bytes`` is bound per file (:class:`_RestrictedUnpickler`)."""
+    key = (module, name)
+    if key in _CALLABLES:
+        return _CALLABLES[key]
+    if key in _TOKENS:
+        return _TOKENS[key]
     if module == "torch" and name in _DTYPES:
         return getattr(torch, name)
     return None
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        obj = _allowed(module, name)
-        if obj is None:
-            raise pickle.UnpicklingError(f"refused to load the global {module}.{name}")
-        return obj
+class _RestrictedUnpickler(rp.BoundedUnpickler):
+    """The bounded unpickler (:mod:`~genloop.models.neural.restricted_pickle`) with EDM's globals."""
 
-    def persistent_load(self, pid: Any) -> Any:
-        raise pickle.UnpicklingError("refused a persistent id (not an EDM network pickle)")
+    callables = frozenset(id(f) for f in _CALLABLES.values())
+    newobj_classes = (*_TORCH_NN.values(), _EasyDict, OrderedDict)
+    build_types = (ModuleRecord, _EasyDict, rp.NumpyDType)
+
+    def __init__(self, fh: Any, size: int) -> None:
+        super().__init__(fh)
+        self._storages = rp.StorageBudget(size)
+        self.callables = self.callables | {id(self._storages.load)}
+        self._load_from_bytes = self._storages.load  # one bound method, so its id stays valid
+
+    def allowed(self, module: str, name: str) -> Any:
+        if (module, name) == ("torch.storage", "_load_from_bytes"):
+            return self._load_from_bytes
+        return _allowed(module, name)
+
+
+def _children(obj: Any) -> Any:
+    """What the structure check walks into (see :func:`read_edm_pickle`)."""
+    if isinstance(obj, dict):
+        return [*obj.keys(), *obj.values()]
+    if isinstance(obj, (list, tuple, set, frozenset)) and not isinstance(obj, torch.Size):
+        return obj
+    if isinstance(obj, PersistentRecord):
+        return (obj.init_args, obj.init_kwargs, obj.state)
+    if isinstance(obj, ModuleRecord):
+        return (obj.state,)
+    return ()
 
 
 def read_edm_pickle(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -147,37 +190,73 @@ def read_edm_pickle(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Returns its top-level mapping, in which persistent objects are :class:`PersistentRecord`
     and ``torch.nn`` containers :class:`ModuleRecord`; raises :class:`DataError` naming the
-    refused global for anything else.
+    refused global, or the bound a hostile file exceeds (memo, nesting, objects, tensor sizes
+    against their storage, storage bytes against the file; see
+    :mod:`~genloop.models.neural.restricted_pickle`), for anything else.
     """
     path = Path(path)
     try:
-        with open(path, "rb") as fh:
-            data = _RestrictedUnpickler(fh).load()
+        data_bytes = path.read_bytes()  # in memory: no length field can make a read allocate more
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError, RuntimeError, IndexError) as exc:
+    try:
+        data = _RestrictedUnpickler(io.BytesIO(data_bytes), len(data_bytes)).load()
+        rp.check_structure(data, _children)
+    except MemoryError:
+        raise DataError(f"{path} is not an EDM network snapshot genloop can read safely: it asks for more "
+                        "memory than this machine has") from None
+    except Exception as exc:  # noqa: BLE001 - any failure of a hostile or damaged file is a data error
         raise DataError(
-            f"{path} is not an EDM network snapshot genloop can read safely: {exc} (only tensors, plain "
-            "containers and EDM's persistent-class records are allowed; stored code is never run)"
+            f"{path} is not an EDM network snapshot genloop can read safely: {_one_line(exc)} (only tensors, plain "
+            "containers, numpy numbers and EDM's persistent-class records are allowed; stored code is never run)"
         ) from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: an EDM snapshot is a dict with an 'ema' network, got {type(data).__name__}")
     return data
 
 
+def _torch_reason(exc: BaseException) -> str:
+    """The reason in ``torch.load``'s error, on one line (without its advice to load unsafely)."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+    return _one_line(RuntimeError(text))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _entries(state: Any, key: str, where: str) -> dict[str, Any]:
+    table = state.get(key) if isinstance(state, dict) else None
+    if table is None:
+        return {}
+    if not isinstance(table, dict) or not all(isinstance(k, str) for k in table):
+        raise DataError(f"the snapshot's {where or 'network'} has {key} that are not a mapping of names "
+                        f"(a {type(table).__name__})")
+    return table
+
+
 def record_state_dict(record: PersistentRecord | ModuleRecord, prefix: str = "") -> dict[str, torch.Tensor]:
     """The ``state_dict()`` the recorded module would have: its parameters and persistent buffers,
-    and its children's under ``<child>.``."""
+    and its children's under ``<child>.``. A parameter or buffer that is not a tensor (or None)
+    is a :class:`DataError`."""
     state = record.state
+    where = prefix[:-1]
     out: dict[str, torch.Tensor] = {}
-    non_persistent = set(state.get("_non_persistent_buffers_set") or ())
-    for name, t in (state.get("_parameters") or {}).items():
-        if t is not None:
+    skip = state.get("_non_persistent_buffers_set") if isinstance(state, dict) else None
+    if skip is not None and not (isinstance(skip, (set, frozenset, list, tuple)) and all(isinstance(n, str) for n in skip)):
+        raise DataError(f"the snapshot's {where or 'network'} has a non-persistent buffer list that is not names")
+    non_persistent = set(skip or ())
+    for kind in ("_parameters", "_buffers"):
+        for name, t in _entries(state, kind, where).items():
+            if t is None or (kind == "_buffers" and name in non_persistent):
+                continue
+            if not isinstance(t, torch.Tensor):
+                raise DataError(f"the snapshot's {kind[1:-1]} {prefix}{name} is a {type(t).__name__}, not a tensor")
             out[prefix + name] = t.detach()
-    for name, t in (state.get("_buffers") or {}).items():
-        if t is not None and name not in non_persistent:
-            out[prefix + name] = t.detach()
-    for name, child in (state.get("_modules") or {}).items():
+    for name, child in _entries(state, "_modules", where).items():
         if isinstance(child, (PersistentRecord, ModuleRecord)):
             out.update(record_state_dict(child, f"{prefix}{name}."))
         elif child is not None:
@@ -185,16 +264,38 @@ def record_state_dict(record: PersistentRecord | ModuleRecord, prefix: str = "")
     return out
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    if isinstance(obj, torch.Tensor) and obj.numel() == 1:
-        return obj.item()
-    return repr(obj)
+#: JSON values the sidecar writer produces from recorded constructor arguments, at most
+MAX_JSON_NODES = 100_000
+
+
+def _jsonable(obj: Any, *, max_nodes: int = MAX_JSON_NODES, max_depth: int = rp.MAX_DEPTH) -> Any:
+    """``obj`` as JSON values (numpy and one-element torch numbers as Python numbers, other
+    objects as their ``repr``), visiting at most ``max_nodes`` values (a value reached by two
+    paths counts twice, since JSON writes it twice) and ``max_depth`` levels; beyond either,
+    :class:`DataError`."""
+    budget = [max_nodes]
+
+    def walk(x: Any, depth: int) -> Any:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise DataError(f"the snapshot's constructor arguments expand to more than {max_nodes} values "
+                            "(shared parts written out once per use); refusing to write them as JSON")
+        if depth > max_depth:
+            raise DataError(f"the snapshot's constructor arguments are nested more than {max_depth} deep")
+        if isinstance(x, dict):
+            return {str(k) if isinstance(k, (str, int, float, bool)) or k is None else repr(k): walk(v, depth + 1)
+                    for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [walk(v, depth + 1) for v in x]
+        if isinstance(x, (str, int, float, bool)) or x is None:
+            return x.item() if isinstance(x, np.generic) else x
+        if isinstance(x, np.generic) and x.dtype.kind in "biuf":
+            return x.item()
+        if isinstance(x, torch.Tensor) and x.numel() == 1:
+            return x.item()
+        return repr(x)
+
+    return walk(obj, 1)
 
 
 def edm_architecture(record: PersistentRecord) -> dict[str, Any]:
@@ -277,7 +378,7 @@ def read_torch_checkpoint(path: str | os.PathLike[str], key: str | None = None) 
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        raise DataError(f"{path} is not a checkpoint genloop can read safely (torch.load weights_only): {exc}") from None
+        raise DataError(f"{path} is not a checkpoint genloop can read safely (torch.load weights_only): {_torch_reason(exc)}") from None
     where = "the file"
     if key is not None:
         if not isinstance(obj, dict) or key not in obj:
@@ -317,8 +418,11 @@ def read_network_weights(path: str | os.PathLike[str], *, key: str | None = None
     if path.is_dir():
         if not (path / "model.json").is_file():
             raise DataError(f"{path} is a folder without model.json (not a genloop generation checkpoint)")
-        doc = json.loads((path / "model.json").read_text())
-        arrays = load_file(str(path / "model.safetensors"))
+        try:
+            doc = json.loads((path / "model.json").read_text())
+            arrays = load_file(str(path / "model.safetensors"))
+        except Exception as exc:  # noqa: BLE001 - OSError, JSON and safetensors errors alike
+            raise DataError(f"{path} is not a readable genloop generation checkpoint: {_one_line(exc)}") from None
         net = {k[4:]: v for k, v in arrays.items() if k.startswith("net.")}
         ema = {k[4:]: v for k, v in arrays.items() if k.startswith("ema.")} or None
         return NetworkWeights(state=net, ema=ema, source="genloop", meta=doc)
@@ -332,9 +436,14 @@ def read_network_weights(path: str | os.PathLike[str], *, key: str | None = None
         try:
             state = load_file(str(path))
         except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
-            raise DataError(f"{path} is not a readable safetensors file: {exc}") from None
+            raise DataError(f"{path} is not a readable safetensors file: {_one_line(exc)}") from None
         sidecar = path.with_suffix(".json")
-        meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+        try:
+            meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{sidecar}, the sidecar of {path}, is not readable JSON: {_one_line(exc)}") from None
+        if not isinstance(meta, dict):
+            raise DataError(f"{sidecar}, the sidecar of {path}, is not a JSON object")
         return NetworkWeights(state=_strip_prefix(state), source="safetensors", meta=meta)
     if path.suffix in TORCH_SUFFIXES:
         state, where = read_torch_checkpoint(path, key)
@@ -346,7 +455,25 @@ def read_network_weights(path: str | os.PathLike[str], *, key: str | None = None
     )
 
 
+def check_checkpoint(path: str | os.PathLike[str], event_shape: tuple[int, ...] | None = None) -> NetworkWeights:
+    """Read ``path`` as :func:`read_network_weights` does (``model.init`` before a run writes
+    anything) and check that it holds weights and, where it records one, the image shape
+    ``event_shape``. Problems are :class:`DataError` / :class:`ConfigError` starting ``model.init:``."""
+    try:
+        weights = read_network_weights(path)
+    except DataError as exc:
+        raise DataError(f"model.init: {exc}") from None
+    if not weights.state:
+        raise DataError(f"model.init: {path} holds no network weights")
+    recorded = weights.meta.get("event_shape") if weights.source != "genloop" else None
+    if event_shape is not None and isinstance(recorded, list) and tuple(recorded) != tuple(event_shape):
+        raise ConfigError(f"model.init: {path} holds a network for images of shape {tuple(recorded)}; "
+                          f"the data have shape {tuple(event_shape)}")
+    return weights
+
+
 __all__ = [
     "PersistentRecord", "ModuleRecord", "NetworkWeights", "read_edm_pickle", "record_state_dict",
-    "convert_edm_pickle", "edm_architecture", "read_torch_checkpoint", "read_network_weights", "WEIGHTS_FORMAT",
+    "convert_edm_pickle", "edm_architecture", "read_torch_checkpoint", "read_network_weights", "check_checkpoint",
+    "WEIGHTS_FORMAT",
 ]
