@@ -35,7 +35,8 @@ import math
 import pickle
 import warnings
 from collections import OrderedDict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -64,7 +65,7 @@ class NumpyDType:
     """``numpy.dtype`` as a pickle names it, kept as data: one of :data:`NUMPY_DTYPES` and the
     byte order its ``__setstate__`` tuple gives (the only state a plain dtype has)."""
 
-    __slots__ = ("name", "byteorder")
+    __slots__ = ("byteorder", "name")
 
     def __init__(self, name: str, byteorder: str = "=") -> None:
         self.name, self.byteorder = name, byteorder
@@ -317,7 +318,7 @@ class BoundedUnpickler(_Py):
             raise RefusedPickle(f"tuples nested more than {MAX_DEPTH} deep")
         self._tuple_depth[id(t)] = (depth, t)  # the tuple is kept alive so its id stays its own
 
-    dispatch = dict(_Py.dispatch)
+    dispatch: ClassVar[dict[int, Callable[[Any], None]]] = dict(_Py.dispatch)
 
 
 def _wrap_tuple_op(op: Callable[[Any], None]) -> Callable[[Any], None]:
@@ -348,7 +349,7 @@ class _StorageHeader(BoundedUnpickler):
     only storage classes resolve, nothing is called, and the ``("storage", type, key, location,
     numel, view)`` persistent ids are collected as byte counts."""
 
-    dispatch = dict(BoundedUnpickler.dispatch)
+    dispatch: ClassVar[dict[int, Callable[[Any], None]]] = dict(BoundedUnpickler.dispatch)
     dispatch[_OP["BINPERSID"]] = _Py.dispatch[_OP["BINPERSID"]]
 
     def __init__(self, fh: Any) -> None:
@@ -398,7 +399,7 @@ def check_structure(obj: Any, children: Callable[[Any], Any], *, max_depth: int 
 
 
 __all__ = [
-    "BoundedUnpickler", "RefusedPickle", "StorageBudget", "NumpyDType", "NUMPY_DTYPES", "check_structure",
-    "declared_storage_bytes", "numpy_dtype", "numpy_scalar", "rebuild_from_type", "rebuild_parameter",
-    "rebuild_tensor", "torch_device", "torch_size", "MAX_MEMO", "MAX_DEPTH", "MAX_NODES", "MAX_DIMS",
+    "MAX_DEPTH", "MAX_DIMS", "MAX_MEMO", "MAX_NODES", "NUMPY_DTYPES", "BoundedUnpickler", "NumpyDType", "RefusedPickle",
+    "StorageBudget", "check_structure", "declared_storage_bytes", "numpy_dtype", "numpy_scalar", "rebuild_from_type",
+    "rebuild_parameter", "rebuild_tensor", "torch_device", "torch_size",
 ]
