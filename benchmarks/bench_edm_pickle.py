@@ -60,7 +60,8 @@ class _Persistent:
         self.class_name, self.state = class_name, state
 
     def __reduce__(self) -> tuple:
-        meta = dict(type="class", version=6, module_src="# source\n", class_name=self.class_name, state=self.state)
+        meta = {"type": "class", "version": 6, "module_src": "# source\n", "class_name": self.class_name,
+                "state": self.state}
         return (type(self).hook, (meta,))
 
 

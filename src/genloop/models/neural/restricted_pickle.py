@@ -4,7 +4,8 @@
 its opcodes guarded; the C unpickler cannot be guarded (its memo is an array sized by the
 largest index a pickle names, so five bytes ask it for tens of GiB). What it enforces:
 
-* **globals**: ``find_class`` returns only what :meth:`BoundedUnpickler.allowed` lists.
+* **globals**: ``find_class`` returns only what :meth:`BoundedUnpickler.allowed` lists
+  (extension codes, which bypass it through a process-wide cache, are refused).
   Allowed objects are either *callables* (rebuild functions that check their arguments, plain
   containers, inert records) or *tokens* (``torch.Tensor``, dtypes: may appear as arguments,
   are never called). ``REDUCE`` calls only callables; ``NEWOBJ`` builds only the classes
@@ -12,7 +13,8 @@ largest index a pickle names, so five bytes ask it for tens of GiB). What it enf
   and persistent ids are refused;
 * **BUILD** (``__setstate__`` / attribute assignment) only on instances of
   :attr:`BoundedUnpickler.build_types`, never on a class or a function (which would let a
-  pickle rewrite this process's code);
+  pickle rewrite this process's code), and without ``__setstate__`` only a dict of plain
+  attribute names;
 * **memo**: at most :data:`MAX_MEMO` entries and indices;
 * **nesting**: tuples deeper than :data:`MAX_DEPTH` are refused as they are built (hashing a
   200,000-deep tuple, as a dict key does, overflows the C stack); the finished object is
@@ -35,7 +37,8 @@ import math
 import pickle
 import warnings
 from collections import OrderedDict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -64,7 +67,7 @@ class NumpyDType:
     """``numpy.dtype`` as a pickle names it, kept as data: one of :data:`NUMPY_DTYPES` and the
     byte order its ``__setstate__`` tuple gives (the only state a plain dtype has)."""
 
-    __slots__ = ("name", "byteorder")
+    __slots__ = ("byteorder", "name")
 
     def __init__(self, name: str, byteorder: str = "=") -> None:
         self.name, self.byteorder = name, byteorder
@@ -219,7 +222,7 @@ def torch_device(spec: Any, index: Any = None) -> torch.device:
 # ---- the unpickler ------------------------------------------------------------------------------
 _Py = pickle._Unpickler  # type: ignore[attr-defined]
 _OP = {name: getattr(pickle, name)[0] for name in (
-    "REDUCE", "NEWOBJ", "NEWOBJ_EX", "INST", "OBJ", "BUILD", "PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE",
+    "REDUCE", "NEWOBJ", "NEWOBJ_EX", "INST", "OBJ", "EXT1", "EXT2", "EXT4", "BUILD", "PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE",
     "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "EMPTY_TUPLE", "PERSID", "BINPERSID")}
 
 
@@ -275,12 +278,16 @@ class BoundedUnpickler(_Py):
         self.append(cls.__new__(cls))
 
     def _refuse_op(self) -> None:
-        raise RefusedPickle("refused a protocol 0/1 instance, an extended NEWOBJ or a persistent id")
+        raise RefusedPickle("refused a protocol 0/1 instance, an extended NEWOBJ, an extension code or a persistent id")
 
     def _load_build(self) -> None:
-        inst = self.stack[-2]
+        state, inst = self.stack[-1], self.stack[-2]
         if isinstance(inst, type) or not isinstance(inst, self.build_types):
             raise RefusedPickle(f"refused to set the state of {_callable_name(inst)}")
+        if getattr(inst, "__setstate__", None) is None and not (
+                type(state) is dict and all(type(k) is str and not k.startswith("__") for k in state)):
+            # no __setstate__: pickle would update __dict__ and setattr() a second dict
+            raise RefusedPickle(f"refused attribute state for {_callable_name(inst)} other than plain names")
         _Py.load_build(self)
 
     # -- memo -----------------------------------------------------------------------------------
@@ -317,7 +324,7 @@ class BoundedUnpickler(_Py):
             raise RefusedPickle(f"tuples nested more than {MAX_DEPTH} deep")
         self._tuple_depth[id(t)] = (depth, t)  # the tuple is kept alive so its id stays its own
 
-    dispatch = dict(_Py.dispatch)
+    dispatch: ClassVar[dict[int, Callable[[Any], None]]] = dict(_Py.dispatch)
 
 
 def _wrap_tuple_op(op: Callable[[Any], None]) -> Callable[[Any], None]:
@@ -331,7 +338,7 @@ def _wrap_tuple_op(op: Callable[[Any], None]) -> Callable[[Any], None]:
 _d = BoundedUnpickler.dispatch
 _d[_OP["REDUCE"]] = BoundedUnpickler._load_reduce
 _d[_OP["NEWOBJ"]] = BoundedUnpickler._load_newobj
-for _name in ("NEWOBJ_EX", "INST", "OBJ", "PERSID", "BINPERSID"):
+for _name in ("NEWOBJ_EX", "INST", "OBJ", "EXT1", "EXT2", "EXT4", "PERSID", "BINPERSID"):
     _d[_OP[_name]] = BoundedUnpickler._refuse_op
 _d[_OP["BUILD"]] = BoundedUnpickler._load_build
 _d[_OP["PUT"]] = BoundedUnpickler._load_put
@@ -348,7 +355,7 @@ class _StorageHeader(BoundedUnpickler):
     only storage classes resolve, nothing is called, and the ``("storage", type, key, location,
     numel, view)`` persistent ids are collected as byte counts."""
 
-    dispatch = dict(BoundedUnpickler.dispatch)
+    dispatch: ClassVar[dict[int, Callable[[Any], None]]] = dict(BoundedUnpickler.dispatch)
     dispatch[_OP["BINPERSID"]] = _Py.dispatch[_OP["BINPERSID"]]
 
     def __init__(self, fh: Any) -> None:
@@ -398,7 +405,7 @@ def check_structure(obj: Any, children: Callable[[Any], Any], *, max_depth: int 
 
 
 __all__ = [
-    "BoundedUnpickler", "RefusedPickle", "StorageBudget", "NumpyDType", "NUMPY_DTYPES", "check_structure",
-    "declared_storage_bytes", "numpy_dtype", "numpy_scalar", "rebuild_from_type", "rebuild_parameter",
-    "rebuild_tensor", "torch_device", "torch_size", "MAX_MEMO", "MAX_DEPTH", "MAX_NODES", "MAX_DIMS",
+    "MAX_DEPTH", "MAX_DIMS", "MAX_MEMO", "MAX_NODES", "NUMPY_DTYPES", "BoundedUnpickler", "NumpyDType", "RefusedPickle",
+    "StorageBudget", "check_structure", "declared_storage_bytes", "numpy_dtype", "numpy_scalar", "rebuild_from_type",
+    "rebuild_parameter", "rebuild_tensor", "torch_device", "torch_size",
 ]
