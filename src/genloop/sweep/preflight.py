@@ -49,11 +49,30 @@ def check_output_folder(out: Path) -> None:
 
 def event_shape_of(source: DataSource, name: str) -> tuple[tuple[int, ...], int | None]:
     """The shape of one sample of ``source`` and the data set's size (None: infinite)."""
+    probe = probe_data(source)
+    return probe.event_shape, probe.rows
+
+
+@dataclass(frozen=True)
+class DataProbe:
+    """What the preflight knows of a data source: one sample's shape, the data set's size
+    (None: infinite) and whether the samples are token codes (integers)."""
+
+    event_shape: tuple[int, ...]
+    rows: int | None
+    tokens: bool
+
+
+def probe_data(source: DataSource) -> DataProbe:
+    """Look at ``source`` once (one drawn sample, or the fixed set) without writing anything."""
     if source.infinite:
-        one = source.sample(1, rng=np.random.default_rng(0))
-        return tuple(int(s) for s in one.shape[1:]), None
-    data = source.load()
-    return tuple(int(s) for s in data.shape[1:]), int(data.shape[0])
+        one = np.asarray(source.sample(1, rng=np.random.default_rng(0)))
+        rows = None
+    else:
+        one = np.asarray(source.load())
+        rows = int(one.shape[0])
+    tokens = bool(getattr(source, "discrete", False)) or bool(np.issubdtype(one.dtype, np.integer))
+    return DataProbe(tuple(int(s) for s in one.shape[1:]), rows, tokens)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from genloop.data import make_data
 from genloop.data.base import DataSource
 from genloop.errors import ConfigError
 from genloop.loop.engine import run_loop
+from genloop.loop.variants import check_variant
 from genloop.models import make_model
 from genloop.store.run import FolderLock, RunStore, atomic_write_text
 from genloop.sweep.spec import ProgressFn, RunSpec, Task, run_folder_name
@@ -37,9 +38,13 @@ def check_experiment(cfg: RunConfig, out: Path | None = None, *, jobs: int = 1,
                      check_resources: bool = True) -> None:
     """Everything that can fail before a folder is written (nothing is created here).
 
-    The output folder, the model, every metric with its options, the scheme against the data
-    source, the held-out split, the data's shape against the model, and (unless
-    ``check_resources`` is false) the memory and disk the experiment needs.
+    The output folder, the model, every metric with its options and against the sample sizes
+    it will see (FID's feature dimension against ``n_eval``), the scheme against the data
+    source, the held-out split, the data's shape against the model, (unless
+    ``check_resources`` is false) the memory and disk the experiment needs, and the variant
+    (:func:`~genloop.loop.variants.check_variant`: the λ schedule over every generation, the
+    correction against the data type, the reward against the data's dimension, the sampler
+    options against the family, the mixture weights).
     """
     from genloop.loop.engine import _resolve_metrics
     from genloop.sweep import preflight
@@ -59,18 +64,24 @@ def check_experiment(cfg: RunConfig, out: Path | None = None, *, jobs: int = 1,
             "data.n_heldout is 0, which leaves no held-out samples for the metrics; "
             "set data.n_heldout >= 1, or loop.eval_against: train"
         )
-    event_shape, rows = preflight.event_shape_of(source, cfg.data.name)
+    probe = preflight.probe_data(source)
+    event_shape, rows = probe.event_shape, probe.rows
     if rows is not None and cfg.data.n > rows:
         raise ConfigError(f"data set {cfg.data.name!r} has {rows} samples; data.n={cfg.data.n} is more")
     n_heldout = _heldout_size(cfg, source, rows)
     model.check_data(event_shape, cfg.data.n)
     if not cfg.loop.train_generation_0 and not getattr(model, "init", None):  # issue 12
         raise ConfigError("loop.train_generation_0: false needs a model started from a checkpoint (model.init: PATH)")
+    n_real = cfg.data.n if cfg.loop.eval_against == "train" else n_heldout
+    n_generated = cfg.loop.n_eval or n_real
     for metric in metrics:
         metric.check_ready(event_shape)
+        metric.check_sizes(event_shape, n_generated=n_generated, n_real=n_real)
     if check_resources and out is not None:
         res = preflight.estimate_resources(cfg, event_shape, rows, jobs=jobs, n_heldout=n_heldout)
         preflight.check_resources(res, out)
+    check_variant(cfg.loop.variant, model, event_shape=event_shape, tokens=probe.tokens, n=cfg.data.n,
+                  lambdas=cfg.loop.lambdas, generations=cfg.loop.generations)
     for seed in cfg.loop.seeds:
         real_data(cfg, seed)
 
