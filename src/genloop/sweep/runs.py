@@ -103,7 +103,9 @@ def prepare_experiment(cfg: RunConfig, out: Path, *, resume: bool) -> list[RunSp
     """
     doc = cfg.resolved()
     cfg_path = out / "config.yaml"
-    if cfg_path.exists():
+    if cfg_path.exists() and only_failed_start(out):
+        _take_over_failed_start(out, doc)
+    elif cfg_path.exists():
         if not resume:
             raise ConfigError(f"output folder {out} already holds an experiment; pass --resume to continue it or choose another --out")
         from genloop.config import read_yaml
@@ -125,6 +127,62 @@ def prepare_experiment(cfg: RunConfig, out: Path, *, resume: bool) -> list[RunSp
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cfg_path, yaml.safe_dump(doc, sort_keys=False))
     return plan_runs(cfg, out)
+
+
+def _run_folders(out: Path) -> list[Path]:
+    """Every run folder under ``out`` (``lam=*/seed=*``), whether or not it has a status."""
+    return sorted(p for p in out.glob("lam=*/seed=*") if p.is_dir())
+
+
+def started_work(run: Path) -> bool:
+    """Whether ``run`` holds work worth keeping: a completed generation, a status that cannot be
+    read (it might vouch for one), or checkpoints inside a generation's training."""
+    from genloop.errors import DataError
+
+    try:
+        if RunStore(run).last_generation >= 0:
+            return True
+    except DataError:
+        return True
+    training = run / "training"
+    return training.is_dir() and any(training.iterdir())
+
+
+def only_failed_start(out: Path) -> bool:
+    """Whether ``out`` holds an experiment config but no work: no run has completed a
+    generation or saved a training checkpoint (a start that failed, e.g. in generation 0).
+
+    Such a folder is not an experiment: a rerun, corrected or not, starts it afresh.
+    """
+    out = Path(out)
+    if not (out / "config.yaml").is_file():
+        return False
+    runs = _run_folders(out) + [p for cell in out.iterdir() if cell.is_dir() and not cell.name.startswith("lam=")
+                                for p in _run_folders(cell)]
+    return not any(started_work(run) for run in runs)
+
+
+def _take_over_failed_start(out: Path, doc: dict[str, Any]) -> None:
+    """Start afresh in a folder that holds only a failed start (see :func:`only_failed_start`):
+    its run folders (no completed generation in any of them) are removed when the config
+    changed, so nothing of the old config survives. Called under the experiment's lock."""
+    from genloop.config import read_yaml
+    from genloop.errors import GenloopError
+
+    try:
+        old = read_yaml(out / "config.yaml", what="experiment config")
+        same = isinstance(old, dict) and _comparable(old) == _comparable(doc)
+    except GenloopError:
+        same = False
+    if same:
+        log.info("%s holds a start of this config that completed no generation; starting it again", out)
+        return
+    log.warning("%s holds a start that completed no generation, of another config; replacing it with this one", out)
+    for run in _run_folders(out):
+        shutil.rmtree(run)
+    for lam in out.glob("lam=*"):
+        if lam.is_dir() and not any(lam.iterdir()):
+            lam.rmdir()
 
 
 def _comparable(doc: dict[str, Any]) -> dict[str, Any]:
@@ -315,5 +373,5 @@ def find_runs(folder: str | Path) -> list[Path]:
 __all__ = [
     "RunSpec", "Task", "ProgressFn", "run_folder_name", "plan_runs", "real_data", "check_experiment",
     "prepare_experiment", "experiment_lock", "execute_run", "check_jobs", "make_folder", "unfinished",
-    "run_folder_problems", "find_runs",
+    "run_folder_problems", "find_runs", "only_failed_start", "started_work",
 ]
