@@ -122,6 +122,8 @@ CASES: dict[str, Case] = {
     "sampler option unknown": lambda f: (_run(f, _variant({"kind": "biased", "sampler": {"nope": 1}})), "no option 'nope'"),
     "sampler option value": lambda f: (_run(f, _variant({"kind": "biased", "sampler": {"max_iter": "many"}})),
                                        "option 'max_iter' of model 'gmm'"),
+    "sampler value the family refuses": lambda f: (_run(f, _variant({"kind": "biased", "sampler": {"S_churn": -1}},
+                                                                    model={"name": "edm"})), "need S_churn >= 0"),
     "temperature on ngram": lambda f: (_run(f, _tokens(variant={"kind": "biased", "temperature": 0.5})),
                                        "no temperature for model 'ngram'"),
     "reward centre dimension": lambda f: (_run(f, _variant({"kind": "curated", "reward": {"name": "quadratic",
