@@ -45,6 +45,12 @@ def test_paper_config_is_the_paper_recipe(name: str) -> None:
     assert cfg.loop.train_generation_0 is False  # generation 0 is the public checkpoint as it is
     assert opts["train"]["finetune_samples"] == 50_000  # the paper's fine-tuning budget per generation
     assert opts["train"]["carry_over"] == ["ema_as_weights"]  # the official transfer path
+    from genloop.models.neural.trainer import TrainConfig, peak_lr_fraction
+    from genloop.sweep.preflight import learning_rate_warnings
+
+    # the fine-tunes learn: their warm-up ends inside the budget (the official one would not)
+    finetune = TrainConfig(**opts["train"]).for_finetuning(ema_from_zero=True)
+    assert peak_lr_fraction(finetune, cfg.data.n) == 1.0 and learning_rate_warnings(cfg) == []
     assert [m["name"] for m in cfg.metrics] == ["fid", "prdc"]
     assert all(m["features"] == "inception" for m in cfg.metrics)
     from genloop.errors import ConfigError

@@ -176,3 +176,40 @@ def check_disk_for_checkpoints(checkpoint_bytes: int, generations_left: int, run
             f"{_size(disk)} is free at {out}: set output.checkpoints: last, fewer generations, or free space "
             "(finished generations are kept; continue with --resume)"
         )
+
+
+def learning_rate_warnings(cfg: RunConfig) -> list[str]:
+    """One line per training of ``cfg`` whose learning rate never exceeds
+    :data:`~genloop.models.neural.trainer.LR_WARN_FRACTION` of ``train.lr``.
+
+    The trainer's rate is lr_k = lr · min(s_k / warmup_samples, 1) and restarts at every
+    training (EDM's ``lr_rampup_kimg``, counted from the start of each training), so a
+    fine-tune budget far below the warm-up (EDM's 10 M images against 0.05 M) runs at a tiny
+    fraction of ``lr`` and learns almost nothing: λ = 0.5 and λ = ∞ then give the same run.
+    Only families configured with ``train`` options are looked at (the others' defaults reach
+    their ``lr``, and a config without them needs no import of torch to be shown). The size of
+    a training set is taken as ``data.n`` (it matters only for budgets given in epochs).
+    """
+    if "train" not in cfg.model.options:
+        return []
+    from genloop.models import make_model
+    from genloop.models.neural.trainer import LR_WARN_FRACTION, peak_lr_fraction
+
+    model = make_model(cfg.model.name, **cfg.model.options)
+    configs = getattr(model, "training_configs", None)
+    if configs is None:
+        return []
+    lines = []
+    for kind, train in configs(finetune=cfg.loop.retrain == "finetune").items():
+        if kind == "scratch" and not cfg.loop.train_generation_0 and cfg.loop.retrain == "finetune" and cfg.loop.generations:
+            continue  # generation 0 is the init checkpoint, and every later one fine-tunes
+        peak = peak_lr_fraction(train, cfg.data.n)
+        if peak < LR_WARN_FRACTION:
+            which = "fine-tune generations (t >= 1)" if kind == "fine-tune" else "trainings from scratch"
+            knob = "train.finetune_warmup_samples" if kind == "fine-tune" else "train.warmup_samples"
+            lines.append(
+                f"warning: {which} never exceed {100 * peak:.2g}% of train.lr={train.lr:g} (a warm-up of "
+                f"{train.warmup_samples:,} samples, a budget of {train.total_samples(cfg.data.n):,}): they learn almost "
+                f"nothing; lower {knob}"
+            )
+    return lines

@@ -84,6 +84,8 @@ def check_experiment(cfg: RunConfig, out: Path | None = None, *, jobs: int = 1,
                   lambdas=cfg.loop.lambdas, generations=cfg.loop.generations)
     for seed in cfg.loop.seeds:
         real_data(cfg, seed)
+    for line in preflight.learning_rate_warnings(cfg):
+        log.warning("%s", line.removeprefix("warning: "))
 
 
 def _heldout_size(cfg: RunConfig, source: DataSource, rows: int | None) -> int:
