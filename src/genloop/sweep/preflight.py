@@ -164,16 +164,19 @@ def check_resources(res: Resources, out: Path) -> None:
     log.debug("resources: %s", res.describe())
 
 
-def check_disk_for_checkpoints(checkpoint_bytes: int, generations_left: int, runs_left: int, keep: str,
+def check_disk_for_checkpoints(checkpoint_bytes: int, generations_left: int, runs_left: int, keep: str | dict,
                                out: Path) -> None:
-    """After generation 0 of the first run: refuse when the remaining checkpoints cannot fit."""
-    count = (2 if keep == "last" else generations_left + 1) * max(1, runs_left)
+    """After generation 0 of the first run: refuse when the remaining checkpoints cannot fit
+    (``keep``: ``output.checkpoints`` as :func:`genloop.store.run.checkpoints_kept` counts it)."""
+    from genloop.store.run import checkpoints_kept
+
+    count = checkpoints_kept(keep, generations_left) * max(1, runs_left)
     need = checkpoint_bytes * count
     disk = free_disk(out)
     if need > disk:
         raise ConfigError(
             f"the remaining checkpoints need about {_size(need)} ({_size(checkpoint_bytes)} each); only "
-            f"{_size(disk)} is free at {out}: set output.checkpoints: last, fewer generations, or free space "
+            f"{_size(disk)} is free at {out}: set output.checkpoints: last (or every: k), fewer generations, or free space "
             "(finished generations are kept; continue with --resume)"
         )
 

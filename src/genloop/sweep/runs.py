@@ -276,7 +276,7 @@ def execute_run(cfg: RunConfig, spec: RunSpec, *, progress: ProgressFn | None = 
             for record in records:
                 store.write_generation(
                     record, keep_pool=keep_pool, keep_samples=cfg.output.keep_samples,
-                    keep_checkpoints=cfg.output.checkpoints,
+                    keep_checkpoints=cfg.output.policy(),
                 )
                 if tracker is not None:
                     tracker.log_generation(record.generation, record.metrics)
@@ -286,7 +286,7 @@ def execute_run(cfg: RunConfig, spec: RunSpec, *, progress: ProgressFn | None = 
                     from genloop.sweep.preflight import check_disk_for_checkpoints
 
                     check_disk_for_checkpoints(store.generation_bytes(0), cfg.loop.generations, 1,
-                                               cfg.output.checkpoints, spec.path)
+                                               cfg.output.policy(), spec.path)
                 if progress is not None:
                     progress(spec, record)
         except BaseException as exc:
