@@ -34,7 +34,7 @@ def write(folder: Path, doc: dict, name: str = "cfg.yaml") -> str:
 
 
 def fail_in_generation_0(monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken_fit(self, X, *, rng, init=None):  # noqa: ANN001, ANN202
+    def broken_fit(self, X, *, rng, init=None):
         raise DataError("the fit failed (simulated)")
 
     monkeypatch.setattr(GMMModel, "fit", broken_fit)

@@ -15,7 +15,12 @@ import yaml
 from genloop.cli import main
 from genloop.config import parse_config
 from genloop.models import make_model
-from genloop.models.neural.trainer import LR_WARN_FRACTION, TrainConfig, learning_rate, peak_lr_fraction
+from genloop.models.neural.trainer import (
+    LR_WARN_FRACTION,
+    TrainConfig,
+    learning_rate,
+    peak_lr_fraction,
+)
 from genloop.sweep.preflight import learning_rate_warnings
 
 TRAIN = {"samples": 512, "finetune_samples": 256, "batch_size": 128, "lr": 1e-3, "warmup_samples": 10_000_000,

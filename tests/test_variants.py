@@ -353,7 +353,11 @@ def test_lam_schedule_counts_are_exact_rationals() -> None:
 
 
 def test_schedule_is_checked_over_every_generation_and_lambda() -> None:
-    from genloop.loop.variants import SCHEDULE_CHECK_LIMIT, check_schedule, schedule_generations
+    from genloop.loop.variants import (
+        SCHEDULE_CHECK_LIMIT,
+        check_schedule,
+        schedule_generations,
+    )
 
     cfg = parse_variant({"lam_schedule": "1.5 - t"})
     check_schedule(cfg, [1.0], 1)  # λ_1 = 0.5
@@ -469,8 +473,8 @@ def test_mixture_resume_without_earlier_models_is_refused() -> None:
 
 def test_mixture_run_resumed_through_the_run_store_equals_the_whole_run(tmp_path) -> None:
     """execute_run: stop after 2 generations, resume to 4 (reloading the earlier checkpoints)."""
-    from genloop.sweep.runs import RunSpec, execute_run
     from genloop.store.run import RunStore
+    from genloop.sweep.runs import RunSpec, execute_run
 
     doc = {"data": {"name": "two_moons", "n": 80, "n_heldout": 40}, "model": {"name": "gmm", "n_components": 3},
            "loop": {"generations": 2, "lambdas": [1], "variant": {"kind": "mixture", "weights": "uniform"}},

@@ -57,7 +57,12 @@ from genloop.models.base import GenerativeModel
 from genloop.models.neural.distributed import gather_rows, shard_sizes, world
 from genloop.models.neural.networks import NetworkConfig, build_network
 from genloop.models.neural.train_checkpoint import TrainCheckpointing
-from genloop.models.neural.trainer import LR_WARN_FRACTION, TrainConfig, resolve_device, train
+from genloop.models.neural.trainer import (
+    LR_WARN_FRACTION,
+    TrainConfig,
+    resolve_device,
+    train,
+)
 from genloop.rng import torch_seed
 
 log = logging.getLogger(__name__)
@@ -118,7 +123,7 @@ class TorchGenerativeModel(GenerativeModel):
         try:
             with torch.device("meta"):
                 net = self.build_net(event_shape, None)
-        except Exception:  # noqa: BLE001 - an architecture that cannot be built on meta
+        except Exception:
             net = None
         if net is not None:
             load(net, state, what, assign=True)
