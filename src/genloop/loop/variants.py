@@ -30,6 +30,7 @@ Randomness: a variant draws only from the generation's named streams (``sample``
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import math
 import operator
@@ -78,6 +79,15 @@ _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
 }
 
 
+@functools.lru_cache(maxsize=128)
+def _parse_formula(formula: str) -> ast.Expression:
+    """The syntax tree of a formula, parsed once (a schedule is evaluated for every generation)."""
+    try:
+        return ast.parse(formula, mode="eval")
+    except SyntaxError:
+        raise ConfigError(f"lam_schedule formula {formula!r} is not an arithmetic expression") from None
+
+
 def exact_formula(formula: str, names: Mapping[str, float]) -> Fraction | float:
     """Evaluate an arithmetic formula exactly where arithmetic allows it.
 
@@ -88,10 +98,7 @@ def exact_formula(formula: str, names: Mapping[str, float]) -> Fraction | float:
     ``log``, ``sqrt``, a fractional power and ``inf`` leave the rationals: the result is then
     a float. Hand-written over :mod:`ast` rather than ``eval`` so that a config cannot run code.
     """
-    try:
-        tree = ast.parse(formula, mode="eval")
-    except SyntaxError:
-        raise ConfigError(f"lam_schedule formula {formula!r} is not an arithmetic expression") from None
+    tree = _parse_formula(formula)
 
     def number(value: Any) -> Fraction | float:
         if isinstance(value, Fraction):
@@ -638,8 +645,8 @@ def parse_variant(value: Any) -> VariantConfig:
 
 # ---- the preflight: everything a variant needs, checked before a run writes anything -----------
 #: Generations whose λ_t is evaluated before a run (all of them up to this many; beyond, the
-#: first and the last ones): the check must stay instant even for ``generations: 1e9``.
-SCHEDULE_CHECK_LIMIT = 10_000
+#: first and the last half of it): the check must stay short even for ``generations: 1e9``.
+SCHEDULE_CHECK_LIMIT = 2_000
 
 
 def check_variant_model(cfg: VariantConfig, model: GenerativeModel) -> None:
