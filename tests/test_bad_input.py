@@ -105,6 +105,10 @@ CASES: dict[str, Case] = {
     "unknown key": lambda f: (_run(f, cfg(loop__generation=3)), "unknown key 'loop.generation'"),
     "unknown model": lambda f: (_run(f, cfg(model={"name": "vae"})), "unknown model 'vae'"),
     "unknown metric option": lambda f: (_run(f, cfg(metrics=[{"name": "w2", "maxexact": 3}])), "unknown option 'maxexact'"),
+    "keep_checkpoints every 0": lambda f: (_run(f, cfg(output={"keep_checkpoints": {"every": 0}})),
+                                         "must be all, last or {every: k}"),
+    "checkpoints every k on a mixture": lambda f: (_run(f, cfg(output={"checkpoints": {"every": 2}},
+                                                               loop__variant={"kind": "mixture"})), "needs output.checkpoints: all"),
     "metric listed twice": lambda f: (_run(f, cfg(metrics=["w2", {"name": "w2", "max_exact": 50}])), "more than once"),
     # -- found only by looking at the components together (before anything is written) ---------
     "metric option out of range": lambda f: (_run(f, cfg(metrics=[{"name": "w2", "max_exact": -1}])), "max_exact"),
@@ -139,6 +143,52 @@ CASES: dict[str, Case] = {
     "npz stats against other features": lambda f: (["eval", _npz(f, mu=np.zeros(4), sigma=np.eye(4)),
                                                     npy(f, np.ones((50, 3))), "--features", "raw"],
                                                    "feature dimensions differ: A 4, B 3"),
+    # -- variants, estimators and metric sizes: every configured piece is built before the first write --
+    "sampler option unknown": lambda f: (_run(f, _variant({"kind": "biased", "sampler": {"nope": 1}})), "no option 'nope'"),
+    "sampler option value": lambda f: (_run(f, _variant({"kind": "biased", "sampler": {"max_iter": "many"}})),
+                                       "option 'max_iter' of model 'gmm'"),
+    "sampler value the family refuses": lambda f: (_run(f, _variant({"kind": "biased", "sampler": {"S_churn": -1}},
+                                                                    model={"name": "edm"})), "need S_churn >= 0"),
+    "temperature on ngram": lambda f: (_run(f, _tokens(variant={"kind": "biased", "temperature": 0.5})),
+                                       "no temperature for model 'ngram'"),
+    "reward centre dimension": lambda f: (_run(f, _variant({"kind": "curated", "reward": {"name": "quadratic",
+                                                                                          "center": [0, 0, 0]}})),
+                                          "center has 3 coordinates but the data have 2"),
+    "reward box dimension": lambda f: (_run(f, _variant({"kind": "curated", "reward": {"name": "region", "low": [0],
+                                                                                       "high": [1]}})),
+                                       "low has 1 coordinates but the data have 2"),
+    "schedule negative after t=1": lambda f: (_run(f, _variant({"kind": "plain", "lam_schedule": "1.5 - t"},
+                                                               loop__generations=3)),
+                                              "gives λ = -0.5 at t=2"),
+    "schedule negative on resume": lambda f: (_run(f, _variant({"kind": "plain", "lam_schedule": "1.5 - t"},
+                                                               loop__generations=3), "--resume"),
+                                              "gives λ = -0.5 at t=2"),
+    "schedule negative only for one lambda": lambda f: (_run(f, _variant({"kind": "plain", "lam_schedule": "lam - t / 4"},
+                                                                         loop__generations=2)),
+                                                        "at t=1 (lam=0, T=2)"),
+    "mixture weights [0, 1]": lambda f: (_run(f, _variant({"kind": "mixture", "weights": [0, 1]})), "give no weight"),
+    "knn correction on tokens": lambda f: (_run(f, _tokens(variant={"kind": "corrected", "gamma": 0.5})),
+                                           "correction 'knn' averages samples"),
+    "ot-gaussian target dimension": lambda f: (_run(f, _variant({"kind": "corrected", "gamma": 0.5, "correction": "ot-gaussian",
+                                                                 "target_mean": [0, 0, 0],
+                                                                 "target_cov": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]})),
+                                               "ot-gaussian target must have shape (2,)"),
+    "OLS with d > n": lambda f: (_run(f, cfg(data={"name": "linear_regression", "n": 5, "d": 10, "sigma": 1.0},
+                                             model={"name": "regression", "sigma": 1.0}, metrics=[])),
+                                 "d=10 features and n=5 rows is underdetermined"),
+    "fid n_eval <= raw dimension": lambda f: (_run(f, cfg(loop__n_eval=2, metrics=[{"name": "fid", "features": "raw"}])),
+                                              "the generated set has 2 samples"),
+    "fid n_eval <= classifier dimension": lambda f: (_run(f, cfg(data={"name": "digits_images", "n": 100},
+                                                                 model={"name": "edm"}, loop__n_eval=64,
+                                                                 metrics=[{"name": "fid", "features": "classifier"}])),
+                                                     "compares 64-dimensional features; the generated set has 64"),
+    "fid held-out set <= dimension": lambda f: (_run(f, cfg(data__n_heldout=2, loop__n_eval=100, metrics=[{"name": "fid", "features": "raw"}])),
+                                                "the real set has 2 samples"),
+    "grid with one bad cell": lambda f: (_run(f, cfg(loop__variant={"kind": "curated", "reward": {
+        "name": "quadratic", "center": {"sweep": [[0, 0], [0, 0, 0]]}}})), "grid cell"),
+    "grid with one bad cell on resume": lambda f: (_run(f, cfg(model__n_components={"sweep": [2, 3]},
+                                                               loop__variant={"kind": "mixture", "weights": {"sweep": [[1], [0, 1]]}}),
+                                                        "--resume"), "give no weight"),
     # -- sizes -----------------------------------------------------------------------------------------
     "data.n 1e9": lambda f: (_run(f, cfg(data__n="1e9", data__n_heldout=10)), "of memory"),
     "n_eval 1e9": lambda f: (_run(f, cfg(loop__n_eval=10**9)), "of memory"),
@@ -179,6 +229,18 @@ def _safetensors_for(folder: Path, event_shape: list[int]) -> str:
     save_file({"w": np.zeros(2, dtype=np.float32)}, str(folder / "net.safetensors"))
     (folder / "net.json").write_text(f'{{"event_shape": {event_shape}}}')
     return str(folder / "net.safetensors")
+
+
+def _variant(variant: dict, **changes: object) -> dict:
+    """GOOD with ``loop.variant`` set (and dotted changes as in :func:`cfg`)."""
+    return cfg(loop__variant=variant, **changes)
+
+
+def _tokens(**loop: object) -> dict:
+    """A bigram model of Markov-chain token sequences with ``loop`` options added."""
+    return {"data": {"name": "markov", "n": 50, "seq_len": 8, "n_states": 4},
+            "model": {"name": "ngram", "order": 2},
+            "loop": {"generations": 2, "lambdas": [0.5], "seeds": [0], **loop}}
 
 
 def _latin1(folder: Path) -> str:

@@ -45,6 +45,14 @@ def test_paper_config_is_the_paper_recipe(name: str) -> None:
     assert cfg.loop.train_generation_0 is False  # generation 0 is the public checkpoint as it is
     assert opts["train"]["finetune_samples"] == 50_000  # the paper's fine-tuning budget per generation
     assert opts["train"]["carry_over"] == ["ema_as_weights"]  # the official transfer path
+    from genloop.models.neural.trainer import TrainConfig, peak_lr_fraction
+    from genloop.sweep.preflight import learning_rate_warnings
+
+    # the fine-tunes learn: their warm-up ends inside the budget (the official one would not)
+    finetune = TrainConfig(**opts["train"]).for_finetuning(ema_from_zero=True)
+    assert peak_lr_fraction(finetune, cfg.data.n) == 1.0 and learning_rate_warnings(cfg) == []
+    # what resume (the newest checkpoint) and the report (metrics, samples, grids) need, no more
+    assert cfg.output.checkpoints == "last"
     assert [m["name"] for m in cfg.metrics] == ["fid", "prdc"]
     assert all(m["features"] == "inception" for m in cfg.metrics)
     from genloop.errors import ConfigError
@@ -104,7 +112,7 @@ def test_paper_config_runs_one_toy_generation(tmp_path: Path, name: str) -> None
         "data.n=16", "loop.generations=1", "loop.lambdas=[1]", "loop.n_eval=8", f"model.init={ckpt}",
         *(f"model.network.{k}={json.dumps(v)}" for k, v in TOY_NET.items()), f"model.network.attn_resolutions=[{res // 2}]",
         "model.train.samples=16", "model.train.finetune_samples=16", "model.train.batch_size=8", "model.train.device=cpu",
-        "model.sample_batch_size=16", "output.keep_samples=0",
+        "model.sample_batch_size=16", "output.keep_samples=0", "output.checkpoints=all",  # both read below
         # no Inception weights in tests; raw-pixel FID at 16x16 (768-d) is cheap, at 32x32 it is not
         "metrics=[{name: fid, features: raw, allow_rank_deficient: true}]" if res == 16 else "metrics=[]",
     ]

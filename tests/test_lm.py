@@ -161,3 +161,26 @@ def test_hf_pretrained_folder_starts_generation_0(tmp_path) -> None:
         make_model("hf-causal-lm", pretrained=str(tmp_path / "missing")).fit(X, rng=np.random.default_rng(0))
     with pytest.raises(ConfigError, match="exceed the network's context"):
         model.check_data((20,), 10)
+
+
+def test_token_models_never_sample_special_tokens() -> None:
+    """A config-built hf-causal-lm predicts from a BOS id that is no data token (here V - 1 = 4
+    for a 4-state chain): its samples never contain it, nor any other special id, and its law
+    over the data's tokens is normalised. Without the mask the same network samples the BOS
+    (about 1 token in 5 for this barely trained network), which is what the mask prevents."""
+    pytest.importorskip("transformers")
+    X = make_data("markov", seq_len=4, n_states=4).sample(100, rng=np.random.default_rng(0))
+    config = {**HF_TINY, "vocab_size": 5}
+    train = {**TINY["train"], "samples": 64}
+    masked = make_model("hf-causal-lm", config=config, train=train).fit(X, rng=np.random.default_rng(1))
+    S = masked.sample(2500, rng=np.random.default_rng(2))  # 10,000 tokens
+    assert S.shape == (2500, 4) and set(np.unique(S)) <= {0.0, 1.0, 2.0, 3.0}
+    assert math.isclose(np.exp(masked.log_prob(_all_sequences(4, 4))).sum(), 1.0, rel_tol=1e-9)
+    plain = make_model("hf-causal-lm", config=config, train=train, mask_special=False).fit(X, rng=np.random.default_rng(1))
+    assert np.sum(plain.sample(2500, rng=np.random.default_rng(2)) == 4) > 100
+    with pytest.raises(DataError, match=r"special token id\(s\) \[4\]"):
+        make_model("hf-causal-lm", config=config, train=train).fit(np.where(X == 3, 4.0, X), rng=np.random.default_rng(1))
+    # the other token families have no special ids to emit: the output layer spans the data's V only
+    for name, opts in (("transformer-lm", {**TINY, "train": train}), ("ngram", {"order": 2})):
+        S = make_model(name, **opts).fit(X, rng=np.random.default_rng(1)).sample(2500, rng=np.random.default_rng(2))
+        assert set(np.unique(S)) <= {0.0, 1.0, 2.0, 3.0}, name

@@ -328,6 +328,51 @@ def test_lam_schedule_sets_the_synthetic_count_per_generation() -> None:
         eval_formula("open", {"t": 1})
 
 
+def test_lam_schedule_counts_are_exact_rationals() -> None:
+    """⌊λ_t·n⌋ of a formula is the count its written numbers state, not float rounding's:
+    0.7·3 = 2.0999999999999996 in floats (83 of 84 samples at n = 40), 1/3 → 0.333…3 (0 of 1 at n = 3)."""
+    from fractions import Fraction
+
+    from genloop.loop.schemes import synthetic_count
+    from genloop.loop.variants import exact_formula
+
+    assert math.floor(0.7 * 3 * 40) == 83  # the float route the schedule used to take
+    assert exact_formula("0.7*t", {"t": 3}) == Fraction(21, 10)
+    assert exact_formula("lam / 3 + 0.1 * T // 2 - 2 ** -1 % 1", {"lam": 1.0, "T": 5}) == Fraction(1, 3) + 0 - Fraction(1, 2)
+    assert exact_formula("min(lam, t / 3)", {"lam": 0.5, "t": 1}) == Fraction(1, 3)
+    assert isinstance(exact_formula("sqrt(t) + 0.1", {"t": 4}), float)  # irrational functions leave the rationals
+    assert isinstance(exact_formula("t ** 0.5", {"t": 4}), float)
+    cfg = parse_variant({"lam_schedule": "0.7*t"})
+    assert synthetic_count(cfg.lam_at(3, 1.0, 5), 40) == 84
+    assert synthetic_count(parse_variant({"lam_schedule": "t / 3"}).lam_at(1, 1.0, 5), 3) == 1
+    real = np.random.default_rng(0).normal(size=(40, 1))
+    recs = list(run_loop(make_model("gaussian"), real, lam=1.0, generations=3, variant={"lam_schedule": "0.7*t"}))
+    assert [r.n_synthetic for r in recs] == [0, 28, 56, 84]
+    recs = list(run_loop(make_model("gaussian"), real[:3], lam=1.0, generations=1, variant={"lam_schedule": "t / 3"}))
+    assert [r.n_synthetic for r in recs] == [0, 1]
+
+
+def test_schedule_is_checked_over_every_generation_and_lambda() -> None:
+    from genloop.loop.variants import (
+        SCHEDULE_CHECK_LIMIT,
+        check_schedule,
+        schedule_generations,
+    )
+
+    cfg = parse_variant({"lam_schedule": "1.5 - t"})
+    check_schedule(cfg, [1.0], 1)  # λ_1 = 0.5
+    with pytest.raises(ConfigError, match=r"λ = -0.5 at t=2 \(lam=1, T=2\)"):
+        check_schedule(cfg, [1.0], 2)
+    with pytest.raises(ConfigError, match="at t=1"):
+        check_schedule(parse_variant({"lam_schedule": "lam - 0.25"}), [1.0, 0.0], 1)
+    with pytest.raises(ConfigError, match="fails at"):
+        check_schedule(parse_variant({"lam_schedule": "1 / (3 - t)"}), [1.0], 4)
+    ts = schedule_generations(10**9)
+    assert len(ts) == SCHEDULE_CHECK_LIMIT and ts[0] == 1 and ts[-1] == 10**9
+    with pytest.raises(ConfigError, match=f"at t={10**9}"):
+        check_schedule(parse_variant({"lam_schedule": "1 - t / 999999999"}), [1.0], 10**9)
+
+
 # ---- configs -----------------------------------------------------------------------------------------
 BASE = {"data": {"name": "two_moons", "n": 100}, "model": {"name": "gaussian"}, "loop": {"generations": 2, "lambdas": [1]}}
 
@@ -428,8 +473,8 @@ def test_mixture_resume_without_earlier_models_is_refused() -> None:
 
 def test_mixture_run_resumed_through_the_run_store_equals_the_whole_run(tmp_path) -> None:
     """execute_run: stop after 2 generations, resume to 4 (reloading the earlier checkpoints)."""
-    from genloop.sweep.runs import RunSpec, execute_run
     from genloop.store.run import RunStore
+    from genloop.sweep.runs import RunSpec, execute_run
 
     doc = {"data": {"name": "two_moons", "n": 80, "n_heldout": 40}, "model": {"name": "gmm", "n_components": 3},
            "loop": {"generations": 2, "lambdas": [1], "variant": {"kind": "mixture", "weights": "uniform"}},

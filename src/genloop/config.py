@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import pydantic
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from genloop.errors import ConfigError
 from genloop.loop.schemes import SchemeName, parse_lambda
@@ -157,11 +157,45 @@ def _refuse_duplicates(written: list[Any], parsed: list[Any]) -> None:
         seen[val] = raw
 
 
-class OutputConfig(_Strict):
-    """What a run folder keeps."""
+class EveryCheckpoints(_Strict):
+    """``output.checkpoints: {every: k}``: keep the checkpoints of generations 0, k, 2k, … and the newest."""
 
-    checkpoints: Literal["all", "last"] = "all"
+    every: Count = Field(ge=1)
+
+
+def _checkpoint_policy(value: Any) -> Any:
+    """``all``, ``last`` or ``{every: k}`` (k a whole number >= 1); anything else named in one line."""
+    if value in ("all", "last") or isinstance(value, EveryCheckpoints):
+        return value
+    if isinstance(value, dict) and set(value) == {"every"}:
+        try:
+            every = _as_count(value["every"])
+        except ValueError:
+            every = 0
+        if every >= 1:
+            return EveryCheckpoints(every=every)
+    raise ConfigError(f"must be all, last or {{every: k}} with a whole k >= 1, got {value!r}")
+
+
+class OutputConfig(_Strict):
+    """What a run folder keeps.
+
+    ``checkpoints`` (also written ``keep_checkpoints``) says which generations' model
+    checkpoints stay on disk: ``all``; ``last`` (only the newest completed generation's);
+    ``{every: k}`` (generations 0, k, 2k, … and the newest). A resume always continues from a
+    kept checkpoint (docs/runs.md, "Which checkpoints are kept").
+    """
+
+    checkpoints: Annotated[Literal["all", "last"] | EveryCheckpoints, BeforeValidator(_checkpoint_policy)] = Field(
+        default="all", validation_alias=AliasChoices("checkpoints", "keep_checkpoints"),
+        description="model checkpoints kept: all | last | {every: k} (the newest is always kept)",
+    )
     keep_samples: Count = Field(default=1000, ge=0, description="evaluation samples kept per generation")
+
+    def policy(self) -> str | dict[str, int]:
+        """``checkpoints`` as the run store takes it: ``"all"``, ``"last"`` or ``{"every": k}``."""
+        c = self.checkpoints
+        return {"every": c.every} if isinstance(c, EveryCheckpoints) else c
     training_checkpoint_every: Count = Field(
         default=200_000, gt=0,
         description="neural families: training samples between two checkpoints inside a generation "
@@ -230,9 +264,9 @@ class RunConfig(_Strict):
 
     @model_validator(mode="after")
     def _mixture_keeps_checkpoints(self) -> RunConfig:
-        if isinstance(self.loop.variant, MixtureVariant) and self.output.checkpoints == "last":
+        if isinstance(self.loop.variant, MixtureVariant) and self.output.checkpoints != "all":
             raise ConfigError("loop.variant mixture samples from earlier generations' models: it needs "
-                              "output.checkpoints: all (a resumed run reloads them), not 'last'")
+                              f"output.checkpoints: all (a resumed run reloads them), not {self.output.policy()!r}")
         return self
 
     def resolved(self) -> dict[str, Any]:

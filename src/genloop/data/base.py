@@ -22,6 +22,9 @@ class DataSource(ABC):
     name: ClassVar[str] = ""
     #: True when :meth:`sample` can draw unlimited fresh i.i.d. samples.
     infinite: ClassVar[bool] = False
+    #: True when the samples are token codes (exact integers 0 … V-1 stored as floats), which
+    #: averaging corrections and vector rewards must not be applied to.
+    discrete: ClassVar[bool] = False
 
     @abstractmethod
     def sample(self, n: int, *, rng: np.random.Generator) -> np.ndarray:

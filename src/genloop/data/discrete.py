@@ -133,6 +133,7 @@ class CategoricalSource(DataSource):
     the probabilities ``probs``.
     """
 
+    discrete = True
     infinite = True
 
     def __init__(
@@ -170,6 +171,7 @@ class MarkovSource(DataSource):
     entropy of a sequence is H(π) + (L-1) h with h the entropy rate.
     """
 
+    discrete = True
     infinite = True
 
     def __init__(
@@ -264,6 +266,8 @@ class TextSource(FiniteDataSource):
     sorted distinct characters of the file. An empty file, a file shorter than one window, or a
     character outside a given ``vocab`` (an unknown token) is a :class:`DataError`.
     """
+
+    discrete = True
 
     def __init__(self, path: str, seq_len: int = 64, stride: int | None = None, vocab: str | None = None) -> None:
         self.path = path

@@ -53,8 +53,13 @@ def parse_lambda(value: object) -> float:
     return lam
 
 
-def synthetic_count(lam: float, n: int) -> int:
-    """⌊λ·n⌋ computed exactly (λ as the user wrote it: ``0.29 * 100`` gives 29, not 28); n for λ = ∞."""
+def synthetic_count(lam: float | Fraction, n: int) -> int:
+    """⌊λ·n⌋ computed exactly (λ as the user wrote it: ``0.29 * 100`` gives 29, not 28); n for λ = ∞.
+
+    A :class:`~fractions.Fraction` λ (an exact λ schedule value) is used as it is.
+    """
+    if isinstance(lam, Fraction):
+        return math.floor(lam * n)
     if math.isinf(lam):
         return n
     return math.floor(Fraction(repr(float(lam))) * n)

@@ -30,12 +30,14 @@ Randomness: a variant draws only from the generation's named streams (``sample``
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import math
 import operator
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
@@ -77,42 +79,75 @@ _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
 }
 
 
-def eval_formula(formula: str, names: Mapping[str, float]) -> float:
-    """Evaluate an arithmetic formula (numbers, ``names``, + − × / ** %, exp/log/sqrt/min/max/abs).
-
-    Hand-written over :mod:`ast` rather than ``eval`` so that a config cannot run code.
-    """
+@functools.lru_cache(maxsize=128)
+def _parse_formula(formula: str) -> ast.Expression:
+    """The syntax tree of a formula, parsed once (a schedule is evaluated for every generation)."""
     try:
-        tree = ast.parse(formula, mode="eval")
+        return ast.parse(formula, mode="eval")
     except SyntaxError:
         raise ConfigError(f"lam_schedule formula {formula!r} is not an arithmetic expression") from None
 
-    def ev(node: ast.AST) -> float:
+
+def exact_formula(formula: str, names: Mapping[str, float]) -> Fraction | float:
+    """Evaluate an arithmetic formula exactly where arithmetic allows it.
+
+    Numbers are read as the rationals they are written as (``0.7`` is 7/10, not the nearest
+    float), the names (``t``, ``lam``, ``T``) likewise (a float through its shortest repr), and
+    + − × / // % and integer powers stay rational, so ``0.7*t`` at t = 3 is exactly 21/10 and
+    ⌊λ_t·n⌋ is the count the formula states (in floats 0.7·3 = 2.0999999999999996). ``exp``,
+    ``log``, ``sqrt``, a fractional power and ``inf`` leave the rationals: the result is then
+    a float. Hand-written over :mod:`ast` rather than ``eval`` so that a config cannot run code.
+    """
+    tree = _parse_formula(formula)
+
+    def number(value: Any) -> Fraction | float:
+        if isinstance(value, Fraction):
+            return value
+        if isinstance(value, (int, np.integer)):
+            return Fraction(int(value))
+        value = float(value)
+        return Fraction(repr(value)) if math.isfinite(value) else value
+
+    def ev(node: ast.AST) -> Fraction | float:
         if isinstance(node, ast.Expression):
             return ev(node.body)
         if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
-            return float(node.value)
+            return number(node.value)
         if isinstance(node, ast.Name):
             if node.id == "inf":
                 return math.inf
             if node.id not in names:
                 raise ConfigError(f"lam_schedule formula {formula!r}: unknown name {node.id!r} (use t, lam, T)")
-            return float(names[node.id])
+            return number(names[node.id])
         if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-            return float(_BINOPS[type(node.op)](ev(node.left), ev(node.right)))
+            left, right = ev(node.left), ev(node.right)
+            if isinstance(node.op, ast.Pow) and not (isinstance(right, Fraction) and right.denominator == 1):
+                left, right = float(left), float(right)  # a fractional power is irrational in general
+            out = _BINOPS[type(node.op)](left, right)
+            if isinstance(out, int):  # Fraction // Fraction is an int
+                return Fraction(out)
+            return out if isinstance(out, Fraction) else float(out)
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
             v = ev(node.operand)
             return -v if isinstance(node.op, ast.USub) else v
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS and not node.keywords:
-            return float(_FUNCS[node.func.id](*[ev(a) for a in node.args]))
+            args = [ev(a) for a in node.args]
+            if node.func.id in ("min", "max", "abs"):
+                return _FUNCS[node.func.id](*args)
+            return float(_FUNCS[node.func.id](*[float(a) for a in args]))
         raise ConfigError(f"lam_schedule formula {formula!r}: {ast.dump(node)[:40]}… is not allowed")
 
     try:
         return ev(tree)
     except ConfigError:
         raise
-    except (ArithmeticError, ValueError) as exc:
+    except (ArithmeticError, ValueError, TypeError) as exc:
         raise ConfigError(f"lam_schedule formula {formula!r} fails at {dict(names)}: {exc}") from None
+
+
+def eval_formula(formula: str, names: Mapping[str, float]) -> float:
+    """The value of :func:`exact_formula` as a float."""
+    return float(exact_formula(formula, names))
 
 
 def _parse_schedule(value: Any) -> Any:
@@ -457,15 +492,28 @@ class _VariantBase(_Block):
             return ["inf" if math.isinf(v) else v for v in value]
         return value
 
-    def lam_at(self, t: int, lam: float, generations: int) -> float:
-        """λ_t for generation t >= 1."""
+    def lam_at(self, t: int, lam: float, generations: int) -> float | Fraction:
+        """λ_t for generation t >= 1.
+
+        A formula's value is exact (a :class:`~fractions.Fraction`) when its arithmetic is
+        rational (:func:`exact_formula`), so that :func:`~genloop.loop.schemes.synthetic_count`
+        gives ⌊λ_t·n⌋ exactly; a negative or NaN value is a :class:`ConfigError` naming t.
+        """
         sched = self.lam_schedule
         if sched is None:
             return lam
         if isinstance(sched, tuple):
             return sched[min(t, len(sched)) - 1]
-        value = eval_formula(sched, {"t": t, "lam": lam, "T": generations})
-        return parse_lambda(value)
+        value = exact_formula(sched, {"t": t, "lam": lam, "T": generations})
+        if isinstance(value, Fraction):
+            if value < 0:
+                raise ConfigError(f"lam_schedule formula {sched!r} gives λ = {float(value):g} at t={t} "
+                                  f"(lam={lam:g}, T={generations}); λ_t must be >= 0")
+            return value
+        if math.isnan(value) or value < 0:
+            raise ConfigError(f"lam_schedule formula {sched!r} gives λ = {value} at t={t} "
+                              f"(lam={lam:g}, T={generations}); λ_t must be >= 0")
+        return value
 
 
 class PlainVariant(_VariantBase):
@@ -595,6 +643,126 @@ def parse_variant(value: Any) -> VariantConfig:
         raise ConfigError(f"loop variant {loc}: {msg} (got {err.get('input')!r})" if loc else f"loop variant: {msg}") from None
 
 
+# ---- the preflight: everything a variant needs, checked before a run writes anything -----------
+#: Generations whose λ_t is evaluated before a run (all of them up to this many; beyond, the
+#: first and the last half of it): the check must stay short even for ``generations: 1e9``.
+SCHEDULE_CHECK_LIMIT = 2_000
+
+
+def check_variant_model(cfg: VariantConfig, model: GenerativeModel) -> None:
+    """Refuse a variant that ``model``'s family cannot do: sampler options it lacks or whose
+    values it refuses, a temperature or truncation it has no meaning for, a denoiser step
+    without a denoiser."""
+    if isinstance(cfg, BiasedVariant):
+        params = model.get_params()
+        unknown = sorted(set(cfg.sampler) - set(params))
+        if unknown:
+            raise ConfigError(
+                f"variant 'biased' sampler: model {model.name!r} has no option {', '.join(map(repr, unknown))} "
+                f"(its options: {', '.join(sorted(params))})"
+            )
+        if cfg.sampler:
+            _check_sampler_values(model, cfg.sampler)
+        if cfg.truncation < 1 and not model.has_log_prob:
+            raise ConfigError(f"variant 'biased': truncation needs a density model; {model.name!r} has no log_prob "
+                              "(use sampler overrides such as S_churn / S_noise for diffusion)")
+        if cfg.temperature != 1 and model.name not in _TEMPERED and "temperature" not in params:
+            raise ConfigError(
+                f"variant 'biased': no temperature for model {model.name!r} (families with one: "
+                f"{', '.join(_TEMPERED)} and language models); use truncation or sampler overrides"
+            )
+    if isinstance(cfg, CorrectedVariant) and cfg.correction == "denoiser" and model.name not in ("edm", "ddpm"):
+        raise ConfigError(f"correction 'denoiser' is for the diffusion families (edm, ddpm), not {model.name!r}")
+
+
+def _check_sampler_values(model: GenerativeModel, sampler: Mapping[str, Any]) -> None:
+    """Build the sampling copy's hyper-parameters as :func:`_copy_with` will (validated like a
+    config's model options), so that a value the family refuses fails now, not at t = 1."""
+    from genloop.errors import GenloopError
+    from genloop.models import MODELS
+
+    try:
+        options = MODELS.validate(model.name, {**model.get_params(), **sampler}) if model.name in MODELS else None
+        type(model)(**(options if options is not None else {**model.get_params(), **sampler}))
+    except GenloopError as exc:
+        raise ConfigError(f"variant 'biased' sampler: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"variant 'biased' sampler: model {model.name!r} refuses {dict(sampler)}: {exc}") from None
+
+
+def schedule_generations(generations: int) -> list[int]:
+    """The generations t >= 1 whose λ_t the preflight evaluates (every one up to
+    :data:`SCHEDULE_CHECK_LIMIT`; beyond, the first and the last ``SCHEDULE_CHECK_LIMIT // 2``)."""
+    if generations <= SCHEDULE_CHECK_LIMIT:
+        return list(range(1, generations + 1))
+    half = SCHEDULE_CHECK_LIMIT // 2
+    return [*range(1, half + 1), *range(generations - half + 1, generations + 1)]
+
+
+def check_schedule(cfg: VariantConfig, lambdas: Sequence[float], generations: int) -> None:
+    """λ_t >= 0 (and a number) for every configured λ and every generation t = 1 … T."""
+    if cfg.lam_schedule is None or isinstance(cfg.lam_schedule, tuple):
+        return  # a list's values were parsed one by one
+    for lam in lambdas:
+        for t in schedule_generations(generations):
+            cfg.lam_at(t, lam, generations)
+
+
+def check_variant(cfg: VariantConfig, model: GenerativeModel, *, event_shape: tuple[int, ...], tokens: bool,
+                  n: int, lambdas: Sequence[float], generations: int) -> None:
+    """Everything a variant needs from the run, checked before the run writes anything.
+
+    The λ schedule over every generation and λ, the model family against the variant
+    (:func:`check_variant_model`), the correction against the data type (knn and the Gaussian
+    OT map move samples by averages, which token codes are not), the reward against the data
+    (a centre or box with the data's dimension; vectors or images as the reward needs; a
+    reference density model that can fit the data), and the mixture weights of every window.
+    """
+    check_schedule(cfg, lambdas, generations)
+    check_variant_model(cfg, model)
+    if isinstance(cfg, CorrectedVariant):
+        if tokens and cfg.correction in ("knn", "ot-gaussian"):
+            raise ConfigError(
+                f"correction {cfg.correction!r} averages samples (x + γ (c(x) − x)), which turns token codes into "
+                "non-tokens; the data are token sequences: use a module:function correction that returns tokens "
+                "(with gamma: 1), or another variant"
+            )
+        if cfg.correction == "ot-gaussian" and len(event_shape) != 1:
+            raise ConfigError(f"correction 'ot-gaussian' is for vectors (n, d); the data have samples of shape {event_shape}")
+        if cfg.correction == "ot-gaussian" and cfg.target_mean is not None:
+            d = event_shape[0]
+            if len(cfg.target_mean) != d or cfg.target_cov is None or np.shape(cfg.target_cov) != (d, d):
+                raise ConfigError(f"ot-gaussian target must have shape ({d},) and {(d, d)} (the data have d={d})")
+    if isinstance(cfg, CuratedVariant):
+        _check_reward(cfg.reward, event_shape, n)
+    if isinstance(cfg, MixtureVariant):
+        last = generations if isinstance(cfg.weights, str) else min(generations, len(cfg.weights) + 1)
+        for t in range(1, last + 1):
+            cfg.mixture_weights(t)
+
+
+def _check_reward(cfg: RewardConfig, event_shape: tuple[int, ...], n: int) -> None:
+    """A reward's own options against the data (before a run): dimensions and layout."""
+    if cfg.name in ("quadratic", "region"):
+        if len(event_shape) != 1:
+            raise ConfigError(f"reward {cfg.name!r} is for vectors (n, d); the data have samples of shape {event_shape}")
+        d = event_shape[0]
+        for what, value in (("center", cfg.center), ("low", cfg.low), ("high", cfg.high)):
+            if value is not None and len(value) != d:
+                raise ConfigError(f"reward {cfg.name!r}: {what} has {len(value)} coordinates but the data have {d}")
+    elif cfg.name == "classifier":
+        if len(event_shape) != 3:
+            raise ConfigError(f"reward 'classifier' needs images (C, H, W); the data have samples of shape {event_shape}")
+    elif cfg.name == "log-density":
+        from genloop.models import make_model
+
+        assert cfg.reference is not None
+        ref = make_model(cfg.reference["name"], **{k: v for k, v in cfg.reference.items() if k != "name"})
+        if not ref.has_log_prob:
+            raise ConfigError(f"reward 'log-density': model {ref.name!r} has no exact log-density")
+        ref.check_data(event_shape, n)
+
+
 # ---- drawing a generation's synthetic set --------------------------------------------------------
 @dataclass
 class SyntheticDraw:
@@ -635,25 +803,7 @@ class VariantRunner:
 
     def check_model(self, model: GenerativeModel) -> None:
         """Refuse, before anything runs, a variant that ``model``'s family cannot do."""
-        cfg = self.cfg
-        if isinstance(cfg, BiasedVariant):
-            params = model.get_params()
-            unknown = sorted(set(cfg.sampler) - set(params))
-            if unknown:
-                raise ConfigError(
-                    f"variant 'biased' sampler: model {model.name!r} has no option {', '.join(map(repr, unknown))} "
-                    f"(its options: {', '.join(sorted(params))})"
-                )
-            if cfg.truncation < 1 and not model.has_log_prob:
-                raise ConfigError(f"variant 'biased': truncation needs a density model; {model.name!r} has no log_prob "
-                                  "(use sampler overrides such as S_churn / S_noise for diffusion)")
-            if cfg.temperature != 1 and model.name not in _TEMPERED and "temperature" not in params:
-                raise ConfigError(
-                    f"variant 'biased': no temperature for model {model.name!r} (families with one: "
-                    f"{', '.join(_TEMPERED)} and language models); use truncation or sampler overrides"
-                )
-        if isinstance(cfg, CorrectedVariant) and cfg.correction == "denoiser" and model.name not in ("edm", "ddpm"):
-            raise ConfigError(f"correction 'denoiser' is for the diffusion families (edm, ddpm), not {model.name!r}")
+        check_variant_model(self.cfg, model)
 
     @property
     def needs_history(self) -> bool:
@@ -745,6 +895,7 @@ class VariantRunner:
 __all__ = [
     "BiasedVariant", "CorrectedVariant", "CuratedVariant", "MixtureVariant", "PlainVariant", "RewardConfig",
     "SyntheticDraw", "VARIANTS", "VariantConfig", "VariantField", "VariantRunner", "denoise_step", "eval_formula",
+    "exact_formula", "check_variant", "check_variant_model", "check_schedule", "schedule_generations",
     "gaussian_ot_map", "knn_mean", "make_reward", "parse_variant", "quadratic_reward", "softmax_select",
     "tempered_sample", "top_select",
 ]

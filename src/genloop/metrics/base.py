@@ -31,6 +31,13 @@ class Metric(ABC):
         writes anything. Default: accept."""
         del event_shape
 
+    def check_sizes(self, event_shape: tuple[int, ...], *, n_generated: int, n_real: int) -> None:
+        """Raise a :class:`~genloop.errors.ConfigError` when this metric cannot run on
+        ``n_generated`` generated and ``n_real`` real samples of ``event_shape`` (e.g. a Fréchet
+        distance with no more samples than feature dimensions); checked before a run writes
+        anything. Default: accept."""
+        del event_shape, n_generated, n_real
+
     def prepare(self, real: np.ndarray) -> None:
         """Cache statistics of ``real`` (called once per run). Default: nothing."""
         del real

@@ -200,6 +200,16 @@ class FeatureMetric(Metric):
 #: below this many samples per set, FID's 1/N bias and noise matter: ``fid`` adds KID by default
 SMALL_SET = 5000
 
+#: Feature dimensions of the network extractors, known without loading any weights (equal to
+#: ``InceptionFeatures.dim`` and ``ClassifierFeatures.dim``; a test checks it), so that the
+#: preflight needs no torch.
+FEATURE_DIMS = {"inception": 2048, "classifier": 64}
+
+
+def feature_dim(features: str, event_shape: tuple[int, ...]) -> int:
+    """The dimension of the features a metric compares: the network's, or the flattened sample's (``raw``)."""
+    return FEATURE_DIMS[features] if features in FEATURE_DIMS else int(np.prod(event_shape, dtype=np.int64))
+
 
 @register_metric("fid")
 class FID(FeatureMetric):
@@ -251,6 +261,20 @@ class FID(FeatureMetric):
         self.kid = kid
         self.max_relative_se = max_relative_se
         self._warned = False
+
+    def check_sizes(self, event_shape: tuple[int, ...], *, n_generated: int, n_real: int) -> None:
+        """Before a run: each set needs more samples than feature dimensions (the covariances of
+        the Fréchet distance are otherwise singular), unless ``allow_rank_deficient``."""
+        if self.allow_rank_deficient:
+            return
+        dim = feature_dim(self.features, event_shape)
+        for what, n, key in (("generated", n_generated, "loop.n_eval"), ("real", n_real, "data.n_heldout")):
+            if n <= dim:
+                raise ConfigError(
+                    f"metric 'fid' with features={self.features!r} compares {dim}-dimensional features; the {what} set "
+                    f"has {n} samples (need more than {dim}, else the covariance is rank-deficient): raise {key}, "
+                    "use lower-dimensional features, or set allow_rank_deficient: true"
+                )
 
     def _stats_cache(self) -> StatsCache:
         root = Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()

@@ -11,7 +11,9 @@ Everything else is :class:`genloop.models.lm.TransformerLM`: the same per-sequen
 cross-entropy, the shared neural trainer (budgets, warm starts, EMA, checkpoints as safetensors),
 ancestral sampling with temperature / top-p and an exact ``log_prob``. A sequence is predicted
 from a BOS token (``bos_token_id``, default the config's when it is in the vocabulary, else the
-last id). ``transformers`` is imported only when a network is built.
+last id). The special tokens (that BOS, and the config's BOS / EOS / padding ids) get
+probability 0 (``mask_special``): a sample is always data. ``transformers`` is imported only
+when a network is built.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from torch import nn
 from typing_extensions import Self
 
 from genloop.data.discrete import as_tokens
-from genloop.errors import ConfigError
+from genloop.errors import ConfigError, DataError
 from genloop.models import register_model
 from genloop.models.base import GenerativeModel
 from genloop.models.lm import TransformerLM
@@ -35,17 +37,42 @@ __all__ = ["HFCausalLM", "HFLogits"]
 
 class HFLogits(nn.Module):
     """Wraps a ``transformers`` causal LM: logits ``(B, L, V)`` of each next token of ``tokens``
-    ``(B, L)``, the input shifted right by ``bos``."""
+    ``(B, L)``, the input shifted right by ``bos``. The logits of the ``masked`` ids (the
+    special tokens: BOS, EOS, padding) are −∞, so the law p_θ(x_i | x_<i) = softmax(logits)
+    gives them probability 0: they are never sampled as data, and ``log_prob`` and the
+    training loss are those of the same (renormalised) law."""
 
-    def __init__(self, model: nn.Module, bos: int) -> None:
+    def __init__(self, model: nn.Module, bos: int, masked: tuple[int, ...] = ()) -> None:
         super().__init__()
         self.model = model
         self.bos = bos
+        self.masked = tuple(sorted(set(masked)))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         bos = torch.full((tokens.shape[0], 1), self.bos, dtype=torch.long, device=tokens.device)
         inp = torch.cat([bos, tokens[:, :-1]], dim=1)
-        return self.model(input_ids=inp, use_cache=False).logits
+        logits = self.model(input_ids=inp, use_cache=False).logits
+        if self.masked:
+            idx = torch.tensor(self.masked, dtype=torch.long, device=logits.device)
+            logits = logits.index_fill(-1, idx, float("-inf"))
+        return logits
+
+
+#: The config fields that name special tokens (never data).
+SPECIAL_TOKEN_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id", "sep_token_id")
+
+
+def special_token_ids(cfg: Any, bos: int) -> tuple[int, ...]:
+    """The ids of ``cfg``'s special tokens inside its vocabulary, and ``bos`` (the id that
+    starts every sequence, which may be a fallback the config does not name)."""
+    V = int(cfg.vocab_size)
+    ids = {int(bos)}
+    for field in SPECIAL_TOKEN_FIELDS:
+        value = getattr(cfg, field, None)
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < V:
+                ids.add(v)
+    return tuple(sorted(ids))
 
 
 def _transformers() -> Any:
@@ -69,6 +96,9 @@ class HFCausalLM(TransformerLM):
         bos_token_id: the id that starts every sequence (default: see the module docstring).
         train: the shared trainer's options.
         temperature, top_p, sample_batch_size: as for ``transformer-lm``.
+        mask_special: give the special tokens (BOS, EOS, padding of the config, and the BOS
+            id in use) probability 0 (:class:`HFLogits`), so that samples are data; data that
+            contain one are refused. ``False`` models them as ordinary tokens.
     """
 
     name = "hf-causal-lm"  # set here: the registry does not override the parent's name
@@ -82,6 +112,7 @@ class HFCausalLM(TransformerLM):
         temperature: float = 1.0,
         top_p: float = 1.0,
         sample_batch_size: int = 256,
+        mask_special: bool = True,
     ) -> None:
         if (config is None) == (pretrained is None):
             raise ConfigError(
@@ -102,6 +133,7 @@ class HFCausalLM(TransformerLM):
         self.temperature = temperature
         self.top_p = top_p
         self.sample_batch_size = sample_batch_size
+        self.mask_special = mask_special
 
     # ---- the network ----------------------------------------------------------------------
     def hf_config(self) -> Any:
@@ -137,7 +169,8 @@ class HFCausalLM(TransformerLM):
                 model = tf.AutoModelForCausalLM.from_pretrained(self.pretrained, local_files_only=True, dtype=torch.float32)
             else:
                 model = tf.AutoModelForCausalLM.from_config(cfg)
-        return HFLogits(model.float(), self._bos(cfg))
+        bos = self._bos(cfg)
+        return HFLogits(model.float(), bos, special_token_ids(cfg, bos) if self.mask_special else ())
 
     def check_data(self, event_shape: tuple[int, ...], n: int) -> None:
         """Before a run writes anything: sequences no longer than the network's context."""
@@ -155,4 +188,14 @@ class HFCausalLM(TransformerLM):
             raise ConfigError(f"warm start of hf-causal-lm needs an hf-causal-lm init, got {type(init).__name__}")
         self.vocab_size_ = V
         self.check_data(tokens.shape[1:], tokens.shape[0])
+        if self.mask_special:
+            cfg = self.hf_config()
+            special = special_token_ids(cfg, self._bos(cfg))
+            found = sorted(set(np.unique(tokens).tolist()) & set(special))
+            if found:
+                raise DataError(
+                    f"the data contain the network's special token id(s) {found} (BOS, EOS or padding: {list(special)}), "
+                    "which the model never samples; give the config a vocab_size above the data's largest id (the BOS "
+                    "then takes the last id), set bos_token_id outside the data, or set mask_special: false"
+                )
         return super(TransformerLM, self).fit(tokens.astype(np.float64), rng=rng, init=init)

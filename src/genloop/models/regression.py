@@ -69,11 +69,19 @@ class RegressionModel(GenerativeModel):
         self.design = design
 
     def check_data(self, event_shape: tuple[int, ...], n: int) -> None:
-        """Before a run writes anything: rows ``[x_1 … x_d, y]`` with d >= 1 (and n > d to estimate σ)."""
+        """Before a run writes anything: rows ``[x_1 … x_d, y]`` with d >= 1, n >= d for OLS
+        (XᵀX invertible, β̂ = (XᵀX)⁻¹Xᵀy) and n > d to estimate σ (σ̂² = RSS/(n − d))."""
         if len(event_shape) != 1 or event_shape[0] < 2:
             raise ConfigError(f"the regression model takes rows [x_1 … x_d, y] with d >= 1, the data have events of shape {event_shape}")
-        if self.sigma is None and n <= event_shape[0] - 1:
-            raise ConfigError(f"estimating sigma needs more rows than features (n={n}, d={event_shape[0] - 1}); set sigma")
+        d = event_shape[0] - 1
+        if self.sigma is None and n <= d:
+            raise ConfigError(f"estimating sigma needs more rows than features (n={n}, d={d}); set sigma")
+        if self.alpha == 0 and n < d:
+            raise ConfigError(
+                f"ordinary least squares (alpha: 0) with d={d} features and n={n} rows is underdetermined: "
+                "β̂ = (XᵀX)⁻¹Xᵀy does not exist (XᵀX is singular) and the minimum-norm fit interpolates; "
+                "set alpha > 0 (ridge) or use n >= d rows"
+            )
 
     def fit(self, X: np.ndarray, *, rng: np.random.Generator, init: GenerativeModel | None = None) -> Self:
         """β̂ from the rows ``X`` ``(n, d + 1)``; the design comes from ``init`` when given."""

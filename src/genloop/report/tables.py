@@ -42,6 +42,24 @@ def run_summary_rows(folder: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
+def training_warnings(runs: list[Path]) -> list[str]:
+    """The learning-rate warnings of the runs' configs (:func:`genloop.sweep.preflight.learning_rate_warnings`),
+    each distinct line once; a config that cannot be read adds nothing (``genloop check`` reports damage)."""
+    from genloop.config import parse_config, read_yaml
+    from genloop.errors import GenloopError
+    from genloop.sweep.preflight import learning_rate_warnings
+
+    seen: dict[str, None] = {}
+    for run in runs:
+        try:
+            lines = learning_rate_warnings(parse_config(read_yaml(run / "config.yaml", what="run config")))
+        except GenloopError:
+            continue
+        for line in lines:
+            seen.setdefault(line)
+    return list(seen)
+
+
 def show_text(folder: str | Path, *, all_generations: bool = False, metric: str | None = None) -> str:
     """What ``genloop show`` prints for a run folder or an experiment folder."""
     from genloop.sweep import find_runs
@@ -56,11 +74,11 @@ def show_text(folder: str | Path, *, all_generations: bool = False, metric: str 
         store = RunStore(folder)
         status = store.status()
         head = f"{folder}  state={run_state(store)}  last generation={status.get('last_generation', -1)}"
-        return head + "\n" + format_table(store.read_metrics())
+        return "\n".join([head, *training_warnings(runs), format_table(store.read_metrics())])
     from genloop.results import summary_text
 
-    parts = [f"{folder}: {len(runs)} runs (last generation of each)", format_table(run_summary_rows(folder)), "",
-             summary_text(folder, metric)]
+    parts = [f"{folder}: {len(runs)} runs (last generation of each)", *training_warnings(runs),
+             format_table(run_summary_rows(folder)), "", summary_text(folder, metric)]
     if all_generations:
         for run in runs:
             parts += ["", f"== {run.relative_to(folder)}", format_table(RunStore(run).read_metrics())]

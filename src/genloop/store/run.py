@@ -257,9 +257,13 @@ class RunStore:
         return self.path / sub / f"gen_{generation:04d}{suffix}"
 
     def write_generation(
-        self, record: GenerationRecord, *, keep_pool: bool, keep_samples: int, keep_checkpoints: str = "all"
+        self, record: GenerationRecord, *, keep_pool: bool, keep_samples: int, keep_checkpoints: CheckpointPolicy = "all"
     ) -> None:
         """Persist one completed generation; ``status.json`` (with the files' checksums) last.
+
+        ``keep_checkpoints`` (``output.checkpoints``: ``all``, ``last``, ``{every: k}``) decides
+        which earlier checkpoint is deleted once this generation is recorded
+        (:func:`keeps_checkpoint`); the new one is always kept.
 
         A full disk raises :class:`DiskFullError` naming the folder; the run's status then
         still says the previous generation, and ``--resume`` redoes this one.
@@ -279,7 +283,7 @@ class RunStore:
             ) from None
 
     def _write_generation(self, record: GenerationRecord, *, keep_pool: bool, keep_samples: int,
-                          keep_checkpoints: str) -> None:
+                          keep_checkpoints: CheckpointPolicy) -> None:
         t = record.generation
         files: dict[str, str] = {}
         ckpt = self._gen("checkpoints", t)
@@ -322,7 +326,7 @@ class RunStore:
         chain = _chain(prev_chain, entry)
         self._append_line("manifest.jsonl", json.dumps({**entry, "chain": chain}), t)
         self.write_status("running", t, chain=chain, checkpoints=keep_checkpoints)
-        if keep_checkpoints == "last" and t > 0:
+        if t > 0 and not keeps_checkpoint(keep_checkpoints, t - 1, t):
             old = self._gen("checkpoints", t - 1)
             if old.exists():
                 shutil.rmtree(old)
@@ -403,11 +407,12 @@ class RunStore:
             return RunCheck(self.path, state, last, ok, problems, verified=False)
         metrics = _read_lines(self.path / "metrics.jsonl")
         manifest = _read_lines(self.path / "manifest.jsonl")
-        keep_last = status.get("checkpoints") == "last"
+        policy = status.get("checkpoints", "all")
         problems: list[str] = []
         intact, chain, chains = -1, "", [""]
         for t in range(last + 1):
-            entry, chain, bad = self._check_generation(t, manifest, metrics, chain, skip_checkpoint=keep_last and t < last)
+            entry, chain, bad = self._check_generation(t, manifest, metrics, chain,
+                                                       skip_checkpoint=not keeps_checkpoint(policy, t, last))
             if bad:
                 problems.extend(bad)
                 break
@@ -437,7 +442,7 @@ class RunStore:
             problems.append(f"generation {t}: its line in metrics.jsonl differs from what was written")
         for name, digest in doc.get("files", {}).items():
             if skip_checkpoint and name.startswith("checkpoints/"):
-                continue  # checkpoints: last keeps only the newest generation's checkpoint
+                continue  # a checkpoint the run's policy does not keep (output.checkpoints: last, every: k)
             p = self.path / name
             if not p.is_file():
                 problems.append(f"generation {t}: {name} is missing")
@@ -458,14 +463,26 @@ class RunStore:
             log.warning("%s: rolling back from generation %d to %s", self.path, check.last_generation,
                         check.intact_generation if check.intact_generation >= 0 else "the start")
         target = check.intact_generation
-        if target >= 0 and not (self._gen("checkpoints", target) / "model.json").exists():
-            # checkpoints: last and damage before the last generation: nothing to continue from
-            log.warning("%s: no checkpoint of generation %d is kept; the run starts over", self.path, target)
-            target = -1
+        kept = target
+        while kept >= 0 and not (self._gen("checkpoints", kept) / "model.json").exists():
+            kept -= 1  # output.checkpoints last / every: k: continue from the newest checkpoint kept
+        if kept != target:
+            log.warning("%s: no checkpoint of generation %d is kept; the run continues from %s", self.path, target,
+                        f"generation {kept}" if kept >= 0 else "the start")
+            chain = self._chain_after(kept)
+            target = kept
+        else:
+            chain = check.chain
         self.truncate_to(target)
         if target != check.last_generation:
-            self.write_status("stopped", target, chain=check.chain, rolled_back_from=check.last_generation)
+            self.write_status("stopped", target, chain=chain, rolled_back_from=check.last_generation)
         return target
+
+    def _chain_after(self, generation: int) -> str:
+        """The manifest's chain value after ``generation`` (read from its intact line; "" before 0)."""
+        if generation < 0:
+            return ""
+        return str(json.loads(_read_lines(self.path / "manifest.jsonl")[generation])["chain"])
 
     def load_state(self, generation: int, *, keep_pool: bool) -> LoopState:
         """The loop state after ``generation`` (model checkpoint and synthetic pool)."""
@@ -501,6 +518,33 @@ class RunStore:
 
     def load_model(self, generation: int) -> Any:
         return load_model(self._gen("checkpoints", generation))
+
+
+#: What ``output.checkpoints`` may say: ``"all"``, ``"last"`` or ``{"every": k}``.
+CheckpointPolicy = Any
+
+
+def keeps_checkpoint(policy: CheckpointPolicy, generation: int, last: int) -> bool:
+    """Whether a run under ``policy`` keeps the checkpoint of ``generation`` once ``last`` is its
+    newest completed generation: the newest always (resume continues from it); ``all`` every
+    one; ``last`` no other; ``{every: k}`` generations 0, k, 2k, …"""
+    if generation >= last:
+        return True
+    if policy == "last":
+        return False
+    if isinstance(policy, dict) and "every" in policy:
+        return generation % int(policy["every"]) == 0
+    return True  # "all" (and anything unknown: keep, and verify, everything)
+
+
+def checkpoints_kept(policy: CheckpointPolicy, generations: int) -> int:
+    """How many checkpoints a run of ``generations`` generations keeps at once under ``policy``
+    (the newest one, plus the one being written, when not all are kept)."""
+    if policy == "last":
+        return 2
+    if isinstance(policy, dict) and "every" in policy:
+        return generations // int(policy["every"]) + 2
+    return generations + 1
 
 
 def loss_table(losses: Any, max_points: int = 2000) -> str:

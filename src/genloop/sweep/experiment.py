@@ -31,7 +31,9 @@ from genloop.config import RunConfig, parse_config, read_config_doc
 from genloop.errors import ConfigError
 from genloop.sweep.grid import Cell, expand_grid
 from genloop.sweep.executors import run_tasks
-from genloop.sweep.runs import check_experiment, check_jobs, experiment_lock, make_folder, prepare_experiment
+from genloop.sweep.runs import (
+    check_experiment, check_jobs, experiment_lock, make_folder, only_failed_start, prepare_experiment,
+)
 from genloop.sweep.spec import ProgressFn, RunSpec, Task
 
 log = logging.getLogger(__name__)
@@ -154,9 +156,13 @@ def run_experiment(cfg: RunConfig, out: str | Path, **options: Any) -> list[RunS
 def prepare_grid(exp: Experiment, out: Path, *, resume: bool) -> list[Task]:
     """Create or extend the grid's folders (under its lock); return every run to execute."""
     top = out / "config.yaml"
-    if top.exists() and not resume:
+    failed_start = only_failed_start(out)  # no work anywhere: not an experiment, start afresh
+    if failed_start:
+        log.info("%s holds a start that completed no generation; starting the grid afresh", out)
+        _clear_failed_start(out, {p.folder for p in exp.cells})
+    elif top.exists() and not resume:
         raise ConfigError(f"output folder {out} already holds an experiment; pass --resume to continue it or choose another --out")
-    if top.exists() and not (out / CELLS_TABLE).exists():
+    elif top.exists() and not (out / CELLS_TABLE).exists():
         raise ConfigError(f"output folder {out} holds an experiment without a grid; run the grid in another --out")
     old_rows = read_cells_table(out)
     current = {p.folder for p in exp.cells}
@@ -171,6 +177,21 @@ def prepare_grid(exp: Experiment, out: Path, *, resume: bool) -> list[Task]:
     atomic_write_text(top, yaml.safe_dump(exp.doc, sort_keys=False))
     write_cells_table(out, exp, removed)
     return tasks
+
+
+def _clear_failed_start(out: Path, keep: set[str]) -> None:
+    """Remove what a failed start left (it completed no generation anywhere): the run folders of
+    a plain experiment, the cells no longer in the grid, the grid's tables. The cells still in
+    the grid are taken over by :func:`prepare_experiment`."""
+    import shutil
+
+    cells = [r["cell"] for r in read_cells_table(out)]
+    plain = [c for c in cells if c not in keep and c not in ("", ".", "..") and "/" not in c and "\\" not in c]
+    for path in [*out.glob("lam=*"), *(out / c for c in plain)]:
+        if path.is_dir():
+            shutil.rmtree(path)
+    for name in (CELLS_TABLE, "config.yaml"):
+        (out / name).unlink(missing_ok=True)
 
 
 def read_cells_table(out: Path) -> list[dict[str, str]]:

@@ -49,11 +49,30 @@ def check_output_folder(out: Path) -> None:
 
 def event_shape_of(source: DataSource, name: str) -> tuple[tuple[int, ...], int | None]:
     """The shape of one sample of ``source`` and the data set's size (None: infinite)."""
+    probe = probe_data(source)
+    return probe.event_shape, probe.rows
+
+
+@dataclass(frozen=True)
+class DataProbe:
+    """What the preflight knows of a data source: one sample's shape, the data set's size
+    (None: infinite) and whether the samples are token codes (integers)."""
+
+    event_shape: tuple[int, ...]
+    rows: int | None
+    tokens: bool
+
+
+def probe_data(source: DataSource) -> DataProbe:
+    """Look at ``source`` once (one drawn sample, or the fixed set) without writing anything."""
     if source.infinite:
-        one = source.sample(1, rng=np.random.default_rng(0))
-        return tuple(int(s) for s in one.shape[1:]), None
-    data = source.load()
-    return tuple(int(s) for s in data.shape[1:]), int(data.shape[0])
+        one = np.asarray(source.sample(1, rng=np.random.default_rng(0)))
+        rows = None
+    else:
+        one = np.asarray(source.load())
+        rows = int(one.shape[0])
+    tokens = bool(getattr(source, "discrete", False)) or bool(np.issubdtype(one.dtype, np.integer))
+    return DataProbe(tuple(int(s) for s in one.shape[1:]), rows, tokens)
 
 
 @dataclass(frozen=True)
@@ -145,15 +164,55 @@ def check_resources(res: Resources, out: Path) -> None:
     log.debug("resources: %s", res.describe())
 
 
-def check_disk_for_checkpoints(checkpoint_bytes: int, generations_left: int, runs_left: int, keep: str,
+def check_disk_for_checkpoints(checkpoint_bytes: int, generations_left: int, runs_left: int, keep: str | dict,
                                out: Path) -> None:
-    """After generation 0 of the first run: refuse when the remaining checkpoints cannot fit."""
-    count = (2 if keep == "last" else generations_left + 1) * max(1, runs_left)
+    """After generation 0 of the first run: refuse when the remaining checkpoints cannot fit
+    (``keep``: ``output.checkpoints`` as :func:`genloop.store.run.checkpoints_kept` counts it)."""
+    from genloop.store.run import checkpoints_kept
+
+    count = checkpoints_kept(keep, generations_left) * max(1, runs_left)
     need = checkpoint_bytes * count
     disk = free_disk(out)
     if need > disk:
         raise ConfigError(
             f"the remaining checkpoints need about {_size(need)} ({_size(checkpoint_bytes)} each); only "
-            f"{_size(disk)} is free at {out}: set output.checkpoints: last, fewer generations, or free space "
+            f"{_size(disk)} is free at {out}: set output.checkpoints: last (or every: k), fewer generations, or free space "
             "(finished generations are kept; continue with --resume)"
         )
+
+
+def learning_rate_warnings(cfg: RunConfig) -> list[str]:
+    """One line per training of ``cfg`` whose learning rate never exceeds
+    :data:`~genloop.models.neural.trainer.LR_WARN_FRACTION` of ``train.lr``.
+
+    The trainer's rate is lr_k = lr · min(s_k / warmup_samples, 1) and restarts at every
+    training (EDM's ``lr_rampup_kimg``, counted from the start of each training), so a
+    fine-tune budget far below the warm-up (EDM's 10 M images against 0.05 M) runs at a tiny
+    fraction of ``lr`` and learns almost nothing: λ = 0.5 and λ = ∞ then give the same run.
+    Only families configured with ``train`` options are looked at (the others' defaults reach
+    their ``lr``, and a config without them needs no import of torch to be shown). The size of
+    a training set is taken as ``data.n`` (it matters only for budgets given in epochs).
+    """
+    if "train" not in cfg.model.options:
+        return []
+    from genloop.models import make_model
+    from genloop.models.neural.trainer import LR_WARN_FRACTION, peak_lr_fraction
+
+    model = make_model(cfg.model.name, **cfg.model.options)
+    configs = getattr(model, "training_configs", None)
+    if configs is None:
+        return []
+    lines = []
+    for kind, train in configs(finetune=cfg.loop.retrain == "finetune").items():
+        if kind == "scratch" and not cfg.loop.train_generation_0 and cfg.loop.retrain == "finetune" and cfg.loop.generations:
+            continue  # generation 0 is the init checkpoint, and every later one fine-tunes
+        peak = peak_lr_fraction(train, cfg.data.n)
+        if peak < LR_WARN_FRACTION:
+            which = "fine-tune generations (t >= 1)" if kind == "fine-tune" else "trainings from scratch"
+            knob = "train.finetune_warmup_samples" if kind == "fine-tune" else "train.warmup_samples"
+            lines.append(
+                f"warning: {which} never exceed {100 * peak:.2g}% of train.lr={train.lr:g} (a warm-up of "
+                f"{train.warmup_samples:,} samples, a budget of {train.total_samples(cfg.data.n):,}): they learn almost "
+                f"nothing; lower {knob}"
+            )
+    return lines

@@ -22,6 +22,7 @@ from genloop.data import make_data
 from genloop.data.base import DataSource
 from genloop.errors import ConfigError
 from genloop.loop.engine import run_loop
+from genloop.loop.variants import check_variant
 from genloop.models import make_model
 from genloop.store.run import FolderLock, RunStore, atomic_write_text
 from genloop.sweep.spec import ProgressFn, RunSpec, Task, run_folder_name
@@ -37,9 +38,13 @@ def check_experiment(cfg: RunConfig, out: Path | None = None, *, jobs: int = 1,
                      check_resources: bool = True) -> None:
     """Everything that can fail before a folder is written (nothing is created here).
 
-    The output folder, the model, every metric with its options, the scheme against the data
-    source, the held-out split, the data's shape against the model, and (unless
-    ``check_resources`` is false) the memory and disk the experiment needs.
+    The output folder, the model, every metric with its options and against the sample sizes
+    it will see (FID's feature dimension against ``n_eval``), the scheme against the data
+    source, the held-out split, the data's shape against the model, (unless
+    ``check_resources`` is false) the memory and disk the experiment needs, and the variant
+    (:func:`~genloop.loop.variants.check_variant`: the λ schedule over every generation, the
+    correction against the data type, the reward against the data's dimension, the sampler
+    options against the family, the mixture weights).
     """
     from genloop.loop.engine import _resolve_metrics
     from genloop.sweep import preflight
@@ -59,20 +64,28 @@ def check_experiment(cfg: RunConfig, out: Path | None = None, *, jobs: int = 1,
             "data.n_heldout is 0, which leaves no held-out samples for the metrics; "
             "set data.n_heldout >= 1, or loop.eval_against: train"
         )
-    event_shape, rows = preflight.event_shape_of(source, cfg.data.name)
+    probe = preflight.probe_data(source)
+    event_shape, rows = probe.event_shape, probe.rows
     if rows is not None and cfg.data.n > rows:
         raise ConfigError(f"data set {cfg.data.name!r} has {rows} samples; data.n={cfg.data.n} is more")
     n_heldout = _heldout_size(cfg, source, rows)
     model.check_data(event_shape, cfg.data.n)
     if not cfg.loop.train_generation_0 and not getattr(model, "init", None):  # issue 12
         raise ConfigError("loop.train_generation_0: false needs a model started from a checkpoint (model.init: PATH)")
+    n_real = cfg.data.n if cfg.loop.eval_against == "train" else n_heldout
+    n_generated = cfg.loop.n_eval or n_real
     for metric in metrics:
         metric.check_ready(event_shape)
+        metric.check_sizes(event_shape, n_generated=n_generated, n_real=n_real)
     if check_resources and out is not None:
         res = preflight.estimate_resources(cfg, event_shape, rows, jobs=jobs, n_heldout=n_heldout)
         preflight.check_resources(res, out)
+    check_variant(cfg.loop.variant, model, event_shape=event_shape, tokens=probe.tokens, n=cfg.data.n,
+                  lambdas=cfg.loop.lambdas, generations=cfg.loop.generations)
     for seed in cfg.loop.seeds:
         real_data(cfg, seed)
+    for line in preflight.learning_rate_warnings(cfg):
+        log.warning("%s", line.removeprefix("warning: "))
 
 
 def _heldout_size(cfg: RunConfig, source: DataSource, rows: int | None) -> int:
@@ -92,7 +105,9 @@ def prepare_experiment(cfg: RunConfig, out: Path, *, resume: bool) -> list[RunSp
     """
     doc = cfg.resolved()
     cfg_path = out / "config.yaml"
-    if cfg_path.exists():
+    if cfg_path.exists() and only_failed_start(out):
+        _take_over_failed_start(out, doc)
+    elif cfg_path.exists():
         if not resume:
             raise ConfigError(f"output folder {out} already holds an experiment; pass --resume to continue it or choose another --out")
         from genloop.config import read_yaml
@@ -114,6 +129,62 @@ def prepare_experiment(cfg: RunConfig, out: Path, *, resume: bool) -> list[RunSp
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cfg_path, yaml.safe_dump(doc, sort_keys=False))
     return plan_runs(cfg, out)
+
+
+def _run_folders(out: Path) -> list[Path]:
+    """Every run folder under ``out`` (``lam=*/seed=*``), whether or not it has a status."""
+    return sorted(p for p in out.glob("lam=*/seed=*") if p.is_dir())
+
+
+def started_work(run: Path) -> bool:
+    """Whether ``run`` holds work worth keeping: a completed generation, a status that cannot be
+    read (it might vouch for one), or checkpoints inside a generation's training."""
+    from genloop.errors import DataError
+
+    try:
+        if RunStore(run).last_generation >= 0:
+            return True
+    except DataError:
+        return True
+    training = run / "training"
+    return training.is_dir() and any(training.iterdir())
+
+
+def only_failed_start(out: Path) -> bool:
+    """Whether ``out`` holds an experiment config but no work: no run has completed a
+    generation or saved a training checkpoint (a start that failed, e.g. in generation 0).
+
+    Such a folder is not an experiment: a rerun, corrected or not, starts it afresh.
+    """
+    out = Path(out)
+    if not (out / "config.yaml").is_file():
+        return False
+    runs = _run_folders(out) + [p for cell in out.iterdir() if cell.is_dir() and not cell.name.startswith("lam=")
+                                for p in _run_folders(cell)]
+    return not any(started_work(run) for run in runs)
+
+
+def _take_over_failed_start(out: Path, doc: dict[str, Any]) -> None:
+    """Start afresh in a folder that holds only a failed start (see :func:`only_failed_start`):
+    its run folders (no completed generation in any of them) are removed when the config
+    changed, so nothing of the old config survives. Called under the experiment's lock."""
+    from genloop.config import read_yaml
+    from genloop.errors import GenloopError
+
+    try:
+        old = read_yaml(out / "config.yaml", what="experiment config")
+        same = isinstance(old, dict) and _comparable(old) == _comparable(doc)
+    except GenloopError:
+        same = False
+    if same:
+        log.info("%s holds a start of this config that completed no generation; starting it again", out)
+        return
+    log.warning("%s holds a start that completed no generation, of another config; replacing it with this one", out)
+    for run in _run_folders(out):
+        shutil.rmtree(run)
+    for lam in out.glob("lam=*"):
+        if lam.is_dir() and not any(lam.iterdir()):
+            lam.rmdir()
 
 
 def _comparable(doc: dict[str, Any]) -> dict[str, Any]:
@@ -205,7 +276,7 @@ def execute_run(cfg: RunConfig, spec: RunSpec, *, progress: ProgressFn | None = 
             for record in records:
                 store.write_generation(
                     record, keep_pool=keep_pool, keep_samples=cfg.output.keep_samples,
-                    keep_checkpoints=cfg.output.checkpoints,
+                    keep_checkpoints=cfg.output.policy(),
                 )
                 if tracker is not None:
                     tracker.log_generation(record.generation, record.metrics)
@@ -215,7 +286,7 @@ def execute_run(cfg: RunConfig, spec: RunSpec, *, progress: ProgressFn | None = 
                     from genloop.sweep.preflight import check_disk_for_checkpoints
 
                     check_disk_for_checkpoints(store.generation_bytes(0), cfg.loop.generations, 1,
-                                               cfg.output.checkpoints, spec.path)
+                                               cfg.output.policy(), spec.path)
                 if progress is not None:
                     progress(spec, record)
         except BaseException as exc:
@@ -304,5 +375,5 @@ def find_runs(folder: str | Path) -> list[Path]:
 __all__ = [
     "RunSpec", "Task", "ProgressFn", "run_folder_name", "plan_runs", "real_data", "check_experiment",
     "prepare_experiment", "experiment_lock", "execute_run", "check_jobs", "make_folder", "unfinished",
-    "run_folder_problems", "find_runs",
+    "run_folder_problems", "find_runs", "only_failed_start", "started_work",
 ]

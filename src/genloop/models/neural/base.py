@@ -57,7 +57,12 @@ from genloop.models.base import GenerativeModel
 from genloop.models.neural.distributed import gather_rows, shard_sizes, world
 from genloop.models.neural.networks import NetworkConfig, build_network
 from genloop.models.neural.train_checkpoint import TrainCheckpointing
-from genloop.models.neural.trainer import TrainConfig, resolve_device, train
+from genloop.models.neural.trainer import (
+    LR_WARN_FRACTION,
+    TrainConfig,
+    resolve_device,
+    train,
+)
 from genloop.rng import torch_seed
 
 log = logging.getLogger(__name__)
@@ -187,6 +192,17 @@ class TorchGenerativeModel(GenerativeModel):
             cfg = cfg.model_copy(update={"amp": False})
         return cfg
 
+    def training_configs(self, *, finetune: bool) -> dict[str, TrainConfig]:
+        """The training configs a run uses: ``scratch`` (generation 0, and every generation when
+        ``finetune`` is false or nothing is carried) and ``fine-tune`` (warm starts that carry
+        the weights: :meth:`TrainConfig.for_finetuning`)."""
+        cfg = self._train_config()
+        out = {"scratch": cfg}
+        carry = set(cfg.carry_over)
+        if finetune and carry & {"weights", "ema_as_weights"}:
+            out["fine-tune"] = cfg.for_finetuning(ema_from_zero="ema_as_weights" in carry)
+        return out
+
     def _check_init(self, init: GenerativeModel, event_shape: tuple[int, ...]) -> TorchGenerativeModel:
         if not isinstance(init, TorchGenerativeModel) or type(init) is not type(self):
             raise ConfigError(
@@ -271,6 +287,14 @@ class TorchGenerativeModel(GenerativeModel):
         self.ema_ = result.ema
         self.optimizer_state_ = result.optimizer_state
         self.losses_ = result.losses
+        peak = max(result.lrs, default=cfg.lr) / cfg.lr
+        if peak < LR_WARN_FRACTION:
+            log.warning(
+                "%s fit: the learning rate never exceeded %.3g%% of train.lr=%g (a warm-up of %d samples, a budget "
+                "of %d): this training learns almost nothing; %s", self.name or type(self).__name__, 100 * peak, cfg.lr,
+                cfg.warmup_samples, cfg.total_samples(Z.shape[0]),
+                "set train.finetune_warmup_samples" if prev is not None else "shorten train.warmup_samples",
+            )
         self.samples_seen_ = seen_before + result.samples_seen
         self.shift_, self.scale_ = shift, scale
         self.event_shape_ = event_shape

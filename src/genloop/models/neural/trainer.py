@@ -145,6 +145,18 @@ class TrainConfig(pydantic.BaseModel):
         return max(1, math.ceil(self.total_samples(n_data) / self.batch_size))
 
 
+#: A training whose learning rate never exceeds this fraction of ``lr`` learns (almost) nothing:
+#: it is warned about (a log line at fit time, a line in ``genloop show``).
+LR_WARN_FRACTION = 0.01
+
+
+def peak_lr_fraction(cfg: TrainConfig, n_data: int) -> float:
+    """max_k lr_k / lr over a training with ``cfg`` on ``n_data`` rows: the warm-up's value after
+    the last step, min(S / warmup_samples, 1) with S = steps · batch_size the samples seen
+    (:func:`learning_rate` is non-decreasing in the samples seen)."""
+    return learning_rate(cfg, cfg.num_steps(n_data) * cfg.batch_size) / cfg.lr
+
+
 def learning_rate(cfg: TrainConfig, samples_seen: int) -> float:
     """``lr · min(samples_seen / warmup_samples, 1)`` (EDM's linear ramp; no ramp when 0)."""
     if cfg.warmup_samples <= 0:
