@@ -29,14 +29,14 @@ import yaml
 from genloop._fs import atomic_write_text
 from genloop.config import RunConfig, parse_config, read_config_doc
 from genloop.errors import ConfigError
+from genloop.store.links import refuse_links_on_path
+from genloop.sweep.cells import CELLS_TABLE, read_cells_table
 from genloop.sweep.grid import Cell, expand_grid
 from genloop.sweep.executors import run_tasks
 from genloop.sweep.runs import check_experiment, check_jobs, experiment_lock, make_folder, prepare_experiment
 from genloop.sweep.spec import ProgressFn, RunSpec, Task
 
 log = logging.getLogger(__name__)
-
-CELLS_TABLE = "cells.csv"
 
 
 @dataclass
@@ -164,6 +164,8 @@ def prepare_grid(exp: Experiment, out: Path, *, resume: bool) -> list[Task]:
     for row in removed:
         log.warning("cell %s (%s) is no longer in the grid; its folder is kept", row["cell"], row.get("label", ""))
     tasks: list[Task] = []
+    for plan in exp.cells:  # a cell folder that is a link is refused before anything is written
+        refuse_links_on_path(out, out / plan.folder, what="grid cell")
     for plan in exp.cells:
         folder = out / plan.folder
         specs = prepare_experiment(plan.cfg, folder, resume=True)
@@ -171,14 +173,6 @@ def prepare_grid(exp: Experiment, out: Path, *, resume: bool) -> list[Task]:
     atomic_write_text(top, yaml.safe_dump(exp.doc, sort_keys=False))
     write_cells_table(out, exp, removed)
     return tasks
-
-
-def read_cells_table(out: Path) -> list[dict[str, str]]:
-    """The rows of ``cells.csv`` (empty when there is none)."""
-    path = Path(out) / CELLS_TABLE
-    if not path.exists():
-        return []
-    return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
 
 
 def write_cells_table(out: Path, exp: Experiment, removed: list[dict[str, str]]) -> None:
