@@ -620,6 +620,72 @@ def callable_names(cfg: VariantConfig) -> list[tuple[str, str]]:
     return []
 
 
+def check_variant(cfg: VariantConfig, model: GenerativeModel, real: np.ndarray) -> None:
+    """Everything about a variant that can fail, checked before a run writes anything.
+
+    The model family against the variant (:meth:`VariantRunner.check_model`), the reward or
+    correction against data shaped like ``real`` (a reward's centre or box against the data's
+    dimension, a classifier reward on images, the reference model of ``log-density``, the
+    ``ot-gaussian`` target's shape), and each ``module:function`` callable imported and
+    called once on four real samples (its signature and the shape it returns). This is the
+    start of a run: the named code runs here (docs/variants.md).
+    """
+    VariantRunner.check_model_of(cfg, model)
+    probe = np.asarray(real[:4])
+    if isinstance(cfg, CuratedVariant):
+        _check_reward(cfg.reward, real, probe)
+    if isinstance(cfg, CorrectedVariant):
+        if cfg.correction == "ot-gaussian" and cfg.target_mean is not None:
+            if real.ndim != 2:
+                raise ConfigError(f"correction 'ot-gaussian' is for vectors (n, d), got data of shape {real.shape[1:]}")
+            d = real.shape[1]
+            if np.shape(cfg.target_mean) != (d,) or np.shape(cfg.target_cov) != (d, d):
+                raise ConfigError(f"correction 'ot-gaussian': target_mean must have shape ({d},) and target_cov "
+                                  f"({d}, {d}) for this data, got {np.shape(cfg.target_mean)} and {np.shape(cfg.target_cov)}")
+        elif cfg.correction == "ot-gaussian" and real.ndim != 2:
+            raise ConfigError(f"correction 'ot-gaussian' is for vectors (n, d), got data of shape {real.shape[1:]}")
+        elif cfg.correction not in _BUILTIN_CORRECTIONS:
+            fn = load_callable(cfg.correction, what="correction")
+            out = _call_user(fn, f"correction {cfg.correction!r}", probe, real)
+            if out.shape != probe.shape:
+                raise ConfigError(f"correction {cfg.correction!r} returned shape {out.shape} for samples of shape {probe.shape}")
+
+
+def _check_reward(cfg: RewardConfig, real: np.ndarray, probe: np.ndarray) -> None:
+    if cfg.name in ("quadratic", "region"):
+        try:
+            make_reward(cfg, real=real, rng=np.random.default_rng(0))(probe)
+        except DataError as exc:
+            raise ConfigError(str(exc)) from None
+    elif cfg.name == "classifier":
+        if real.ndim != 4:
+            raise ConfigError(f"reward 'classifier' needs images (n, C, H, W), got data of shape {real.shape[1:]}")
+    elif cfg.name == "log-density":
+        from genloop.models import make_model
+
+        assert cfg.reference is not None
+        ref = make_model(cfg.reference["name"], **{k: v for k, v in cfg.reference.items() if k != "name"})
+        if not ref.has_log_prob:
+            raise ConfigError(f"reward 'log-density': model {ref.name!r} has no exact log-density")
+        try:
+            ref.check_data(tuple(real.shape[1:]), len(real))
+        except ConfigError as exc:
+            raise ConfigError(f"reward 'log-density' reference: {exc}") from None
+    else:
+        fn = load_callable(cfg.name, what="reward")
+        out = _call_user(fn, f"reward {cfg.name!r}", probe)
+        if out.reshape(-1).shape != (len(probe),):
+            raise ConfigError(f"reward {cfg.name!r} returned {out.size} values for {len(probe)} samples; it must return one per sample")
+
+
+def _call_user(fn: Callable[..., Any], what: str, *args: Any) -> np.ndarray:
+    """Call a user's ``module:function`` on probe data; any failure is a ConfigError naming it."""
+    try:
+        return np.asarray(fn(*args), dtype=np.float64)
+    except Exception as exc:  # noqa: BLE001 - user code: report what it raised, in one line
+        raise ConfigError(f"{what} fails on {len(args[0])} real samples: {type(exc).__name__}: {exc}") from None
+
+
 def resolve_callables(cfg: VariantConfig) -> None:
     """Import every ``module:function`` a variant names (a :class:`ConfigError` naming one that
     cannot be imported). Importing runs the module's code: called when a run starts, before
@@ -667,7 +733,11 @@ class VariantRunner:
 
     def check_model(self, model: GenerativeModel) -> None:
         """Refuse, before anything runs, a variant that ``model``'s family cannot do."""
-        cfg = self.cfg
+        self.check_model_of(self.cfg, model)
+
+    @staticmethod
+    def check_model_of(cfg: VariantConfig, model: GenerativeModel) -> None:
+        """:meth:`check_model` for a variant block without building its runner."""
         if isinstance(cfg, BiasedVariant):
             params = model.get_params()
             unknown = sorted(set(cfg.sampler) - set(params))
@@ -776,7 +846,7 @@ class VariantRunner:
 
 __all__ = [
     "BiasedVariant", "CorrectedVariant", "CuratedVariant", "MixtureVariant", "PlainVariant", "RewardConfig",
-    "SyntheticDraw", "VARIANTS", "callable_names", "check_callable_name", "load_callable", "resolve_callables", "VariantConfig", "VariantField", "VariantRunner", "denoise_step", "eval_formula",
+    "SyntheticDraw", "VARIANTS", "callable_names", "check_callable_name", "check_variant", "load_callable", "resolve_callables", "VariantConfig", "VariantField", "VariantRunner", "denoise_step", "eval_formula",
     "gaussian_ot_map", "knn_mean", "make_reward", "parse_variant", "quadratic_reward", "softmax_select",
     "tempered_sample", "top_select",
 ]

@@ -30,7 +30,6 @@ exit with missing or different data. Loading never unpickles: arrays are safeten
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import math
@@ -44,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from genloop._fs import atomic_save_npy, atomic_write_text, file_mode, sha256_file, sha256_text
+from genloop._fs import atomic_save_npy, atomic_write_text, file_mode, is_disk_full, sha256_file, sha256_text
 from genloop.errors import DataError, DiskFullError, RunLockedError
 from genloop.loop.engine import GenerationRecord, LoopState
 from genloop.models.io import load_model, save_model
@@ -66,11 +65,6 @@ STATES = ("running", "completed", "stopped")
 def _clean(value: float) -> float | None:
     """JSON has no NaN/inf: store non-finite values as null."""
     return float(value) if math.isfinite(value) else None
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` is the operating system saying the disk (or the quota) is full."""
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 class FolderLock:

@@ -31,6 +31,7 @@ from genloop.config import RunConfig, parse_config, read_config_doc
 from genloop.errors import ConfigError
 from genloop.store.links import refuse_links_on_path
 from genloop.sweep.cells import CELLS_TABLE, read_cells_table
+from genloop.sweep.connect import check_ray_address, check_tracking
 from genloop.sweep.grid import Cell, expand_grid
 from genloop.sweep.executors import run_tasks
 from genloop.sweep.runs import check_experiment, check_jobs, experiment_lock, make_folder, prepare_experiment
@@ -119,6 +120,7 @@ def run_grid(
     """Run every cell of ``exp`` under ``out`` (a plain experiment when there is no grid)."""
     out = Path(out)
     check_jobs(jobs)
+    check_ray_address(address, executor)  # bounded probes: a server that is down never hangs
     if not exp.is_grid:
         cfg = exp.cells[0].cfg
         check_experiment(cfg, out, jobs=jobs, check_resources=check_resources)
@@ -127,6 +129,8 @@ def run_grid(
             check_experiment(plan.cfg, out / plan.folder, jobs=jobs, check_resources=check_resources)
         except ConfigError as exc:
             raise ConfigError(f"grid cell {plan.cell.label}: {exc}") from None
+    for uri_cfg in {p.cfg.tracking.uri: p.cfg for p in exp.cells}.values():
+        check_tracking(uri_cfg, out)
     make_folder(out)
     with experiment_lock(out):
         if exp.is_grid:

@@ -21,7 +21,7 @@ from genloop.data import make_data
 from genloop.data.base import DataSource
 from genloop.errors import ConfigError
 from genloop.loop.engine import run_loop
-from genloop.loop.variants import resolve_callables
+from genloop.loop.variants import check_variant, resolve_callables
 from genloop.models import make_model
 from genloop.store.links import refuse_links_on_path
 from genloop.sweep.cells import CELLS_TABLE, listed_cells
@@ -75,8 +75,10 @@ def check_experiment(cfg: RunConfig, out: Path | None = None, *, jobs: int = 1,
     if check_resources and out is not None:
         res = preflight.estimate_resources(cfg, event_shape, rows, jobs=jobs, n_heldout=n_heldout)
         preflight.check_resources(res, out)
-    for seed in cfg.loop.seeds:
-        real_data(cfg, seed)
+    for i, seed in enumerate(cfg.loop.seeds):
+        _, split = real_data(cfg, seed)
+        if i == 0:  # the variant against the model and the data (imports and probes module:function code)
+            check_variant(cfg.loop.variant, model, split.train)
 
 
 def _heldout_size(cfg: RunConfig, source: DataSource, rows: int | None) -> int:
