@@ -306,6 +306,25 @@ def test_read_only_output_folder(tmp_path, capsys):
         subprocess.run(["umount", str(ro)], check=False)
 
 
+def test_read_only_outputs_of_convert_and_eval(tmp_path, capsys):
+    """convert and eval --save-stats into a read-only file system: exit 2 before any work
+    (a read-only tmpfs; skipped where mounting is not allowed)."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], capture_output=True).returncode:
+        pytest.skip("cannot mount a read-only tmpfs here (needs root)")
+    try:
+        snap = write(tmp_path, "x", "snap.pkl")
+        assert main(["convert", "edm-pkl", snap, str(ro / "net.safetensors")]) == 2
+        assert "not writable" in capsys.readouterr().err
+        a = npy(tmp_path, np.ones((10, 2)))
+        assert main(["eval", a, a, "--features", "raw", "--save-stats", str(ro / "sub" / "s.npz")]) == 2
+        err = capsys.readouterr().err
+        assert "not writable" in err and err.count("\n") == 1, err
+    finally:
+        subprocess.run(["umount", str(ro)], check=False)
+
+
 def test_python_api_raises_library_errors() -> None:
     from genloop import run_loop
     from genloop.errors import ConfigError

@@ -167,6 +167,10 @@ def prepare_grid(exp: Experiment, out: Path, *, resume: bool) -> list[Task]:
     removed = [r for r in old_rows if r["cell"] not in current]
     for row in removed:
         log.warning("cell %s (%s) is no longer in the grid; its folder is kept", row["cell"], row.get("label", ""))
+    listed = {r["cell"] for r in old_rows} | current
+    for stray in sorted(p.name for p in out.iterdir() if p.is_dir() and p.name not in listed and any(p.glob("lam=*"))):
+        log.warning("folder %s is not a cell of %s (renamed or copied?); it is left alone and not part of the results",
+                    stray, CELLS_TABLE)
     tasks: list[Task] = []
     for plan in exp.cells:  # a cell folder that is a link is refused before anything is written
         refuse_links_on_path(out, out / plan.folder, what="grid cell")
