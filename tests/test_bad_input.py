@@ -193,6 +193,73 @@ CASES: dict[str, Case] = {
     "data.n 1e9": lambda f: (_run(f, cfg(data__n="1e9", data__n_heldout=10)), "of memory"),
     "n_eval 1e9": lambda f: (_run(f, cfg(loop__n_eval=10**9)), "of memory"),
     "generations 1e9": lambda f: (_run(f, cfg(loop__generations="1e9")), "of disk"),
+    # -- grids ------------------------------------------------------------------------------------------
+    "grid: a sweep value that is not a block": lambda f: (_run(f, cfg(model={"sweep": [{"name": "gmm"}, 5]})),
+                                                          "grid cell model=5"),
+    "grid: the whole config a sweep": lambda f: (_run(f, {"sweep": [GOOD, GOOD]}), "whole config cannot be a sweep"),
+    "grid: a cell that cannot be built": lambda f: (_run(f, cfg(model__n_components={"sweep": [2, 300]})),
+                                                    "grid cell n_components=300"),
+    "grid: millions of cells": lambda f: (_run(f, cfg(data__n={"sweep": list(range(50, 90))},
+                                                      data__noise={"sweep": [i / 100 for i in range(1, 41)]},
+                                                      model__max_iter={"sweep": list(range(10, 50))})),
+                                          "at most 1000 cells"),
+    # -- loop variants (checked against the model and the data before anything is written) ---------
+    "variant: reward centre of the wrong size": lambda f: (_run(f, _variant({"kind": "curated", "reward": {
+        "name": "quadratic", "center": [1, 2, 3]}})), "reward center has 3 coordinates"),
+    "variant: sampler option the model lacks": lambda f: (_run(f, _variant({"kind": "biased", "sampler": {"nope": 1}})),
+                                                          "has no option 'nope'"),
+    "variant: ot-gaussian target of the wrong shape": lambda f: (_run(f, _variant({
+        "kind": "corrected", "gamma": 0.5, "correction": "ot-gaussian", "target_mean": [0, 0], "target_cov": [[1]]})),
+        "target_mean must have shape (2,)"),
+    "variant: denoiser on a GMM": lambda f: (_run(f, _variant({"kind": "corrected", "gamma": 0.5, "correction": "denoiser"})),
+                                             "diffusion families"),
+    "variant: reward of the wrong signature": lambda f: (_run(f, _variant({"kind": "curated", "reward": "os:getcwd"})),
+                                                         "fails on 4 real samples"),
+    "variant: reward giving one value": lambda f: (_run(f, _variant({"kind": "curated", "reward": "numpy:sum"})),
+                                                   "one per sample"),
+    "variant: correction of the wrong signature": lambda f: (_run(f, _variant({
+        "kind": "corrected", "gamma": 0.5, "correction": "os:getcwd"})), "fails on 4 real samples"),
+    "variant: reward module missing": lambda f: (_run(f, _variant({"kind": "curated", "reward": "genloop_no_such_xyz:f"})),
+                                                 "cannot import module"),
+    "variant: log-density reference too large": lambda f: (_run(f, _variant({"kind": "curated", "reward": {
+        "name": "log-density", "reference": {"name": "gmm", "n_components": 500}}})), "reference"),
+    "variant: classifier reward on vectors": lambda f: (_run(f, _variant({"kind": "curated", "reward": {
+        "name": "classifier", "digit": 3}})), "needs images"),
+    # -- genloop eval -----------------------------------------------------------------------------------
+    "eval: a corrupt PNG": lambda f: (["eval", _images(f, "a"), _images(f, "b", corrupt=True), "--features", "raw"],
+                                      "cannot be read"),
+    "eval: a truncated PNG": lambda f: (["eval", _images(f, "a", truncated=True), _images(f, "b"), "--features", "raw"],
+                                        "cannot be read"),
+    "eval: mixed image sizes": lambda f: (["eval", _images(f, "a"), _images(f, "b", mixed=True), "--features", "raw"],
+                                          "resize all images"),
+    "eval: --save-stats below a file": lambda f: (["eval", _images(f, "a"), _images(f, "b"), "--features", "raw",
+                                                   "--save-stats", write(f, "x", "file.txt") + "/s.npz"], "is a file"),
+    "eval: --save-stats not .npz": lambda f: (["eval", _images(f, "a"), _images(f, "b"), "--features", "raw",
+                                               "--save-stats", str(f / "s.txt")], "end in .npz"),
+    # -- genloop convert --------------------------------------------------------------------------------
+    "convert: to a missing folder": lambda f: (["convert", "edm-pkl", write(f, "x", "snap.pkl"),
+                                                str(f / "missing" / "net.safetensors")], "does not exist"),
+    "convert: below a file": lambda f: (["convert", "edm-pkl", write(f, "x", "snap.pkl"),
+                                         write(f, "x", "file.txt") + "/net.safetensors"], "is a file"),
+    "convert: not .safetensors": lambda f: (["convert", "edm-pkl", write(f, "x", "snap.pkl"), str(f / "net.pt")],
+                                            "must be a .safetensors file"),
+    # -- executors and tracking (bounded probes: never a hang) ------------------------------------------
+    "ray: --address not HOST:PORT": lambda f: (_run(f, GOOD, "--executor", "ray", "--address", "nohost"), "not HOST:PORT"),
+    "ray: --address port out of range": lambda f: (_run(f, GOOD, "--executor", "ray", "--address", "1.2.3.4:99999"),
+                                                   "not HOST:PORT"),
+    "ray: --address to a closed port": lambda f: (_run(f, GOOD, "--executor", "ray", "--address", f"127.0.0.1:{_closed_port()}"),
+                                                  "cannot be reached"),
+    "ray: --address without --executor ray": lambda f: (_run(f, GOOD, "--address", "127.0.0.1:6379"), "--executor ray"),
+    "mlflow: empty tracking.uri": lambda f: (_run(f, cfg(tracking={"uri": ""}), "--track", "mlflow"), "tracking.uri is empty"),
+    "mlflow: tracking.uri not a string": lambda f: (_run(f, cfg(tracking={"uri": 5}), "--track", "mlflow"), "tracking.uri"),
+    "mlflow: tracking.uri server down": lambda f: (_run(f, cfg(tracking={"uri": f"http://127.0.0.1:{_closed_port()}"}),
+                                                        "--track", "mlflow"), "cannot be reached"),
+    "mlflow: tracking.uri with no host": lambda f: (_run(f, cfg(tracking={"uri": "http://:80"}), "--track", "mlflow"),
+                                                    "names no host"),
+    "mlflow: tracking.uri below a file": lambda f: (_run(f, cfg(tracking={"uri": write(f, "x", "file.txt") + "/mlruns"}),
+                                                         "--track", "mlflow"), "cannot be created or written"),
+    "mlflow: tracking.uri of an unknown scheme": lambda f: (_run(f, cfg(tracking={"uri": "ftp://host/x"}), "--track", "mlflow"),
+                                                            "cannot be used by MLflow"),
 }
 
 
@@ -241,6 +308,36 @@ def _tokens(**loop: object) -> dict:
     return {"data": {"name": "markov", "n": 50, "seq_len": 8, "n_states": 4},
             "model": {"name": "ngram", "order": 2},
             "loop": {"generations": 2, "lambdas": [0.5], "seeds": [0], **loop}}
+def _variant(variant: dict) -> dict:
+    return cfg(model={"name": "gaussian"}, metrics=["moments"], loop__variant=variant)
+
+
+def _images(folder: Path, name: str, *, corrupt: bool = False, truncated: bool = False, mixed: bool = False) -> str:
+    """A folder of six 8x8 RGB PNGs, one of them damaged or of another size when asked."""
+    from PIL import Image
+
+    out = folder / name
+    out.mkdir()
+    rng = np.random.default_rng(len(name))
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(out / f"{i}.png")
+    if mixed:
+        Image.fromarray(rng.integers(0, 255, (12, 8, 3), dtype=np.uint8)).save(out / "6.png")
+    if corrupt:
+        (out / "6.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not an image" * 8)
+    if truncated:
+        data = (out / "0.png").read_bytes()
+        (out / "6.png").write_bytes(data[: len(data) // 2])
+    return str(out)
+
+
+def _closed_port() -> int:
+    """A local TCP port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _latin1(folder: Path) -> str:
@@ -321,6 +418,25 @@ def test_read_only_output_folder(tmp_path, capsys):
     try:
         assert main(["run", write(tmp_path, GOOD), "--out", str(ro / "exp")]) == 2
         assert "not writable" in capsys.readouterr().err
+    finally:
+        subprocess.run(["umount", str(ro)], check=False)
+
+
+def test_read_only_outputs_of_convert_and_eval(tmp_path, capsys):
+    """convert and eval --save-stats into a read-only file system: exit 2 before any work
+    (a read-only tmpfs; skipped where mounting is not allowed)."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], capture_output=True).returncode:
+        pytest.skip("cannot mount a read-only tmpfs here (needs root)")
+    try:
+        snap = write(tmp_path, "x", "snap.pkl")
+        assert main(["convert", "edm-pkl", snap, str(ro / "net.safetensors")]) == 2
+        assert "not writable" in capsys.readouterr().err
+        a = npy(tmp_path, np.ones((10, 2)))
+        assert main(["eval", a, a, "--features", "raw", "--save-stats", str(ro / "sub" / "s.npz")]) == 2
+        err = capsys.readouterr().err
+        assert "not writable" in err and err.count("\n") == 1, err
     finally:
         subprocess.run(["umount", str(ro)], check=False)
 

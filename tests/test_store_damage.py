@@ -279,3 +279,75 @@ def test_workers_exit_when_parent_is_killed_and_dead_worker_is_reported(tmp_path
     assert "worker process died" in err and "--resume" in err and "Traceback" not in err, err
     assert main(["-q", "run", str(cfg), "--out", str(out), "--resume", "--jobs", "2"]) == 0
     assert main(["check", str(out)]) == 0
+
+
+# ---- grid-level damage ------------------------------------------------------------------------------
+GRID = dict(CFG, model=dict(CFG["model"], n_components={"sweep": [2, 3]}), loop=dict(CFG["loop"], generations=1))
+
+
+@pytest.fixture(scope="module")
+def grid_reference(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("gridref")
+    (folder / "grid.yaml").write_text(yaml.safe_dump(GRID))
+    assert main(["-q", "run", str(folder / "grid.yaml"), "--out", str(folder / "exp")]) == 0
+    return folder
+
+
+def _cells(exp: Path) -> list[Path]:
+    return sorted(p for p in exp.iterdir() if p.is_dir())
+
+
+def _rename_cell(exp: Path) -> None:
+    cell = _cells(exp)[0]
+    cell.rename(exp / ("renamed-" + cell.name))
+
+
+#: name -> (damage of the grid folder, message `check` prints, whether `show` and `--resume` refuse
+#: (exit 2 with the message) or carry on (exit 0))
+GRID_DAMAGES: dict[str, tuple[Callable[[Path], None], str, bool]] = {
+    "cells.csv truncated": (lambda e: (e / "cells.csv").write_bytes((e / "cells.csv").read_bytes()[:-7]),
+                            "cells.csv is damaged", True),
+    "cells.csv wrong columns": (lambda e: (e / "cells.csv").write_text("a,b\n1,2\n"), "columns cell, label, in_grid are missing",
+                                True),
+    "cells.csv binary": (lambda e: (e / "cells.csv").write_bytes(bytes(range(256)) * 4), "cells.csv is damaged", True),
+    "cells.csv names a folder outside": (lambda e: (e / "cells.csv").write_text("cell,label,in_grid\n../../etc,x,yes\n"),
+                                         "not a cell folder name", True),
+    "grid config.yaml not YAML": (lambda e: (e / "config.yaml").write_text("data: [unclosed"), "not valid YAML", False),
+    "grid config.yaml binary": (lambda e: (e / "config.yaml").write_bytes(b"\xff\xfe\x00garbage"), "not UTF-8", False),
+    "renamed cell folder": (_rename_cell, "not listed in cells.csv", False),
+    "deleted cell folder": (lambda e: shutil.rmtree(_cells(e)[0]), "listed in cells.csv but missing", False),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(GRID_DAMAGES))
+def test_grid_damage_is_named_never_a_traceback(grid_reference, tmp_path, capsys, case):
+    damage, message, refused = GRID_DAMAGES[case]
+    exp = tmp_path / "exp"
+    shutil.copytree(grid_reference / "exp", exp)
+    listed = [row.split(",")[0] for row in (exp / "cells.csv").read_text().splitlines()[1:]]
+    damage(exp)
+    capsys.readouterr()
+    assert main(["check", str(exp)]) == 1
+    out = capsys.readouterr().out
+    assert message in out, out
+    code = main(["show", str(exp)])
+    captured = capsys.readouterr()
+    assert code == (2 if refused else 0), captured
+    if refused:
+        assert message in captured.err and captured.err.count("\n") == 1, captured.err
+    code = main(["report", str(exp), "--no-theory", "--out", str(tmp_path / "r.html")])
+    err = capsys.readouterr().err
+    assert code == (2 if refused else 0), err
+    code = main(["-q", "run", str(grid_reference / "grid.yaml"), "--out", str(exp), "--resume"])
+    err = capsys.readouterr().err
+    assert code == (2 if refused else 0), err
+    if refused:
+        assert message in err and err.count("\n") == 1, err
+        return
+    # results come only from the cells cells.csv lists, never from a stray folder
+    import pandas as pd
+
+    cells = set(pd.read_csv(exp / "results.csv")["cell"])
+    assert cells == set(listed), cells
+    assert main(["check", str(exp)]) == (1 if case == "renamed cell folder" else 0)

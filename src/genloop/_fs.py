@@ -86,3 +86,33 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 def sha256_text(text: str) -> str:
     """The SHA-256 of a string's UTF-8 bytes, hex."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is the operating system saying the disk (or the quota) is full."""
+    import errno
+
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def output_file_problem(path: Path, *, create_folders: bool) -> str | None:
+    """Why the file ``path`` cannot be written, checked before any work (``None``: it can).
+
+    The file must not be a folder; its folder must exist (or, with ``create_folders``, the
+    nearest existing folder above it), be a folder and be writable (``os.access``, which also
+    sees a read-only file system).
+    """
+    path = Path(path)
+    if path.is_dir():
+        return f"{path} is a folder"
+    parent = path.parent if str(path.parent) else Path(".")
+    if not create_folders and not parent.exists():
+        return f"the output folder {parent} does not exist (create it first)"
+    node = parent
+    while not node.exists() and node != node.parent:
+        node = node.parent
+    if not node.is_dir():
+        return f"{node} is a file, not a folder"
+    if not os.access(node, os.W_OK | os.X_OK):
+        return f"the output folder {node} is not writable"
+    return None

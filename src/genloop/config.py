@@ -400,6 +400,8 @@ def find_sweeps(doc: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, .
     if is_sweep(doc):
         values = doc[SWEEP]
         key = ".".join(path)
+        if not path:
+            raise ConfigError("the whole config cannot be a sweep; put {sweep: [...]} at a key, e.g. model.name: {sweep: [gmm, kde]}")
         if path in _RUN_AXES:
             raise ConfigError(f"{key} is already a list of runs; write it as a plain list, not a sweep")
         if not isinstance(values, list) or not values:

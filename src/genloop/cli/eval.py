@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    if args.save_stats is not None:  # checked before any work: a folder that cannot take the file
+        from genloop._fs import output_file_problem
+
+        if not args.save_stats.endswith(".npz"):
+            raise ConfigError(f"--save-stats: statistics files end in .npz (pytorch-fid's format), got {args.save_stats!r}")
+        problem = output_file_problem(Path(args.save_stats), create_folders=True)
+        if problem:
+            raise ConfigError(f"--save-stats: cannot write {args.save_stats}: {problem}")
     a = open_source(args.a, channels_last=args.channels_last)
     b = open_source(args.b, channels_last=args.channels_last)
     result = evaluate(

@@ -48,16 +48,31 @@ from genloop.loop.schemes import parse_lambda
 from genloop.models.base import GenerativeModel
 
 _CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_BUILTIN_REWARDS = ("quadratic", "region", "classifier", "log-density")
+_BUILTIN_CORRECTIONS = ("knn", "ot-gaussian", "denoiser")
 
 
 class _Block(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def load_callable(spec: str, *, what: str) -> Callable[..., Any]:
-    """Import ``module:function`` and return the function (a :class:`ConfigError` otherwise)."""
-    if not _CALLABLE.match(spec):
+def check_callable_name(spec: str, *, what: str) -> None:
+    """Check that ``spec`` is written ``module:function``, *without importing anything*.
+
+    Validating a config (reading a run folder: ``check``, ``show``, ``report``, ``eval``,
+    ``--resume``'s comparison of stored configs) never imports the code a config names;
+    :func:`load_callable` imports it when a run starts (:func:`resolve_callables`).
+    """
+    if not isinstance(spec, str) or not _CALLABLE.match(spec):
         raise ConfigError(f"{what} {spec!r} is neither a built-in nor a 'module:function' callable")
+
+
+def load_callable(spec: str, *, what: str) -> Callable[..., Any]:
+    """Import ``module:function`` and return the function (a :class:`ConfigError` otherwise).
+
+    Importing runs the module's code: this is called only when a run starts.
+    """
+    check_callable_name(spec, what=what)
     module_name, fn_name = spec.split(":")
     try:
         module = importlib.import_module(module_name)
@@ -208,7 +223,7 @@ class RewardConfig(_Block):
             opts = {k: v for k, v in self.reference.items() if k != "name"}
             MODELS.validate(self.reference["name"], opts)
         elif self.name != "quadratic":
-            load_callable(self.name, what="reward")
+            check_callable_name(self.name, what="reward")  # imported only when a run starts
         return self
 
 
@@ -547,7 +562,7 @@ class CorrectedVariant(_VariantBase):
     @model_validator(mode="after")
     def _check(self) -> CorrectedVariant:
         if self.correction not in ("knn", "ot-gaussian", "denoiser"):
-            load_callable(self.correction, what="correction")
+            check_callable_name(self.correction, what="correction")  # imported only when a run starts
         if (self.target_mean is None) != (self.target_cov is None):
             raise ConfigError("ot-gaussian: give both target_mean and target_cov, or neither (the real data's Gaussian)")
         return self
@@ -764,6 +779,51 @@ def _check_reward(cfg: RewardConfig, event_shape: tuple[int, ...], n: int) -> No
 
 
 # ---- drawing a generation's synthetic set --------------------------------------------------------
+def callable_names(cfg: VariantConfig) -> list[tuple[str, str]]:
+    """The ``(what, "module:function")`` callables a variant block names (nothing is imported)."""
+    if isinstance(cfg, CuratedVariant) and cfg.reward.name not in _BUILTIN_REWARDS:
+        return [("reward", cfg.reward.name)]
+    if isinstance(cfg, CorrectedVariant) and cfg.correction not in _BUILTIN_CORRECTIONS:
+        return [("correction", cfg.correction)]
+    return []
+
+
+def check_variant_callables(cfg: VariantConfig, real: np.ndarray) -> None:
+    """Each ``module:function`` reward or correction a variant names, imported and called once
+    on four real samples (its signature and the shape it returns), before a run writes
+    anything. This is the start of a run: the named code runs here (docs/variants.md); the
+    built-in pieces are checked by :func:`check_variant`.
+    """
+    probe = np.asarray(real[:4])
+    if isinstance(cfg, CuratedVariant) and cfg.reward.name not in _BUILTIN_REWARDS:
+        fn = load_callable(cfg.reward.name, what="reward")
+        out = _call_user(fn, f"reward {cfg.reward.name!r}", probe)
+        if out.reshape(-1).shape != (len(probe),):
+            raise ConfigError(f"reward {cfg.reward.name!r} returned {out.size} values for {len(probe)} samples; "
+                              "it must return one per sample")
+    if isinstance(cfg, CorrectedVariant) and cfg.correction not in _BUILTIN_CORRECTIONS:
+        fn = load_callable(cfg.correction, what="correction")
+        out = _call_user(fn, f"correction {cfg.correction!r}", probe, real)
+        if out.shape != probe.shape:
+            raise ConfigError(f"correction {cfg.correction!r} returned shape {out.shape} for samples of shape {probe.shape}")
+
+
+def _call_user(fn: Callable[..., Any], what: str, *args: Any) -> np.ndarray:
+    """Call a user's ``module:function`` on probe data; any failure is a ConfigError naming it."""
+    try:
+        return np.asarray(fn(*args), dtype=np.float64)
+    except Exception as exc:  # noqa: BLE001 - user code: report what it raised, in one line
+        raise ConfigError(f"{what} fails on {len(args[0])} real samples: {type(exc).__name__}: {exc}") from None
+
+
+def resolve_callables(cfg: VariantConfig) -> None:
+    """Import every ``module:function`` a variant names (a :class:`ConfigError` naming one that
+    cannot be imported). Importing runs the module's code: called when a run starts, before
+    anything is written, never when a stored config is read."""
+    for what, spec in callable_names(cfg):
+        load_callable(spec, what=what)
+
+
 @dataclass
 class SyntheticDraw:
     """A generation's synthetic set and what the variant measured while drawing it."""
@@ -896,6 +956,7 @@ __all__ = [
     "BiasedVariant", "CorrectedVariant", "CuratedVariant", "MixtureVariant", "PlainVariant", "RewardConfig",
     "SyntheticDraw", "VARIANTS", "VariantConfig", "VariantField", "VariantRunner", "denoise_step", "eval_formula",
     "exact_formula", "check_variant", "check_variant_model", "check_schedule", "schedule_generations",
+    "callable_names", "check_callable_name", "check_variant_callables", "load_callable", "resolve_callables",
     "gaussian_ot_map", "knn_mean", "make_reward", "parse_variant", "quadratic_reward", "softmax_select",
     "tempered_sample", "top_select",
 ]

@@ -68,16 +68,38 @@ def _image_files(folder: Path) -> list[Path]:
 def _read_image(path: Path) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(path) as im:
-        im = im.convert("L") if im.mode in ("L", "1", "I;16", "I") else im.convert("RGB")
-        arr = np.asarray(im, dtype=np.uint8)
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L") if im.mode in ("L", "1", "I;16", "I") else im.convert("RGB")
+            arr = np.asarray(im, dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL: UnidentifiedImageError, truncated data, bad chunks
+        raise DataError(f"image {path} cannot be read ({type(exc).__name__}: {exc}); remove or replace it") from None
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def _image_shape(path: Path) -> tuple[int, int, int]:
+    """(C, H, W) of an image as :func:`_read_image` returns it, from its header, checking the
+    file's structure (PIL's ``verify``: chunk checksums, no pixel decoding)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            mode, (w, h) = im.mode, im.size
+            im.verify()
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise DataError(f"image {path} cannot be read ({type(exc).__name__}: {exc}); remove or replace it") from None
+    return (1 if mode in ("L", "1", "I;16", "I") else 3, h, w)
 
 
 def _folder_source(spec: str, folder: Path) -> Source:
     files = _image_files(folder)
     if not files:
         raise DataError(f"{spec}: no image files ({', '.join(IMAGE_SUFFIXES)}) in folder {folder}")
+    shapes = {p: _image_shape(p) for p in files}  # every file checked before any work is done
+    for p, shape in shapes.items():
+        if shape != shapes[files[0]]:
+            raise DataError(f"{spec}: image {p.name} has shape {shape} (C, H, W), the first image "
+                            f"{shapes[files[0]]}; resize all images of a folder to one size")
     first = _read_image(files[0])
 
     def batches(batch_size: int) -> Iterator[np.ndarray]:
@@ -170,6 +192,22 @@ def open_source(spec: str, *, channels_last: bool = False) -> Source:
     raise DataError(f"{spec}: not an image folder, .npy, .npz or run folder")
 
 
+def _save_stats(path: str, stats: Any) -> None:
+    """Write A's statistics (atomically: a failure leaves nothing half-written); a full disk
+    or an unwritable folder is a one-line error, as in ``genloop run``."""
+    from genloop._fs import is_disk_full
+    from genloop.errors import DiskFullError
+    from genloop.metrics.frechet import save_fid_npz
+
+    try:
+        save_fid_npz(path, stats)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise DiskFullError(f"the disk holding {path} is full; the statistics were not written "
+                                "(nothing half-written): free some space and run again") from None
+        raise DataError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def _features_of(src: Source, extractor: Any, batch_size: int) -> np.ndarray:
     from genloop.metrics.images import check_images
 
@@ -205,7 +243,7 @@ def evaluate(
 ) -> dict[str, float]:
     """The metrics between generated ``a`` and real ``b`` (the work of ``genloop eval``)."""
     from genloop.metrics.features import make_extractor
-    from genloop.metrics.frechet import FeatureStats, StatsCache, frechet_distance_features, save_fid_npz, stats_from_moments
+    from genloop.metrics.frechet import FeatureStats, StatsCache, frechet_distance_features, stats_from_moments
 
     rng = rng if rng is not None else np.random.default_rng(0)
     fid_rng, kid_rng = rng.spawn(2)  # one stream per metric: each value independent of the others asked for
@@ -249,7 +287,7 @@ def evaluate(
         if cache is not None and src.kind == "images":
             cache.put(key, stats[name], {"source": src.spec, "extractor": extractor.id})
     if save_stats is not None:
-        save_fid_npz(save_stats, stats["a"])
+        _save_stats(save_stats, stats["a"])
     out: dict[str, float] = {}
     if "fid" in metrics:
         sa, sb = stats["a"], stats["b"]

@@ -148,19 +148,21 @@ class _Context:
         self.stores = [RunStore(r) for r in self.runs]
         self.metrics = [s.read_metrics() for s in self.stores]
         cfg_path = folder / "config.yaml"
-        self.config_text = cfg_path.read_text() if cfg_path.exists() else ""
+        self.config_text = ""
         self.cfg: Any = None
         self.cfg_error = ""
-        self.grid = False
+        self.grid = (folder / "cells.csv").exists()
         try:
-            import yaml
+            from genloop.config import parse_config, read_yaml
 
-            from genloop.config import parse_config
-
-            doc = yaml.safe_load(self.config_text) if self.config_text else None
+            # validated without importing anything the config names (docs/variants.md)
+            doc = read_yaml(cfg_path, what="config") if cfg_path.exists() else None
+            self.config_text = cfg_path.read_text(encoding="utf-8") if cfg_path.exists() else ""
+            if doc is not None and not isinstance(doc, dict):
+                raise ConfigError(f"{cfg_path} is not a mapping")
             from genloop.sweep.grid import find_sweeps
 
-            self.grid = bool(doc) and bool(find_sweeps(doc))
+            self.grid = self.grid or (bool(doc) and bool(find_sweeps(doc)))
             self.cfg = parse_config(doc) if (doc and not self.grid) else None
             if self.grid:
                 self.cfg_error = "a grid: every cell has its own config.yaml in its folder (cells.csv lists them)"

@@ -30,7 +30,6 @@ exit with missing or different data. Loading never unpickles: arrays are safeten
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import math
@@ -44,10 +43,11 @@ from typing import Any
 
 import numpy as np
 
-from genloop._fs import atomic_save_npy, atomic_write_text, sha256_file, sha256_text
+from genloop._fs import atomic_save_npy, atomic_write_text, file_mode, is_disk_full, sha256_file, sha256_text
 from genloop.errors import DataError, DiskFullError, RunLockedError
 from genloop.loop.engine import GenerationRecord, LoopState
 from genloop.models.io import load_model, save_model
+from genloop.store.links import RUN_FOLDERS, generation_of, is_temporary, refuse_links_on_path, remove_inside, scan_run_folder
 
 try:  # POSIX advisory locks; released by the kernel when the process dies (even SIGKILL)
     import fcntl
@@ -67,11 +67,6 @@ def _clean(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def is_disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` is the operating system saying the disk (or the quota) is full."""
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
-
-
 class FolderLock:
     """An exclusive ``flock`` on ``FOLDER/NAME`` that records its holder (pid, host, time).
 
@@ -89,10 +84,14 @@ class FolderLock:
 
     def acquire(self) -> None:
         """Take the lock, or raise :class:`RunLockedError` naming the holder."""
+        if os.path.islink(self.path):
+            raise RunLockedError(f"{self.path} is a symbolic link (to {os.readlink(self.path)}), not a lock file; "
+                                 "genloop never writes through a link it did not create: delete the link and try again")
         if self.path.is_dir():
             raise RunLockedError(f"{self.path} is a folder, not a lock file; remove it and try again")
-        try:
-            fh = open(self.path, "a+", encoding="utf-8")
+        try:  # O_NOFOLLOW: a link put here between the check and the open is refused too
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), file_mode())
+            fh = os.fdopen(fd, "a+", encoding="utf-8")
         except OSError as exc:
             raise RunLockedError(f"cannot open the lock file {self.path}: {exc.strerror or exc}") from None
         if fcntl is not None:
@@ -124,9 +123,9 @@ class FolderLock:
 
     def is_held_elsewhere(self) -> bool:
         """Whether another process holds the lock now (a live writer); changes nothing."""
-        if fcntl is None or not self.path.is_file():
+        if fcntl is None or os.path.islink(self.path) or not self.path.is_file():
             return False
-        with open(self.path, "a+", encoding="utf-8") as fh:
+        with open(self.path, "r", encoding="utf-8") as fh:
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
@@ -169,8 +168,11 @@ class RunCheck:
 class RunStore:
     """The folder of one run; use as a context manager to hold its lock."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None) -> None:
+        """``root``: the experiment folder the run lives in (when known): every folder from it
+        down to the run must be a real folder, never a link."""
         self.path = Path(path)
+        self.root = Path(root) if root is not None else self.path.parent
         self._lock = FolderLock(self.path)
 
     # ---- locking ------------------------------------------------------------------------
@@ -182,9 +184,30 @@ class RunStore:
         self.release()
 
     def acquire(self) -> None:
-        """Take the run's lock, or raise :class:`RunLockedError` naming the holder."""
+        """Take the run's lock, or raise :class:`RunLockedError` naming the holder.
+
+        A run folder that is, or holds, a symbolic link where genloop writes is refused
+        (:class:`DataError` naming the link) before anything is written: writing, truncating or
+        deleting through it would change files outside the experiment.
+        """
+        refuse_links_on_path(self.root, self.path, what="run folder")
+        self.refuse_links()
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock.acquire()
+
+    def scan(self) -> Any:
+        """The links and foreign entries of the folder (:func:`genloop.store.links.scan_run_folder`)."""
+        return scan_run_folder(self.path)
+
+    def refuse_links(self) -> None:
+        """Raise :class:`DataError` when the run folder holds a link where genloop writes."""
+        links = self.scan().links
+        if links:
+            raise DataError(
+                f"run folder {self.path} holds symbolic link(s) where genloop writes ({'; '.join(links[:3])}"
+                f"{'; …' if len(links) > 3 else ''}); genloop never writes or deletes through a link it did not "
+                "create: put the folders and files themselves in place of the links (or delete the links), then resume"
+            )
 
     def release(self) -> None:
         """Release the lock (the kernel also releases it when the process dies)."""
@@ -289,11 +312,9 @@ class RunStore:
         ckpt = self._gen("checkpoints", t)
         ckpt.parent.mkdir(exist_ok=True)
         tmp = ckpt.with_name(f".{ckpt.name}.{os.getpid()}.tmp")
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        remove_inside(self.path, tmp)
         save_model(record.model, tmp)
-        if ckpt.exists():
-            shutil.rmtree(ckpt)
+        remove_inside(self.path, ckpt)
         os.replace(tmp, ckpt)
         for f in sorted(ckpt.iterdir()):
             files[f.relative_to(self.path).as_posix()] = sha256_file(f)
@@ -327,9 +348,11 @@ class RunStore:
         self._append_line("manifest.jsonl", json.dumps({**entry, "chain": chain}), t)
         self.write_status("running", t, chain=chain, checkpoints=keep_checkpoints)
         if t > 0 and not keeps_checkpoint(keep_checkpoints, t - 1, t):
-            old = self._gen("checkpoints", t - 1)
-            if old.exists():
-                shutil.rmtree(old)
+            remove_inside(self.path, self._gen("checkpoints", t - 1))
+
+    def drop_training(self, generation: int) -> None:
+        """Delete the training checkpoints of ``generation`` (once the generation is stored)."""
+        remove_inside(self.path, self.path / "training" / f"gen_{generation:04d}")
 
     def _put_npy(self, sub: str, generation: int, arr: np.ndarray) -> str:
         path = self._gen(sub, generation, ".npy")
@@ -365,33 +388,37 @@ class RunStore:
         return total
 
     def truncate_to(self, generation: int) -> None:
-        """Drop every trace of generations after ``generation`` (work of a killed process)."""
+        """Drop every trace of generations after ``generation`` (work of a killed process).
+
+        Only what genloop writes is deleted (``gen_NNNN`` entries, temporary files of a killed
+        writer); foreign entries stay. A link where genloop writes is refused (see
+        :meth:`refuse_links`) and nothing is deleted through one (:func:`remove_inside`).
+        """
+        self.refuse_links()
         for name in ("metrics.jsonl", "timings.jsonl", "manifest.jsonl"):
             p = self.path / name
             if p.exists():
                 lines = _read_lines(p)
                 if len(lines) > generation + 1 or _has_torn_tail(p):
                     _rewrite_lines(p, lines[: generation + 1])
-        for sub in ("checkpoints", "samples", "synthetic", "grids", "losses"):
+        for sub in RUN_FOLDERS:
             folder = self.path / sub
-            if not folder.exists():
+            if not folder.is_dir():
                 continue
-            for entry in folder.iterdir():
-                if entry.name.startswith("."):  # a temporary file or folder of a killed writer
-                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-                    continue
-                stem = entry.name.split(".")[0]
-                if stem.startswith("gen_") and stem[4:].isdigit() and int(stem[4:]) > generation:
-                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-        training = self.path / "training"  # checkpoints inside a generation: only the next one's count
-        if training.is_dir():
-            for entry in training.iterdir():
-                stem = entry.name
-                if not (stem.startswith("gen_") and stem[4:].isdigit() and int(stem[4:]) == generation + 1):
-                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-        for entry in self.path.iterdir():  # temporary files of a killed writer (status, config)
-            if entry.is_file() and entry.name.startswith(".") and entry.name.endswith(".tmp"):
-                entry.unlink()
+            with os.scandir(folder) as entries:
+                names = sorted(e.name for e in entries)
+            for name in names:
+                g = generation_of(name)
+                if sub == "training":  # checkpoints inside a generation: only the next one's count
+                    drop = g is not None and g != generation + 1
+                else:
+                    drop = g is not None and g > generation
+                if drop or is_temporary(name):
+                    remove_inside(self.path, folder / name)
+        with os.scandir(self.path) as entries:  # temporary files of a killed writer (status, config)
+            temporary = [e.name for e in entries if is_temporary(e.name) and e.is_file(follow_symlinks=False)]
+        for name in temporary:
+            remove_inside(self.path, self.path / name)
 
     # ---- verification and recovery -----------------------------------------------------------
     def verify(self) -> RunCheck:

@@ -29,6 +29,9 @@ import yaml
 from genloop._fs import atomic_write_text
 from genloop.config import RunConfig, parse_config, read_config_doc
 from genloop.errors import ConfigError
+from genloop.store.links import refuse_links_on_path, remove_inside
+from genloop.sweep.cells import CELLS_TABLE, read_cells_table
+from genloop.sweep.connect import check_ray_address, check_tracking
 from genloop.sweep.grid import Cell, expand_grid
 from genloop.sweep.executors import run_tasks
 from genloop.sweep.runs import (
@@ -37,8 +40,6 @@ from genloop.sweep.runs import (
 from genloop.sweep.spec import ProgressFn, RunSpec, Task
 
 log = logging.getLogger(__name__)
-
-CELLS_TABLE = "cells.csv"
 
 
 @dataclass
@@ -121,6 +122,7 @@ def run_grid(
     """Run every cell of ``exp`` under ``out`` (a plain experiment when there is no grid)."""
     out = Path(out)
     check_jobs(jobs)
+    check_ray_address(address, executor)  # bounded probes: a server that is down never hangs
     if not exp.is_grid:
         cfg = exp.cells[0].cfg
         check_experiment(cfg, out, jobs=jobs, check_resources=check_resources)
@@ -129,6 +131,8 @@ def run_grid(
             check_experiment(plan.cfg, out / plan.folder, jobs=jobs, check_resources=check_resources)
         except ConfigError as exc:
             raise ConfigError(f"grid cell {plan.cell.label}: {exc}") from None
+    for uri_cfg in {p.cfg.tracking.uri: p.cfg for p in exp.cells}.values():
+        check_tracking(uri_cfg, out)
     make_folder(out)
     with experiment_lock(out):
         if exp.is_grid:
@@ -169,7 +173,13 @@ def prepare_grid(exp: Experiment, out: Path, *, resume: bool) -> list[Task]:
     removed = [r for r in old_rows if r["cell"] not in current]
     for row in removed:
         log.warning("cell %s (%s) is no longer in the grid; its folder is kept", row["cell"], row.get("label", ""))
+    listed = {r["cell"] for r in old_rows} | current
+    for stray in sorted(p.name for p in out.iterdir() if p.is_dir() and p.name not in listed and any(p.glob("lam=*"))):
+        log.warning("folder %s is not a cell of %s (renamed or copied?); it is left alone and not part of the results",
+                    stray, CELLS_TABLE)
     tasks: list[Task] = []
+    for plan in exp.cells:  # a cell folder that is a link is refused before anything is written
+        refuse_links_on_path(out, out / plan.folder, what="grid cell")
     for plan in exp.cells:
         folder = out / plan.folder
         specs = prepare_experiment(plan.cfg, folder, resume=True)
@@ -183,23 +193,13 @@ def _clear_failed_start(out: Path, keep: set[str]) -> None:
     """Remove what a failed start left (it completed no generation anywhere): the run folders of
     a plain experiment, the cells no longer in the grid, the grid's tables. The cells still in
     the grid are taken over by :func:`prepare_experiment`."""
-    import shutil
-
     cells = [r["cell"] for r in read_cells_table(out)]
     plain = [c for c in cells if c not in keep and c not in ("", ".", "..") and "/" not in c and "\\" not in c]
     for path in [*out.glob("lam=*"), *(out / c for c in plain)]:
-        if path.is_dir():
-            shutil.rmtree(path)
+        if path.is_dir() or path.is_symlink():
+            remove_inside(out, path)  # never through a link (a link itself is refused)
     for name in (CELLS_TABLE, "config.yaml"):
         (out / name).unlink(missing_ok=True)
-
-
-def read_cells_table(out: Path) -> list[dict[str, str]]:
-    """The rows of ``cells.csv`` (empty when there is none)."""
-    path = Path(out) / CELLS_TABLE
-    if not path.exists():
-        return []
-    return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
 
 
 def write_cells_table(out: Path, exp: Experiment, removed: list[dict[str, str]]) -> None:

@@ -17,11 +17,13 @@ import copy
 import hashlib
 import itertools
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from genloop.config import SWEEP, find_sweeps, is_sweep  # noqa: F401  (the sweep syntax is the config's; re-exported)
+from genloop.errors import ConfigError
 
 #: Keys left out of a cell's identity (they may change on --resume without making a new cell).
 _NOT_IDENTITY = (("loop", "generations"), ("loop", "lambdas"), ("loop", "seeds"), ("tracking",), ("resources",))
@@ -86,11 +88,25 @@ def identity_hash(doc: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
 
 
+#: The most cells one grid may have: each is validated and checked before anything runs, so a
+#: grid of millions (a few long sweeps) would spend hours planning before it says anything.
+MAX_CELLS = 1000
+
+
 def expand_grid(doc: dict[str, Any]) -> list[Cell]:
-    """The cells of a config with sweeps (one cell, ``values=()``, when it has none)."""
+    """The cells of a config with sweeps (one cell, ``values=()``, when it has none).
+
+    A grid of more than :data:`MAX_CELLS` cells is a :class:`ConfigError` given before any
+    cell is built.
+    """
     sweeps = find_sweeps(doc)
     if not sweeps:
         return [Cell((), copy.deepcopy(doc))]
+    count = math.prod(len(values) for _, values in sweeps)
+    if count > MAX_CELLS:
+        sizes = " x ".join(str(len(values)) for _, values in sweeps)
+        raise ConfigError(f"the grid has {count} cells ({sizes}); genloop runs at most {MAX_CELLS} cells per "
+                          "experiment: split the sweeps over several configs")
     cells = []
     for combo in itertools.product(*(values for _, values in sweeps)):
         cell_doc = copy.deepcopy(doc)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,10 @@ from genloop.data import make_data
 from genloop.data.base import DataSource
 from genloop.errors import ConfigError
 from genloop.loop.engine import run_loop
-from genloop.loop.variants import check_variant
+from genloop.loop.variants import check_variant, check_variant_callables, resolve_callables
 from genloop.models import make_model
+from genloop.store.links import refuse_links_on_path, remove_inside
+from genloop.sweep.cells import CELLS_TABLE, listed_cells
 from genloop.store.run import FolderLock, RunStore, atomic_write_text
 from genloop.sweep.spec import ProgressFn, RunSpec, Task, run_folder_name
 
@@ -51,6 +52,8 @@ def check_experiment(cfg: RunConfig, out: Path | None = None, *, jobs: int = 1,
 
     if out is not None:
         preflight.check_output_folder(out)
+    # the run starts: this is where `module:function` code a config names is imported (and runs)
+    resolve_callables(cfg.loop.variant)
     model = make_model(cfg.model.name, **cfg.model.options)
     metrics = _resolve_metrics(cfg.metrics)
     source = make_data(cfg.data.name, **cfg.data.options)
@@ -82,8 +85,10 @@ def check_experiment(cfg: RunConfig, out: Path | None = None, *, jobs: int = 1,
         preflight.check_resources(res, out)
     check_variant(cfg.loop.variant, model, event_shape=event_shape, tokens=probe.tokens, n=cfg.data.n,
                   lambdas=cfg.loop.lambdas, generations=cfg.loop.generations)
-    for seed in cfg.loop.seeds:
-        real_data(cfg, seed)
+    for i, seed in enumerate(cfg.loop.seeds):
+        _, split = real_data(cfg, seed)
+        if i == 0:  # module:function rewards / corrections: imported and probed (the start of a run)
+            check_variant_callables(cfg.loop.variant, split.train)
     for line in preflight.learning_rate_warnings(cfg):
         log.warning("%s", line.removeprefix("warning: "))
 
@@ -105,6 +110,9 @@ def prepare_experiment(cfg: RunConfig, out: Path, *, resume: bool) -> list[RunSp
     """
     doc = cfg.resolved()
     cfg_path = out / "config.yaml"
+    for spec in plan_runs(cfg, out):  # links where genloop writes: refused before anything is written
+        refuse_links_on_path(out, spec.path, what="run folder")
+        RunStore(spec.path).refuse_links()
     if cfg_path.exists() and only_failed_start(out):
         _take_over_failed_start(out, doc)
     elif cfg_path.exists():
@@ -181,9 +189,9 @@ def _take_over_failed_start(out: Path, doc: dict[str, Any]) -> None:
         return
     log.warning("%s holds a start that completed no generation, of another config; replacing it with this one", out)
     for run in _run_folders(out):
-        shutil.rmtree(run)
+        remove_inside(out, run)  # never through a link (a linked run folder is refused)
     for lam in out.glob("lam=*"):
-        if lam.is_dir() and not any(lam.iterdir()):
+        if lam.is_dir() and not lam.is_symlink() and not any(lam.iterdir()):
             lam.rmdir()
 
 
@@ -228,7 +236,8 @@ def execute_run(cfg: RunConfig, spec: RunSpec, *, progress: ProgressFn | None = 
     """
     source, split = real_data(cfg, spec.seed)
     keep_pool = cfg.loop.scheme in ("accumulate", "accumulate-subsample")
-    with RunStore(spec.path) as store:
+    # every folder genloop made from the experiment down to the run is checked not to be a link
+    with RunStore(spec.path, root=spec.path.parents[2 if spec.cell else 1]) as store:
         last = store.recover() if store.exists else -1
         run_doc = _run_doc(cfg, spec)
         if last >= 0 and (spec.path / "config.yaml").exists():
@@ -281,7 +290,7 @@ def execute_run(cfg: RunConfig, spec: RunSpec, *, progress: ProgressFn | None = 
                 if tracker is not None:
                     tracker.log_generation(record.generation, record.metrics)
                 last_line = {"generation": record.generation, **record.metrics}
-                shutil.rmtree(spec.path / "training" / f"gen_{record.generation:04d}", ignore_errors=True)
+                store.drop_training(record.generation)
                 if check_disk and record.generation == 0 and cfg.loop.generations > 0:
                     from genloop.sweep.preflight import check_disk_for_checkpoints
 
@@ -327,13 +336,25 @@ def unfinished(tasks: list[Task], done: set[RunSpec]) -> str:
     return ", ".join(spec.label for _, spec in tasks if spec not in done)
 
 
-def run_folder_problems(run: Path) -> list[str]:
-    """What a resume of ``run`` would refuse beyond its checksums: a lock that is a folder, a
-    run config that no longer matches the experiment's (read-only)."""
+def run_folder_problems(run: Path, root: Path | None = None) -> list[str]:
+    """What a resume of ``run`` would refuse beyond its checksums: a link where genloop writes
+    (the run folder, a folder between ``root`` and it, or an entry inside), a lock that is a
+    folder, a run config that no longer matches the experiment's (read-only; nothing is
+    followed, nothing named in a config is imported)."""
     from genloop.config import read_yaml
     from genloop.errors import GenloopError
+    from genloop.store.links import is_link, link_text
 
     problems = []
+    root = run.parent if root is None else root
+    node = root
+    for part in run.relative_to(root).parts if run != root else ():
+        node = node / part
+        if is_link(node):
+            problems.append(f"{link_text(node, root)} is a symbolic link where genloop keeps a folder (resume refuses it)")
+    if problems:
+        return problems
+    problems += [f"{link} is a symbolic link where genloop writes (resume refuses it)" for link in RunStore(run).scan().links]
     if (run / ".lock").is_dir():
         problems.append(".lock is a folder, not a lock file")
     exp_cfg = run.parent.parent / "config.yaml"
@@ -349,6 +370,11 @@ def run_folder_problems(run: Path) -> list[str]:
     return problems
 
 
+def run_folder_notes(run: Path) -> list[str]:
+    """Foreign entries of ``run``: names genloop does not write (left alone by every resume)."""
+    return [f"{name} is not written by genloop (left alone)" for name in RunStore(run).scan().foreign]
+
+
 def find_runs(folder: str | Path) -> list[Path]:
     """Run folders under ``folder`` (itself, when it is one), sorted by cell, λ, then seed.
 
@@ -361,8 +387,8 @@ def find_runs(folder: str | Path) -> list[Path]:
     runs = [p.parent for p in folder.glob("lam=*/seed=*/status.json")]
     if not runs and folder.name.startswith("lam="):  # one λ of an experiment: its seeds
         runs = [p.parent for p in folder.glob("seed=*/status.json")]
-    if not runs and (folder / "cells.csv").exists():  # a grid: every cell's runs
-        runs = [p.parent for p in folder.glob("*/lam=*/seed=*/status.json")]
+    if not runs and (folder / CELLS_TABLE).exists():  # a grid: the runs of every cell cells.csv lists
+        runs = [p.parent for cell in listed_cells(folder) for p in (folder / cell).glob("lam=*/seed=*/status.json")]
 
     def key(p: Path) -> tuple[str, float, int]:
         lam = p.parent.name.split("=", 1)[1]
@@ -375,5 +401,5 @@ def find_runs(folder: str | Path) -> list[Path]:
 __all__ = [
     "RunSpec", "Task", "ProgressFn", "run_folder_name", "plan_runs", "real_data", "check_experiment",
     "prepare_experiment", "experiment_lock", "execute_run", "check_jobs", "make_folder", "unfinished",
-    "run_folder_problems", "find_runs", "only_failed_start", "started_work",
+    "run_folder_problems", "run_folder_notes", "find_runs", "only_failed_start", "started_work",
 ]

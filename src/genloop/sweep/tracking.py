@@ -56,12 +56,19 @@ class MlflowTracker:
         self.spec = spec
         experiment_dir = spec.path.parent.parent if not spec.cell else spec.path.parent.parent.parent
         uri = cfg.tracking.uri or (experiment_dir / "mlruns").resolve().as_uri()
-        if uri.startswith("file:"):
+        if uri.startswith("file:") or "://" not in uri:  # a file store (a file: URI or a plain path)
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-        self.client = MlflowClient(tracking_uri=uri)
-        name = cfg.tracking.experiment or experiment_dir.resolve().name
-        found = self.client.get_experiment_by_name(name)
-        self.experiment_id = found.experiment_id if found is not None else self.client.create_experiment(name)
+        # a server that stops answering mid-run: a bounded wait, not MLflow's minutes of retries
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+        try:
+            self.client = MlflowClient(tracking_uri=uri)
+            name = cfg.tracking.experiment or experiment_dir.resolve().name
+            found = self.client.get_experiment_by_name(name)
+            self.experiment_id = found.experiment_id if found is not None else self.client.create_experiment(name)
+        except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds for a store it cannot use
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"MLflow tracking at {uri!r} failed: {first}") from None
         self.state_path = spec.path / STATE_FILE
         state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
         self.logged_through = int(state.get("logged_through", -1))

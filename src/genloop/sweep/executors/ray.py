@@ -59,7 +59,11 @@ def run_on_ray(tasks: list[Task], *, address: str | None = None,
             kwargs["address"] = address
         else:  # a local instance sized to this machine, with a modest object store (runs pass no data)
             kwargs.update(num_cpus=os.cpu_count() or 1, object_store_memory=128 * 2**20)
-        ray.init(**kwargs)
+        try:
+            ray.init(**kwargs)
+        except (ConnectionError, TimeoutError, ValueError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {first}") from None
     remote = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=False)(_execute)
     pending: dict[Any, RunSpec] = {}
     try:
