@@ -204,26 +204,26 @@ CASES: dict[str, Case] = {
                                                       model__max_iter={"sweep": list(range(10, 50))})),
                                           "at most 1000 cells"),
     # -- loop variants (checked against the model and the data before anything is written) ---------
-    "variant: reward centre of the wrong size": lambda f: (_run(f, _variant({"kind": "curated", "reward": {
-        "name": "quadratic", "center": [1, 2, 3]}})), "reward center has 3 coordinates"),
-    "variant: sampler option the model lacks": lambda f: (_run(f, _variant({"kind": "biased", "sampler": {"nope": 1}})),
+    "variant: reward centre of the wrong size": lambda f: (_run(f, _gauss_variant({"kind": "curated", "reward": {
+        "name": "quadratic", "center": [1, 2, 3]}})), "center has 3 coordinates but the data have 2"),
+    "variant: sampler option the model lacks": lambda f: (_run(f, _gauss_variant({"kind": "biased", "sampler": {"nope": 1}})),
                                                           "has no option 'nope'"),
-    "variant: ot-gaussian target of the wrong shape": lambda f: (_run(f, _variant({
+    "variant: ot-gaussian target of the wrong shape": lambda f: (_run(f, _gauss_variant({
         "kind": "corrected", "gamma": 0.5, "correction": "ot-gaussian", "target_mean": [0, 0], "target_cov": [[1]]})),
-        "target_mean must have shape (2,)"),
-    "variant: denoiser on a GMM": lambda f: (_run(f, _variant({"kind": "corrected", "gamma": 0.5, "correction": "denoiser"})),
+        "ot-gaussian target must have shape (2,) and (2, 2)"),
+    "variant: denoiser on a GMM": lambda f: (_run(f, _gauss_variant({"kind": "corrected", "gamma": 0.5, "correction": "denoiser"})),
                                              "diffusion families"),
-    "variant: reward of the wrong signature": lambda f: (_run(f, _variant({"kind": "curated", "reward": "os:getcwd"})),
+    "variant: reward of the wrong signature": lambda f: (_run(f, _gauss_variant({"kind": "curated", "reward": "os:getcwd"})),
                                                          "fails on 4 real samples"),
-    "variant: reward giving one value": lambda f: (_run(f, _variant({"kind": "curated", "reward": "numpy:sum"})),
+    "variant: reward giving one value": lambda f: (_run(f, _gauss_variant({"kind": "curated", "reward": "numpy:sum"})),
                                                    "one per sample"),
-    "variant: correction of the wrong signature": lambda f: (_run(f, _variant({
+    "variant: correction of the wrong signature": lambda f: (_run(f, _gauss_variant({
         "kind": "corrected", "gamma": 0.5, "correction": "os:getcwd"})), "fails on 4 real samples"),
-    "variant: reward module missing": lambda f: (_run(f, _variant({"kind": "curated", "reward": "genloop_no_such_xyz:f"})),
+    "variant: reward module missing": lambda f: (_run(f, _gauss_variant({"kind": "curated", "reward": "genloop_no_such_xyz:f"})),
                                                  "cannot import module"),
-    "variant: log-density reference too large": lambda f: (_run(f, _variant({"kind": "curated", "reward": {
+    "variant: log-density reference too large": lambda f: (_run(f, _gauss_variant({"kind": "curated", "reward": {
         "name": "log-density", "reference": {"name": "gmm", "n_components": 500}}})), "reference"),
-    "variant: classifier reward on vectors": lambda f: (_run(f, _variant({"kind": "curated", "reward": {
+    "variant: classifier reward on vectors": lambda f: (_run(f, _gauss_variant({"kind": "curated", "reward": {
         "name": "classifier", "digit": 3}})), "needs images"),
     # -- genloop eval -----------------------------------------------------------------------------------
     "eval: a corrupt PNG": lambda f: (["eval", _images(f, "a"), _images(f, "b", corrupt=True), "--features", "raw"],
@@ -308,7 +308,10 @@ def _tokens(**loop: object) -> dict:
     return {"data": {"name": "markov", "n": 50, "seq_len": 8, "n_states": 4},
             "model": {"name": "ngram", "order": 2},
             "loop": {"generations": 2, "lambdas": [0.5], "seeds": [0], **loop}}
-def _variant(variant: dict) -> dict:
+
+
+def _gauss_variant(variant: dict) -> dict:
+    """GOOD with a Gaussian model (moments metric) and ``loop.variant`` set."""
     return cfg(model={"name": "gaussian"}, metrics=["moments"], loop__variant=variant)
 
 

@@ -775,7 +775,10 @@ def _check_reward(cfg: RewardConfig, event_shape: tuple[int, ...], n: int) -> No
         ref = make_model(cfg.reference["name"], **{k: v for k, v in cfg.reference.items() if k != "name"})
         if not ref.has_log_prob:
             raise ConfigError(f"reward 'log-density': model {ref.name!r} has no exact log-density")
-        ref.check_data(event_shape, n)
+        try:
+            ref.check_data(event_shape, n)
+        except ConfigError as exc:
+            raise ConfigError(f"reward 'log-density' reference: {exc}") from None
 
 
 # ---- drawing a generation's synthetic set --------------------------------------------------------
