@@ -23,6 +23,8 @@ MODELS: Registry[GenerativeModel] = Registry(
         "genloop.models.lm",
         "genloop.models.hf_lm",
     ],
+    group="genloop.models",
+    base=GenerativeModel,
 )
 register_model = MODELS.register
 

@@ -155,13 +155,13 @@ class _Context:
         try:
             import yaml
 
-            from genloop.config import parse_config
+            from genloop.config import parse_stored_config
 
             doc = yaml.safe_load(self.config_text) if self.config_text else None
             from genloop.sweep.grid import find_sweeps
 
             self.grid = bool(doc) and bool(find_sweeps(doc))
-            self.cfg = parse_config(doc) if (doc and not self.grid) else None
+            self.cfg = parse_stored_config(doc) if (doc and not self.grid) else None
             if self.grid:
                 self.cfg_error = "a grid: every cell has its own config.yaml in its folder (cells.csv lists them)"
             elif self.cfg is None:
