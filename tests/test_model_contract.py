@@ -15,7 +15,9 @@ refit or mutate it).
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -51,7 +53,31 @@ FAST_OPTIONS: dict[str, dict[str, Any]] = {
         "config": {"model_type": "gpt2", "n_layer": 1, "n_embd": 16, "n_head": 2, "vocab_size": 5, "n_positions": 8},
         "train": _TINY_NEURAL["train"],
     },
+    # adapters: a user's nn.Module (tests/own_nets.py) and a tiny diffusers folder (tests/own_diffusers.py)
+    "torch-module": {"module": "own_nets:TinyMLP", "module_options": {"hidden": 16}, "objective": "edm",
+                     "objective_options": {"num_steps": 4}, "train": _TINY_NEURAL["train"]},
+    "diffusers": {"path": "<tiny diffusers folder>", "num_inference_steps": 5,
+                  "train": {"samples": 64, "finetune_samples": 64, "batch_size": 16, "device": "cpu"}},
 }
+
+#: families whose contract check takes more than a few seconds (marked slow)
+SLOW = {"diffusers"}
+
+
+def options_for(name: str) -> dict[str, Any]:
+    """FAST_OPTIONS[name], with the tiny diffusers folder built (once) for ``diffusers``."""
+    options = dict(FAST_OPTIONS[name])
+    if name == "diffusers":
+        pytest.importorskip("diffusers")
+        from own_diffusers import make_tiny_folder
+
+        if not _TINY_DIFFUSERS:
+            _TINY_DIFFUSERS.append(make_tiny_folder(Path(tempfile.mkdtemp(prefix="genloop-tiny-diffusers-"))))
+        options["path"] = str(_TINY_DIFFUSERS[0])
+    return options
+
+
+_TINY_DIFFUSERS: list[Path] = []
 
 
 def two_moons(rng: np.random.Generator, n: int = 256) -> np.ndarray:
@@ -67,6 +93,7 @@ DATA: dict[str, Callable[[np.random.Generator], np.ndarray]] = {
     "regression": lambda rng: make_data("linear_regression", d=3).sample(64, rng=rng),
     "transformer-lm": lambda rng: make_data("markov", seq_len=8, n_states=4).sample(128, rng=rng),
     "hf-causal-lm": lambda rng: make_data("markov", seq_len=8, n_states=4).sample(128, rng=rng),
+    "diffusers": lambda rng: make_data("digits_images").sample(64, rng=rng),  # (1, 8, 8) in [-1, 1]
 }
 
 MODEL_NAMES = MODELS.builtin_names()
@@ -82,10 +109,10 @@ class Contract:
 
 
 def _fresh(name: str) -> GenerativeModel:
-    return make_model(name, **FAST_OPTIONS[name])
+    return make_model(name, **options_for(name))
 
 
-@pytest.fixture(scope="module", params=MODEL_NAMES)
+@pytest.fixture(scope="module", params=[pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in MODEL_NAMES])
 def contract(request: pytest.FixtureRequest) -> Contract:
     name = request.param
     if name not in FAST_OPTIONS:
@@ -94,7 +121,7 @@ def contract(request: pytest.FixtureRequest) -> Contract:
     model = _fresh(name)
     fitted = model.fit(X, rng=np.random.default_rng(1))
     assert fitted is model, "fit must return self"
-    return Contract(name, FAST_OPTIONS[name], X, model)
+    return Contract(name, options_for(name), X, model)
 
 
 def test_every_registered_model_has_fast_options() -> None:
@@ -115,15 +142,16 @@ def test_registered_name_and_event_shape(contract: Contract) -> None:
     assert contract.model.event_shape_ == contract.X.shape[1:]
 
 
-@pytest.mark.parametrize("name", [n for n in MODEL_NAMES if n in FAST_OPTIONS])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
+                                  for n in MODEL_NAMES if n in FAST_OPTIONS])
 def test_check_model_passes(name: str) -> None:
     """The contract of genloop.testing.check_model (the one a user's class passes) holds for every
     built-in family: shapes, seeds, save → load → continue bit for bit, warm start, exact loop
     resume for every scheme, bad input. A failure names the check and its hint."""
-    report = check_model(name, DATA.get(name, two_moons), options=FAST_OPTIONS[name], n_samples=N_SAMPLES)
+    report = check_model(name, DATA.get(name, two_moons), options=options_for(name), n_samples=N_SAMPLES)
     assert report.ok
     skipped = {r.name for r in report.results if r.status == "skipped"}
-    model = make_model(name, **FAST_OPTIONS[name])
+    model = make_model(name, **options_for(name))
     expected_skips = {"gradients"} if not model.is_neural else set()
     if not model.supports_warm_start:
         expected_skips.add("warm_start_from_init")
@@ -147,6 +175,8 @@ VARIANT_PER_FAMILY: dict[str, dict[str, Any]] = {
     "regression": {"kind": "corrected", "gamma": 0.5, "correction": "knn", "k": 3},
     "transformer-lm": {"kind": "biased", "temperature": 0.5},
     "hf-causal-lm": {"kind": "mixture", "lam_schedule": [0.5, 1.0]},
+    "torch-module": {"kind": "corrected", "gamma": 0.5, "correction": "knn"},
+    "diffusers": {"kind": "corrected", "gamma": 0.5, "correction": "knn", "k": 2},
 }
 
 

@@ -317,7 +317,19 @@ def _ep_origin(ep: importlib.metadata.EntryPoint) -> str:
     return f"entry point {ep.value} of package {_ep_package(ep)}"
 
 
-def _options_model(factory: Callable[..., Any], title: str) -> type[pydantic.BaseModel]:
+def validate_options(factory: Callable[..., Any], options: dict[str, Any], what: str,
+                     *, skip: Sequence[str] = ()) -> dict[str, Any]:
+    """Validate ``options`` against ``factory``'s annotated signature (as registries do), leaving
+    out the parameters in ``skip``; errors name the bad option and the known ones."""
+    model = _options_model(factory, what, skip=skip)
+    try:
+        parsed = model.model_validate(options)
+    except pydantic.ValidationError as exc:
+        raise ConfigError(_format_validation(exc, what, model)) from None
+    return {k: getattr(parsed, k) for k in options}
+
+
+def _options_model(factory: Callable[..., Any], title: str, *, skip: Sequence[str] = ()) -> type[pydantic.BaseModel]:
     target = factory.__init__ if isinstance(factory, type) else factory  # type: ignore[misc]
     sig = inspect.signature(target)
     try:
@@ -326,13 +338,13 @@ def _options_model(factory: Callable[..., Any], title: str) -> type[pydantic.Bas
         hints = {}
     fields: dict[str, Any] = {}
     for pname, param in sig.parameters.items():
-        if pname == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+        if pname == "self" or pname in skip or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
         annotation = hints.get(pname, Any)
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[pname] = (annotation, default)
     config = pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True)
-    return pydantic.create_model(title.replace(":", "_"), __config__=config, **fields)
+    return pydantic.create_model(re.sub(r"\W", "_", title), __config__=config, **fields)
 
 
 def _format_validation(exc: pydantic.ValidationError, what: str, model: type[pydantic.BaseModel]) -> str:
