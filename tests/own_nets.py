@@ -31,3 +31,8 @@ def one_step_sampler(net: nn.Module, n: int, event_shape: tuple[int, ...], gener
     z = torch.randn((n, *event_shape), generator=generator)
     sigma = torch.ones(n)
     return z - net(z, sigma)
+
+
+def not_a_network(event_shape: tuple[int, ...]) -> list[int]:
+    """A factory that builds no nn.Module (for the error test)."""
+    return list(event_shape)

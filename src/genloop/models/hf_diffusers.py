@@ -141,7 +141,10 @@ class DiffusersModel(TorchGenerativeModel):
             raise ConfigError(f"diffusers folder {root} does not exist")
         if not (self._unet_folder() / _UNET_WEIGHTS).is_file():
             raise ConfigError(f"diffusers folder {root} has no {_UNET_WEIGHTS} (only safetensors weights are read)")
-        self.scheduler()
+        train_steps = int(self.scheduler().config.num_train_timesteps)
+        if self.num_inference_steps is not None and self.num_inference_steps > train_steps:
+            raise ConfigError(f"diffusers: num_inference_steps={self.num_inference_steps} is more than the scheduler's "
+                              f"{train_steps} training steps")
         if tuple(event_shape) != self.folder_event_shape():
             raise ConfigError(f"the diffusers network in {root} makes images of shape {self.folder_event_shape()}; "
                               f"the data have shape {tuple(event_shape)}")
