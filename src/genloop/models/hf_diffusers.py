@@ -135,10 +135,10 @@ class DiffusersModel(TorchGenerativeModel):
         return cls.from_config(config)
 
     def check_data(self, event_shape: tuple[int, ...], n: int) -> None:
-        _diffusers()
         root = Path(self.path).expanduser()
         if not root.is_dir():
             raise ConfigError(f"diffusers folder {root} does not exist")
+        _diffusers()
         if not (self._unet_folder() / _UNET_WEIGHTS).is_file():
             raise ConfigError(f"diffusers folder {root} has no {_UNET_WEIGHTS} (only safetensors weights are read)")
         train_steps = int(self.scheduler().config.num_train_timesteps)
