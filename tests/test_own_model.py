@@ -330,7 +330,7 @@ def test_genloop_run_resumes_exactly(way: str, tmp_path: Path, docs_example: str
     assert all(p.read_text().count("\n") == 4 for p in metrics)  # generations 0..3
     if way == "entry-point":
         assert "mean_radius" in next((tmp_path / "full").rglob("metrics.jsonl")).read_text()
-    # reading the folder back imports nothing: check and show run without the plugin on the path
-    for command in (["check", "full"], ["show", "full"]):
+    # reading the folder back imports nothing: check, show and report run without the plugin on the path
+    for command in (["check", "full"], ["show", "full"], ["report", "full"]):
         done = _genloop(command, tmp_path / "nowhere", tmp_path)
         assert done.returncode == 0, done.stderr
