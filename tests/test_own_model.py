@@ -284,9 +284,26 @@ def test_a_name_clash_names_both(plugins: None, tmp_path: Path, monkeypatch: pyt
 
 
 # ---- genloop run with exact --resume (a new user's workflow) ---------------------------------------
-def _genloop(args: list[str], extra_path: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+#: ``python -c KILLER N args...``: genloop's CLI killed (SIGKILL) right before its N-th file replace
+KILLER = """
+import os, signal, sys
+count = [0]
+real_replace = os.replace
+def replace(src, dst, *a, **k):
+    count[0] += 1
+    if count[0] == int(sys.argv[1]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_replace(src, dst, *a, **k)
+os.replace = replace
+from genloop.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _genloop(args: list[str], extra_path: Path, cwd: Path, *, kill_at: int | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(extra_path)]), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "genloop.cli", *args], cwd=cwd, env=env,
+    head = ["-m", "genloop.cli"] if kill_at is None else ["-c", KILLER, str(kill_at)]
+    return subprocess.run([sys.executable, *head, *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -302,15 +319,17 @@ def _artefacts(exp: Path) -> dict[str, bytes]:
 @pytest.mark.slow
 @pytest.mark.parametrize("way", ["entry-point", "import-path"])
 def test_genloop_run_resumes_exactly(way: str, tmp_path: Path, docs_example: str) -> None:
-    """A run stopped after generation 1 and resumed (--resume, more generations) equals the run
-    made in one go, byte for byte — for a family from an entry point and one by import path."""
+    """A run killed in the middle (SIGKILL, after its first generations) and resumed with --resume
+    equals the run made in one go, byte for byte — for a family from an entry point and one by
+    import path (whose checkpoints name the class by that path)."""
     if way == "entry-point":
-        extra = PLUGINS
+        extra, module = PLUGINS, "genloop_demo_plugin"
         doc = {"data": {"name": "ring", "n": 100, "noise": 0.2},
                "model": {"name": "shrink-gaussian", "rate": 0.5},
                "metrics": ["moments", "mean-radius"]}
     else:
-        extra = Path(importlib.import_module(docs_example.split(":")[0]).__file__).parent
+        module = docs_example.split(":")[0]
+        extra = Path(importlib.import_module(module).__file__).parent
         doc = {"data": {"name": "two_moons", "n": 100, "noise": 0.05},
                "model": {"name": docs_example, "rate": 0.3},
                "metrics": ["moments"]}
@@ -319,8 +338,10 @@ def test_genloop_run_resumes_exactly(way: str, tmp_path: Path, docs_example: str
     cfg.write_text(yaml.safe_dump(doc))
     full = _genloop(["run", str(cfg), "--out", "full", "-q"], extra, tmp_path)
     assert full.returncode == 0, full.stderr
-    first = _genloop(["run", str(cfg), "--out", "part", "--set", "loop.generations=1", "-q"], extra, tmp_path)
-    assert first.returncode == 0, first.stderr
+    killed = _genloop(["run", str(cfg), "--out", "part", "-q"], extra, tmp_path, kill_at=25)
+    assert killed.returncode == -9, killed.stderr
+    done_before = [p.read_text().count("\n") for p in (tmp_path / "part").rglob("metrics.jsonl")]
+    assert 1 <= sum(done_before) < 8, done_before  # stopped after some generations, before the end
     resumed = _genloop(["run", str(cfg), "--out", "part", "--resume", "-q"], extra, tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     a, b = _artefacts(tmp_path / "full"), _artefacts(tmp_path / "part")
@@ -330,7 +351,12 @@ def test_genloop_run_resumes_exactly(way: str, tmp_path: Path, docs_example: str
     assert all(p.read_text().count("\n") == 4 for p in metrics)  # generations 0..3
     if way == "entry-point":
         assert "mean_radius" in next((tmp_path / "full").rglob("metrics.jsonl")).read_text()
-    # reading the folder back imports nothing: check, show and report run without the plugin on the path
-    for command in (["check", "full"], ["show", "full"], ["report", "full"]):
-        done = _genloop(command, tmp_path / "nowhere", tmp_path)
-        assert done.returncode == 0, done.stderr
+    # reading the folder back imports nothing: check, show and report in one process without
+    # the model's code on the path, which has not imported it afterwards
+    reader = ("import sys\nfrom genloop.cli import main\n"
+              "codes = [main([c, 'full']) for c in ('check', 'show', 'report')]\n"
+              "assert codes == [0, 0, 0], codes\n"
+              f"assert not [m for m in sys.modules if m.startswith({module!r})]\n")
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", reader], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
