@@ -15,7 +15,8 @@ A name comes from one of three places:
 
 A config that names code (an import path or an installed entry point) runs that code when it is
 imported. Reading a stored config (``genloop check / show / report``) must not: it validates
-inside :func:`code_imports_disabled`, where such names are checked for their syntax only.
+inside :func:`code_imports_disabled`, where such names are accepted with their options unchecked
+(they were validated when the run started).
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ _CODE_IMPORTS: contextvars.ContextVar[bool] = contextvars.ContextVar("genloop_co
 def code_imports_disabled() -> Iterator[None]:
     """Within this block no registry imports code a config names (import paths, entry points).
 
-    Used when a stored config is read rather than run: such names are checked for their syntax
-    and their options are left unvalidated (they are validated when the run starts).
+    Used when a stored config is read rather than run: such names are accepted and their options
+    left unvalidated (they were validated when the run started, and are again when it resumes).
     """
     token = _CODE_IMPORTS.set(False)
     try:
@@ -274,11 +275,6 @@ class Registry(Generic[T]):
             cached.__genloop_factory__ = factory  # type: ignore[attr-defined]
             self._validators[name] = cached
         return cached
-
-    def needs_code_import(self, name: str) -> bool:
-        """Whether looking ``name`` up imports code a config names (not genloop's own)."""
-        self.load()
-        return name not in self._entries or self._origins[name].kind != "built-in"
 
     def validate(self, name: str, options: dict[str, Any]) -> dict[str, Any]:
         """Validate and coerce ``options`` for ``name``; errors name the bad option.
