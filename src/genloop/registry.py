@@ -93,7 +93,8 @@ def import_object(spec: str, *, what: str) -> Any:
 
 @dataclass(frozen=True)
 class Origin:
-    """Where a registered name comes from: ``built-in``, ``entry point`` or ``import path``."""
+    """Where a registered name comes from: ``built-in`` (genloop's own), ``registered`` (another
+    package's ``@register_...`` decorator), ``entry point`` or ``import path``."""
 
     kind: str
     #: the module (built-in), ``module:attr`` (entry point, import path)
@@ -223,7 +224,10 @@ class Registry(Generic[T]):
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is already registered ({self._origins[name]})")
             self._entries[name] = cls
-            self._origins[name] = Origin("built-in", getattr(cls, "__module__", "?"))
+            module = getattr(cls, "__module__", "?")
+            # a package may also call the decorator itself: then it is not genloop's own
+            kind = "built-in" if module == "genloop" or module.startswith("genloop.") else "registered"
+            self._origins[name] = Origin(kind, module)
             if isinstance(cls, type) and not getattr(cls, "name", None):
                 cls.name = name  # type: ignore[attr-defined]
             return cls
