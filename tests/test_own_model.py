@@ -360,3 +360,22 @@ def test_genloop_run_resumes_exactly(way: str, tmp_path: Path, docs_example: str
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", reader], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+
+
+# ---- genloop check-model ----------------------------------------------------------------------------
+def test_check_model_command_names_failed_checks(docs_example: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Tried as a new user would: the documented example passes (exit 0), a class whose sampling
+    ignores the seed fails (exit 1) with the check's name and its hint on one line."""
+    from genloop.cli import main
+
+    assert main(["check-model", docs_example, "--set", "rate=0.3", "--n", "128", "--schemes", "replace"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == f"{docs_example} passes the model contract (12 passed, 0 failed, 1 skipped)"
+    assert "passed  save_load_continue" in out
+    code = main(["check-model", "test_own_model:NondeterministicGMM", "--set", "n_components=3",
+                 "--n", "128", "--checks", "fit,same_seed,save_load"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert f"failed  same_seed: two sample() calls with the same seed gave different samples (hint: {HINTS['same_seed']})" in out
+    assert out.splitlines()[0] == "passed  fit"
+    assert out.splitlines()[-1] == "test_own_model:NondeterministicGMM FAILS the model contract (1 passed, 2 failed, 0 skipped)"
