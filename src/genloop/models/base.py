@@ -9,8 +9,8 @@ JSON-able mapping, which is all that checkpoints store (no pickling).
 What the loop needs from a model, so that runs are exact (docs/extending.md):
 
 * ``fit(X, rng=..., init=...)`` draws all its randomness from ``rng`` and, when
-  ``supports_warm_start``, starts from ``init``'s state (the previous generation, θ_t in
-  Bertrand et al.'s θ_{t+1} = G(θ_t, D_t), Eq. 3) without mutating it;
+  ``supports_warm_start``, starts from ``init``'s state (the previous generation's θ_t, which
+  Bertrand et al. 2024, Algorithm 1, retrains from) without mutating it;
 * ``sample(n, rng=...)`` is a function of the state and ``rng`` alone (same seed, same samples);
 * ``get_state()`` holds everything the next ``fit(init=self)`` and ``sample`` read, so that a
   run killed between generations and resumed from the checkpoint continues bit for bit.
