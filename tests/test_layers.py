@@ -6,7 +6,7 @@ Layers, top to bottom (CONTRIBUTING.md says what each holds)::
     report
     results
     sweep
-    store, config, theory
+    store, config, theory, testing
     loop
     metrics
     models
@@ -32,12 +32,12 @@ LAYERS: list[tuple[str, ...]] = [
     ("report",),
     ("results",),
     ("sweep",),
-    ("store", "config", "theory"),
+    ("store", "config", "theory", "testing"),
     ("loop",),
     ("metrics",),
     ("models",),
     ("data",),
-    ("registry", "_validation", "testing"),
+    ("registry", "_validation"),
     ("_fs", "_text", "errors", "rng"),
 ]
 

@@ -5,21 +5,27 @@ is covered automatically once it has an entry in ``FAST_OPTIONS`` (small, fast c
 options) and, when it does not model 2-D vectors, in ``DATA`` (a function of a numpy Generator
 returning its training array). A registered family without a ``FAST_OPTIONS`` entry makes
 ``test_every_registered_model_has_fast_options`` fail (naming it), and its contract checks are
-skipped with a message pointing there. To add a check, write a test taking the ``contract``
-fixture: each family is fitted once per module and shared (tests must not refit or mutate it).
+skipped with a message pointing there.
+
+The contract itself lives in :func:`genloop.testing.check_model` (one source of truth: users'
+classes pass the same checks, ``genloop check-model``); add a check there, not here. Tests of
+this module taking the ``contract`` fixture share one fitted model per family (they must not
+refit or mutate it).
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pytest
 
 from genloop.data import make_data
-from genloop.models import GenerativeModel, NotFittedError, available_models, make_model
-from genloop.models.io import load_model, save_model
+from genloop.models import MODELS, GenerativeModel, make_model
+from genloop.testing import CHECKS, check_model
 
 _TINY_NEURAL: dict[str, Any] = {
     "network": {"hidden": 16, "depth": 2},
@@ -47,7 +53,31 @@ FAST_OPTIONS: dict[str, dict[str, Any]] = {
         "config": {"model_type": "gpt2", "n_layer": 1, "n_embd": 16, "n_head": 2, "vocab_size": 5, "n_positions": 8},
         "train": _TINY_NEURAL["train"],
     },
+    # adapters: a user's nn.Module (tests/own_nets.py) and a tiny diffusers folder (tests/own_diffusers.py)
+    "torch-module": {"module": "own_nets:TinyMLP", "module_options": {"hidden": 16}, "objective": "edm",
+                     "objective_options": {"num_steps": 4}, "train": _TINY_NEURAL["train"]},
+    "diffusers": {"path": "<tiny diffusers folder>", "num_inference_steps": 5,
+                  "train": {"samples": 64, "finetune_samples": 64, "batch_size": 16, "device": "cpu"}},
 }
+
+#: families whose contract check takes more than a few seconds (marked slow)
+SLOW = {"diffusers"}
+
+
+def options_for(name: str) -> dict[str, Any]:
+    """FAST_OPTIONS[name], with the tiny diffusers folder built (once) for ``diffusers``."""
+    options = dict(FAST_OPTIONS[name])
+    if name == "diffusers":
+        pytest.importorskip("diffusers")
+        from own_diffusers import make_tiny_folder
+
+        if not _TINY_DIFFUSERS:
+            _TINY_DIFFUSERS.append(make_tiny_folder(Path(tempfile.mkdtemp(prefix="genloop-tiny-diffusers-"))))
+        options["path"] = str(_TINY_DIFFUSERS[0])
+    return options
+
+
+_TINY_DIFFUSERS: list[Path] = []
 
 
 def two_moons(rng: np.random.Generator, n: int = 256) -> np.ndarray:
@@ -63,9 +93,10 @@ DATA: dict[str, Callable[[np.random.Generator], np.ndarray]] = {
     "regression": lambda rng: make_data("linear_regression", d=3).sample(64, rng=rng),
     "transformer-lm": lambda rng: make_data("markov", seq_len=8, n_states=4).sample(128, rng=rng),
     "hf-causal-lm": lambda rng: make_data("markov", seq_len=8, n_states=4).sample(128, rng=rng),
+    "diffusers": lambda rng: make_data("digits_images").sample(64, rng=rng),  # (1, 8, 8) in [-1, 1]
 }
 
-MODEL_NAMES = available_models()
+MODEL_NAMES = MODELS.builtin_names()
 N_SAMPLES = 64
 
 
@@ -78,10 +109,10 @@ class Contract:
 
 
 def _fresh(name: str) -> GenerativeModel:
-    return make_model(name, **FAST_OPTIONS[name])
+    return make_model(name, **options_for(name))
 
 
-@pytest.fixture(scope="module", params=MODEL_NAMES)
+@pytest.fixture(scope="module", params=[pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in MODEL_NAMES])
 def contract(request: pytest.FixtureRequest) -> Contract:
     name = request.param
     if name not in FAST_OPTIONS:
@@ -90,7 +121,7 @@ def contract(request: pytest.FixtureRequest) -> Contract:
     model = _fresh(name)
     fitted = model.fit(X, rng=np.random.default_rng(1))
     assert fitted is model, "fit must return self"
-    return Contract(name, FAST_OPTIONS[name], X, model)
+    return Contract(name, options_for(name), X, model)
 
 
 def test_every_registered_model_has_fast_options() -> None:
@@ -105,148 +136,27 @@ def test_every_registered_model_has_fast_options() -> None:
     assert not unknown, f"FAST_OPTIONS names unregistered model(s): {', '.join(unknown)}"
 
 
-def _state_snapshot(model: GenerativeModel) -> tuple[dict[str, np.ndarray], Any]:
-    arrays, meta = model.get_state()
-    return {k: np.array(v, copy=True) for k, v in arrays.items()}, meta
-
-
-def _assert_same_state(a: tuple[dict[str, np.ndarray], Any], b: tuple[dict[str, np.ndarray], Any]) -> None:
-    assert a[0].keys() == b[0].keys()
-    for key in a[0]:
-        np.testing.assert_array_equal(a[0][key], b[0][key], err_msg=f"state array {key!r} changed")
-    assert a[1] == b[1]
-
-
 def test_registered_name_and_event_shape(contract: Contract) -> None:
     assert contract.model.name == contract.name
     assert contract.model.is_fitted
     assert contract.model.event_shape_ == contract.X.shape[1:]
 
 
-def test_sample_shape_and_seeds(contract: Contract) -> None:
-    model = contract.model
-    a = model.sample(N_SAMPLES, rng=np.random.default_rng(7))
-    assert a.shape == (N_SAMPLES, *model.event_shape_)
-    assert np.all(np.isfinite(a))
-    np.testing.assert_array_equal(a, model.sample(N_SAMPLES, rng=np.random.default_rng(7)))
-    assert not np.array_equal(a, model.sample(N_SAMPLES, rng=np.random.default_rng(8)))
-
-
-def test_log_prob_shape(contract: Contract) -> None:
-    model = contract.model
-    if not model.has_log_prob:
-        with pytest.raises(NotImplementedError):
-            model.log_prob(contract.X[:4])
-        return
-    lp = model.log_prob(contract.X[:10])
-    assert lp.shape == (10,) and np.all(np.isfinite(lp))
-
-
-def test_save_load_round_trip(contract: Contract, tmp_path) -> None:
-    model = contract.model
-    loaded = load_model(save_model(model, tmp_path / contract.name))
-    assert type(loaded) is type(model)
-    assert loaded.get_params() == model.get_params()
-    assert loaded.event_shape_ == model.event_shape_
-    np.testing.assert_array_equal(
-        loaded.sample(N_SAMPLES, rng=np.random.default_rng(3)), model.sample(N_SAMPLES, rng=np.random.default_rng(3))
-    )
-    if model.has_log_prob:
-        np.testing.assert_array_equal(loaded.log_prob(contract.X), model.log_prob(contract.X))
-
-
-def test_clone_is_unfitted_with_equal_params(contract: Contract) -> None:
-    clone = contract.model.clone()
-    assert type(clone) is type(contract.model)
-    assert not clone.is_fitted
-    assert clone.get_params() == contract.model.get_params()
-    with pytest.raises(NotFittedError):
-        clone.sample(2, rng=np.random.default_rng(0))
-
-
-def test_warm_start_does_not_mutate_init(contract: Contract) -> None:
-    init = contract.model
-    before = _state_snapshot(init)
-    X_new = DATA.get(contract.name, two_moons)(np.random.default_rng(5))
-    warm = init.clone()
-    assert warm.fit(X_new, rng=np.random.default_rng(6), init=init) is warm
-    _assert_same_state(before, init.get_state())
-    assert warm.sample(4, rng=np.random.default_rng(0)).shape == (4, *init.event_shape_)
-
-
-def test_unfitted_model_raises(contract: Contract) -> None:
-    with pytest.raises(NotFittedError):
-        _fresh(contract.name).sample(3, rng=np.random.default_rng(0))
-    with pytest.raises(NotFittedError):
-        _fresh(contract.name).get_state()
-
-
-def test_every_torch_parameter_receives_a_gradient(contract: Contract) -> None:
-    from genloop.models.neural.base import TorchGenerativeModel
-
-    model = contract.model
-    if not isinstance(model, TorchGenerativeModel):
-        pytest.skip(f"model {contract.name!r} is not a torch model")
-    import torch
-
-    g = torch.Generator().manual_seed(0)
-    net = model.build_net(model.event_shape_, g)
-    net.train()
-    Z = model.to_model_space(contract.X[:32])
-    model.loss(net, Z, g).mean().backward()
-    missing = [n for n, p in net.named_parameters() if p.requires_grad and (p.grad is None or not torch.any(p.grad != 0))]
-    assert not missing, f"parameters of {contract.name!r} without gradient: {missing}"
-
-
-def test_save_load_then_continue_is_bit_identical(contract: Contract, tmp_path) -> None:
-    """fit → save → load → continue equals fit → continue, bit for bit (what exact resume needs).
-
-    A kill between generations resumes from the checkpoint, so everything the next warm start
-    and the next sampling read must survive the round trip exactly.
-    """
-    model = contract.model
-    loaded = load_model(save_model(model, tmp_path / contract.name))
-    _assert_same_state(_state_snapshot(model), _state_snapshot(loaded))
-    X_new = DATA.get(contract.name, two_moons)(np.random.default_rng(11))
-    a = model.clone().fit(X_new, rng=np.random.default_rng(12), init=model)
-    b = loaded.clone().fit(X_new, rng=np.random.default_rng(12), init=loaded)
-    _assert_same_state(_state_snapshot(a), _state_snapshot(b))
-    np.testing.assert_array_equal(a.sample(N_SAMPLES, rng=np.random.default_rng(13)),
-                                  b.sample(N_SAMPLES, rng=np.random.default_rng(13)))
-
-
-@pytest.mark.parametrize("scheme", ["replace", "accumulate", "accumulate-subsample", "fresh"])
-@pytest.mark.parametrize("name", [n for n in MODEL_NAMES if n in FAST_OPTIONS])
-def test_loop_resumed_from_checkpoint_equals_uninterrupted(name: str, scheme: str, tmp_path) -> None:
-    """run_loop resumed from generation 1's checkpoint yields generation 2's record bit for bit."""
-    from genloop.loop import LoopState, run_loop
-
-    rng = np.random.default_rng(0)
-    make_x = DATA.get(name, two_moons)
-    real = make_x(rng)
-    source = _ArraySource(make_x) if scheme == "fresh" else None
-    kwargs = dict(lam=1, generations=2, scheme=scheme, seed=3, metrics=["moments"], source=source, n_eval=32)
-    full = list(run_loop(_fresh(name), real, **kwargs))
-    first = full[1]
-    model = load_model(save_model(first.model, tmp_path / "gen1"))
-    pool = [rec.synthetic for rec in full[1:2]] if scheme.startswith("accumulate") else []
-    resumed = list(run_loop(_fresh(name), real, resume=LoopState(1, model, pool), **kwargs))
-    assert [r.generation for r in resumed] == [2]
-    assert resumed[0].metrics == full[2].metrics
-    np.testing.assert_array_equal(resumed[0].samples, full[2].samples)
-    _assert_same_state(_state_snapshot(resumed[0].model), _state_snapshot(full[2].model))
-
-
-class _ArraySource:
-    """An infinite data source drawing from a model's training-data function (for ``fresh``)."""
-
-    infinite = True
-
-    def __init__(self, make_x: Callable[..., np.ndarray]) -> None:
-        self.make_x = make_x
-
-    def sample(self, n: int, *, rng: np.random.Generator) -> np.ndarray:
-        return self.make_x(rng)[:n]
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
+                                  for n in MODEL_NAMES if n in FAST_OPTIONS])
+def test_check_model_passes(name: str) -> None:
+    """The contract of genloop.testing.check_model (the one a user's class passes) holds for every
+    built-in family: shapes, seeds, save → load → continue bit for bit, warm start, exact loop
+    resume for every scheme, bad input. A failure names the check and its hint."""
+    report = check_model(name, DATA.get(name, two_moons), options=options_for(name), n_samples=N_SAMPLES)
+    assert report.ok
+    skipped = {r.name for r in report.results if r.status == "skipped"}
+    model = make_model(name, **options_for(name))
+    expected_skips = {"gradients"} if not model.is_neural else set()
+    if not model.supports_warm_start:
+        expected_skips.add("warm_start_from_init")
+    assert skipped == expected_skips, f"checks skipped for {name!r}: {sorted(skipped)}"
+    assert [r.name for r in report.results] == list(CHECKS)
 
 
 #: One loop variant per family (docs/variants.md), exercised at toy size by the test below.
@@ -265,6 +175,8 @@ VARIANT_PER_FAMILY: dict[str, dict[str, Any]] = {
     "regression": {"kind": "corrected", "gamma": 0.5, "correction": "knn", "k": 3},
     "transformer-lm": {"kind": "biased", "temperature": 0.5},
     "hf-causal-lm": {"kind": "mixture", "lam_schedule": [0.5, 1.0]},
+    "torch-module": {"kind": "corrected", "gamma": 0.5, "correction": "knn"},
+    "diffusers": {"kind": "corrected", "gamma": 0.5, "correction": "knn", "k": 2},
 }
 
 

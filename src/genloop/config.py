@@ -312,6 +312,19 @@ def parse_config(doc: Any) -> RunConfig:
         raise ConfigError(_format_error(exc)) from None
 
 
+def parse_stored_config(doc: Any) -> RunConfig:
+    """Validate a config read back from a run folder, importing no code it names.
+
+    Model, data and metric names that are import paths or installed entry points are checked
+    for their form only (their options are validated when a run starts): reading a folder
+    (``genloop check``, ``show``, ``report``) never runs code a config names.
+    """
+    from genloop.registry import code_imports_disabled
+
+    with code_imports_disabled():
+        return parse_config(doc)
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML's safe loader, except that a mapping with a repeated key is an error (PyYAML
     silently keeps the last one)."""

@@ -10,6 +10,8 @@ from genloop.registry import Registry
 DATASETS: Registry[DataSource] = Registry(
     "data set",
     modules=["genloop.data.toy", "genloop.data.arrays", "genloop.data.images", "genloop.data.discrete", "genloop.data.regression"],
+    group="genloop.data",
+    base=DataSource,
 )
 register_data = DATASETS.register
 

@@ -11,6 +11,8 @@ METRICS: Registry[Metric] = Registry(
     "metric",
     modules=["genloop.metrics.vector", "genloop.metrics.gaussian", "genloop.metrics.images", "genloop.metrics.discrete", "genloop.metrics.regression",
              "genloop.metrics.inception_score"],
+    group="genloop.metrics",
+    base=Metric,
 )
 register_metric = METRICS.register
 

@@ -22,7 +22,11 @@ MODELS: Registry[GenerativeModel] = Registry(
         "genloop.models.regression",
         "genloop.models.lm",
         "genloop.models.hf_lm",
+        "genloop.models.torch_module",
+        "genloop.models.hf_diffusers",
     ],
+    group="genloop.models",
+    base=GenerativeModel,
 )
 register_model = MODELS.register
 

@@ -1,10 +1,21 @@
-"""The protocol every generative model family implements.
+"""The protocol every generative model family implements (``genloop.GenerativeModel``).
 
 A model keeps its hyper-parameters as constructor arguments stored under the same attribute
 names (as in scikit-learn), learns with :meth:`GenerativeModel.fit`, draws with
 :meth:`GenerativeModel.sample`, and, when it has an exact likelihood, evaluates
 :meth:`GenerativeModel.log_prob`. Its learned state is a flat mapping of named arrays plus a
 JSON-able mapping, which is all that checkpoints store (no pickling).
+
+What the loop needs from a model, so that runs are exact (docs/extending.md):
+
+* ``fit(X, rng=..., init=...)`` draws all its randomness from ``rng`` and, when
+  ``supports_warm_start``, starts from ``init``'s state (the previous generation's θ_t, which
+  Bertrand et al. 2024, Algorithm 1, retrains from) without mutating it;
+* ``sample(n, rng=...)`` is a function of the state and ``rng`` alone (same seed, same samples);
+* ``get_state()`` holds everything the next ``fit(init=self)`` and ``sample`` read, so that a
+  run killed between generations and resumed from the checkpoint continues bit for bit.
+
+:func:`genloop.testing.check_model` checks all of this for any class.
 """
 
 from __future__ import annotations
@@ -32,7 +43,14 @@ class GenerativeModel(ABC):
     """
 
     name: ClassVar[str] = ""
+    # ---- capability flags -----------------------------------------------------------------
+    #: has an exact density: :meth:`log_prob` is implemented (likelihood metrics use it)
     has_log_prob: ClassVar[bool] = False
+    #: a neural network trained by gradient steps (the shared trainer; a training budget)
+    is_neural: ClassVar[bool] = False
+    #: ``fit(..., init=prev)`` starts from ``prev``'s state (fine-tuning); ``False`` when the
+    #: fit is closed-form or ignores ``init`` (then ``retrain: finetune`` equals ``scratch``)
+    supports_warm_start: ClassVar[bool] = True
 
     event_shape_: tuple[int, ...]
 

@@ -47,6 +47,7 @@ class CategoricalModel(GenerativeModel):
     """
 
     has_log_prob = True
+    supports_warm_start = False  # closed-form fit: init is not read
 
     probs_: np.ndarray
     counts_: np.ndarray

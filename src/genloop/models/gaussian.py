@@ -44,6 +44,7 @@ class GaussianModel(GenerativeModel):
     """
 
     has_log_prob = True
+    supports_warm_start = False  # closed-form fit: init is not read
 
     mean_: np.ndarray
     covariance_: np.ndarray

@@ -26,12 +26,15 @@ def save_model(model: GenerativeModel, folder: str | os.PathLike[str]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     arrays, meta = model.get_state()
     arrays = {k: np.asarray(v, order="C") for k, v in arrays.items()}  # keeps 0-d arrays 0-d
-    if model.name not in MODELS:
-        raise ValueError(f"model {type(model).__name__} is not registered; cannot be reloaded")
+    # the name that finds the class again: its registered name, else its import path
+    name = MODELS.name_of(type(model))
+    if "<locals>" in name:
+        raise ValueError(f"model {type(model).__name__} is defined inside a function; it cannot be reloaded "
+                         "(define it at module level or register it)")
     # Serialised in memory and written by Python, so a full disk is an OSError (ENOSPC) like
     # every other write, and the file gets the ordinary mode (safetensors' own writer: 0600).
     atomic_write_bytes(folder / ARRAYS, safetensors_bytes(arrays))
-    doc = {"name": model.name, "params": model.get_params(), "state": meta}
+    doc = {"name": name, "params": model.get_params(), "state": meta}
     atomic_write_bytes(folder / META, json.dumps(doc, indent=1, default=_json_default).encode())
     return folder
 

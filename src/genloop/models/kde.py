@@ -80,6 +80,7 @@ class KDEModel(GenerativeModel):
     """
 
     has_log_prob = True
+    supports_warm_start = False  # closed-form fit: init is not read
 
     X_train_: np.ndarray
     bandwidth_: float

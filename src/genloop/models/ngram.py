@@ -46,6 +46,7 @@ class NGramModel(GenerativeModel):
     """
 
     has_log_prob = True
+    supports_warm_start = False  # closed-form fit: init is not read
 
     def __init__(self, order: int = 2, smoothing: float = 0.0, vocab_size: int | None = None) -> None:
         if isinstance(order, bool) or int(order) != order or order < 1:

@@ -153,7 +153,7 @@ class _Context:
         self.cfg_error = ""
         self.grid = (folder / "cells.csv").exists()
         try:
-            from genloop.config import parse_config, read_yaml
+            from genloop.config import parse_stored_config, read_yaml
 
             # validated without importing anything the config names (docs/variants.md)
             doc = read_yaml(cfg_path, what="config") if cfg_path.exists() else None
@@ -163,7 +163,7 @@ class _Context:
             from genloop.sweep.grid import find_sweeps
 
             self.grid = self.grid or (bool(doc) and bool(find_sweeps(doc)))
-            self.cfg = parse_config(doc) if (doc and not self.grid) else None
+            self.cfg = parse_stored_config(doc) if (doc and not self.grid) else None
             if self.grid:
                 self.cfg_error = "a grid: every cell has its own config.yaml in its folder (cells.csv lists them)"
             elif self.cfg is None:

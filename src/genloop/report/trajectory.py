@@ -307,7 +307,7 @@ def _lam_label(run: Path) -> str:
 
 
 def _read_runs(folder: str | Path) -> list[_Run]:
-    from genloop.config import parse_config
+    from genloop.config import parse_stored_config
     from genloop.store.run import RunStore
     from genloop.sweep import find_runs
 
@@ -320,7 +320,7 @@ def _read_runs(folder: str | Path) -> list[_Run]:
     runs = []
     for path in paths:
         store = RunStore(path)
-        cfg = parse_config(store.read_config())
+        cfg = parse_stored_config(store.read_config())
         _check_model(cfg.model.name, cfg.model.options)
         last = store.last_generation
         if last < 0:

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from genloop.config import RunConfig, format_lambda, parse_config, real_data
+from genloop.config import RunConfig, format_lambda, parse_stored_config, real_data
 from genloop.data import make_data
 from genloop.data.base import DataSource
 from genloop.errors import ConfigError
@@ -199,10 +199,11 @@ def _comparable(doc: dict[str, Any]) -> dict[str, Any]:
     """A config without what may change on resume: generations, tracking, resources.
 
     The document is re-validated first, so a config stored by an older genloop (which did not
-    write options added since, at their defaults) compares equal to the same config today.
+    write options added since, at their defaults) compares equal to the same config today. It
+    is validated as a stored config: code it names is not imported (``genloop check`` reads it).
     """
     try:
-        doc = parse_config(doc).resolved()
+        doc = parse_stored_config(doc).resolved()
     except ConfigError:  # no longer valid: compare it as written (it will differ)
         pass
     doc = yaml.safe_load(yaml.safe_dump(doc))

@@ -84,6 +84,7 @@ class TorchGenerativeModel(GenerativeModel):
     sample_batch_size: int = 4096
     #: whether bf16 autocast is safe for this objective (flows' exact likelihoods say no).
     amp_safe: ClassVar[bool] = True
+    is_neural: ClassVar[bool] = True
 
     net_: nn.Module
     ema_: nn.Module | None
