@@ -105,6 +105,10 @@ CASES: dict[str, Case] = {
     "unknown key": lambda f: (_run(f, cfg(loop__generation=3)), "unknown key 'loop.generation'"),
     "unknown model": lambda f: (_run(f, cfg(model={"name": "vae"})), "unknown model 'vae'"),
     "unknown metric option": lambda f: (_run(f, cfg(metrics=[{"name": "w2", "maxexact": 3}])), "unknown option 'maxexact'"),
+    "eval_samples unknown": lambda f: (_run(f, cfg(loop__eval_samples="recycle")), "eval_samples"),
+    "eval_samples reuse with curation": lambda f: (_run(f, cfg(loop__eval_samples="reuse",
+                                                               loop__variant={"kind": "curated", "reward": "quadratic"})),
+                                                   "reuse needs the plain variant"),
     "metric listed twice": lambda f: (_run(f, cfg(metrics=["w2", {"name": "w2", "max_exact": 50}])), "more than once"),
     # -- found only by looking at the components together (before anything is written) ---------
     "metric option out of range": lambda f: (_run(f, cfg(metrics=[{"name": "w2", "max_exact": -1}])), "max_exact"),

@@ -243,6 +243,7 @@ def execute_run(cfg: RunConfig, spec: RunSpec, *, progress: ProgressFn | None = 
             variant=cfg.loop.variant,
             load_model=store.load_model,
             train_generation_0=cfg.loop.train_generation_0,
+            eval_samples=cfg.loop.eval_samples,
         )
         last_line: dict[str, Any] = {}
         tracker = None
