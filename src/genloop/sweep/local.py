@@ -113,6 +113,7 @@ def check_experiment(cfg: RunConfig, out: Path | None = None, *, jobs: int = 1,
         raise ConfigError(f"data set {cfg.data.name!r} has {rows} samples; data.n={cfg.data.n} is more")
     n_heldout = _heldout_size(cfg, source, rows)
     model.check_data(event_shape, cfg.data.n)
+    preflight.check_gpu_run(model, event_shape, world_size=preflight.world_size_from_env())
     if not cfg.loop.train_generation_0 and not getattr(model, "init", None):  # issue 12
         raise ConfigError("loop.train_generation_0: false needs a model started from a checkpoint (model.init: PATH)")
     for metric in metrics:
