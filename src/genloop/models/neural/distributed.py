@@ -12,8 +12,9 @@ When ``torch.distributed`` is initialised with more than one process, the shared
 * DDP averages the gradients, so one step equals the single-process step on the global batch
   when the objective draws no noise (the CPU test ``tests/test_ddp.py`` checks this with the
   ``gloo`` backend) and has the same distribution when it does;
-* sampling is sharded: each rank draws its share of the batches and the shares are gathered on
-  every rank (:func:`gather_rows`).
+* sampling is sharded: each rank draws a contiguous share of the sampling batches, batch ``b``
+  from a stream seeded by ``(seed, b)``, and the shares are gathered on every rank
+  (:func:`gather_rows`): the samples are those a single process draws with the same network.
 
 Without ``torch.distributed`` (or with one process) every function here is the identity and
 the loop is today's single-process loop. :func:`init_from_env` starts the process group from
