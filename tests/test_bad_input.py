@@ -241,13 +241,17 @@ def test_cli_subprocess_has_no_traceback(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_batch_not_divisible_by_the_processes_is_refused_before_writing(tmp_path, capsys, monkeypatch):
-    """Under torchrun (WORLD_SIZE set) every rank takes batch_size / WORLD_SIZE rows."""
+def test_batch_not_divisible_by_the_processes_is_refused_before_writing(tmp_path, monkeypatch):
+    """Under torchrun (WORLD_SIZE set) every rank takes batch_size / WORLD_SIZE rows; the
+    experiment's checks (run by every rank before rank 0 writes anything) refuse the split."""
+    from genloop.config import parse_config
+    from genloop.errors import ConfigError
+    from genloop.sweep.local import check_experiment
+
     monkeypatch.setenv("WORLD_SIZE", "3")
     doc = cfg(model={"name": "edm", "train": {"batch_size": 64, "device": "cpu"}})
-    assert main(["run", write(tmp_path, doc), "--out", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "batch_size 64 is not divisible by the 3 processes" in err[0]
+    with pytest.raises(ConfigError, match="batch_size 64 is not divisible by the 3 processes"):
+        check_experiment(parse_config(doc), tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 

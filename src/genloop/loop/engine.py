@@ -223,11 +223,15 @@ def run_loop(
             "loop.train_generation_0: false needs a model started from a checkpoint (the model option init: PATH)"
         )
     metric_objs = _resolve_metrics(metrics)
+    metric_objs_all = list(metric_objs)
     heldout = real if heldout is None else check_array(heldout, name="held-out data")
     n = real.shape[0]
     n_eval = heldout.shape[0] if n_eval is None else int(n_eval)
     if n_eval < 1:
         raise ConfigError(f"n_eval must be >= 1, got {n_eval}")
+    main = is_main_process()
+    if not main:  # under DDP every rank samples its share; rank 0 alone computes the metrics
+        metric_objs = []
     for metric in metric_objs:
         metric.prepare(heldout)
 
@@ -298,7 +302,16 @@ def run_loop(
         te = time.perf_counter()
         values: dict[str, float] = {}
         samples = None
-        if metric_objs and eval_samples == "reuse":
+        if not main and metric_objs_all:
+            # the other ranks draw their share of the evaluation samples (a collective), no metrics
+            if eval_samples == "reuse":
+                samples, ahead = _reuse_draw(fitted, runner, vcfg, t, lam, generations, n, n_eval, seed,
+                                             stage_rng(seed, t, "eval"))
+                if ahead is not None:
+                    predrawn[t + 1] = ahead
+            else:
+                samples = fitted.sample(n_eval, rng=stage_rng(seed, t, "eval"))
+        elif metric_objs and eval_samples == "reuse":
             ts = time.perf_counter()
             eval_rng = stage_rng(seed, t, "eval")
             samples, ahead = _reuse_draw(fitted, runner, vcfg, t, lam, generations, n, n_eval, seed, eval_rng)
@@ -345,6 +358,18 @@ def _reuse_draw(
         return head, ahead
     extra = fitted.sample(short, rng=eval_rng)
     return (extra if head is None else np.concatenate([head, extra], axis=0)), ahead
+
+
+def is_main_process() -> bool:
+    """Whether this process computes metrics: always, except on ranks > 0 of a torch
+    process group (``genloop run`` under ``torchrun``)."""
+    import sys
+
+    if "torch.distributed" not in sys.modules:  # no torch, no process group
+        return True
+    from genloop.models.neural.distributed import world
+
+    return world().is_main
 
 
 def _trim_history(history: dict[int, GenerativeModel], vcfg: VariantConfig, next_t: int) -> None:

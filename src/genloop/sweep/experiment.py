@@ -38,6 +38,7 @@ from genloop.sweep.local import (
     check_jobs,
     experiment_lock,
     make_folder,
+    plan_runs,
     prepare_experiment,
     run_tasks,
 )
@@ -125,8 +126,13 @@ def run_grid(
     address: str | None = None,
 ) -> list[Task]:
     """Run every cell of ``exp`` under ``out`` (a plain experiment when there is no grid)."""
+    from genloop.sweep.distributed import process_group, start_from_env, tell_followers
+
     out = Path(out)
     check_jobs(jobs)
+    group = start_from_env() or process_group()  # under torchrun: see genloop.sweep.distributed
+    if group is not None and (jobs > 1 or executor != "local"):
+        raise ConfigError("under torchrun each run uses every process: use --jobs 1 and the local executor")
     if not exp.is_grid:
         cfg = exp.cells[0].cfg
         check_experiment(cfg, out, jobs=jobs, check_resources=check_resources)
@@ -135,14 +141,39 @@ def run_grid(
             check_experiment(plan.cfg, out / plan.folder, jobs=jobs, check_resources=check_resources)
         except ConfigError as exc:
             raise ConfigError(f"grid cell {plan.cell.label}: {exc}") from None
+    if group is not None and not group.is_main:
+        return _follow_grid(exp, out, progress=progress, on_run_done=on_run_done)
     make_folder(out)
     with experiment_lock(out):
-        if exp.is_grid:
-            tasks = prepare_grid(exp, out, resume=resume)
-        else:
-            tasks = [(cfg, spec) for spec in prepare_experiment(cfg, out, resume=resume)]
+        try:
+            if exp.is_grid:
+                tasks = prepare_grid(exp, out, resume=resume)
+            else:
+                tasks = [(cfg, spec) for spec in prepare_experiment(cfg, out, resume=resume)]
+        except BaseException as exc:
+            tell_followers(False, message=str(exc))
+            raise
+        tell_followers(True)
         run_tasks(tasks, jobs=jobs, threads_per_job=threads_per_job, progress=progress, on_run_done=on_run_done,
                   check_disk=check_resources, executor=executor, address=address)
+    return tasks
+
+
+def _follow_grid(exp: Experiment, out: Path, *, progress: ProgressFn | None,
+                 on_run_done: Callable[[RunSpec], None] | None) -> list[Task]:
+    """Ranks > 0 under torchrun: wait until rank 0 has prepared the folder, then run every run
+    alongside it (the runs rank 0 planned, in its order), writing nothing."""
+    from genloop.models.neural.distributed import broadcast_status
+
+    ok, _, message = broadcast_status(False)
+    if not ok:
+        raise ConfigError(message or "rank 0 could not prepare the experiment folder")
+    if exp.is_grid:
+        tasks = [(plan.cfg, RunSpec(s.lam, s.seed, s.path, plan.cell.label))
+                 for plan in exp.cells for s in plan_runs(plan.cfg, out / plan.folder)]
+    else:
+        tasks = [(exp.cells[0].cfg, spec) for spec in plan_runs(exp.cells[0].cfg, out)]
+    run_tasks(tasks, progress=progress, on_run_done=on_run_done, check_disk=False)
     return tasks
 
 

@@ -12,7 +12,7 @@ import math
 import multiprocessing
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +24,7 @@ from genloop.config import RunConfig, format_lambda, parse_config
 from genloop.data import RealSplit, make_data, split_real
 from genloop.data.base import DataSource
 from genloop.errors import ConfigError, RunFailedError
-from genloop.loop.engine import GenerationRecord, run_loop
+from genloop.loop.engine import GenerationRecord, LoopState, run_loop
 from genloop.models import make_model
 from genloop.rng import stage_rng
 from genloop.store.run import FolderLock, RunStore, atomic_write_text
@@ -205,47 +205,39 @@ def execute_run(cfg: RunConfig, spec: RunSpec, *, progress: ProgressFn | None = 
     ``check_disk``, once generation 0's checkpoint size is known a run whose remaining
     checkpoints cannot fit the disk stops with the estimate.
     """
+    from genloop.sweep.distributed import follow_run, process_group, tell_followers
+
+    group = process_group()
+    if group is not None and not group.is_main:
+        return follow_run(cfg, spec)
     source, split = real_data(cfg, spec.seed)
     keep_pool = cfg.loop.scheme in ("accumulate", "accumulate-subsample")
     with RunStore(spec.path) as store:
-        last = store.recover() if store.exists else -1
-        run_doc = _run_doc(cfg, spec)
-        if last >= 0 and (spec.path / "config.yaml").exists():
-            stored = store.read_config()
-            if not isinstance(stored, dict) or _comparable(stored) != _comparable(run_doc):
-                raise ConfigError(f"run folder {spec.path}: its config.yaml differs from the experiment's (edited?); "
-                                  "restore it or delete the run folder to redo this run")
-        if last < 0:
-            store.truncate_to(-1)
-        if last >= cfg.loop.generations:
-            log.info("%s already complete (generation %d)", spec.label, last)
-            if store.status().get("state") != "completed":
-                store.write_status("completed", last)
-            return store.read_metrics()[-1]
-        store.write_config(run_doc)
-        resume_state = store.load_state(last, keep_pool=keep_pool) if last >= 0 else None
+        try:
+            last = store.recover() if store.exists else -1
+            run_doc = _run_doc(cfg, spec)
+            if last >= 0 and (spec.path / "config.yaml").exists():
+                stored = store.read_config()
+                if not isinstance(stored, dict) or _comparable(stored) != _comparable(run_doc):
+                    raise ConfigError(f"run folder {spec.path}: its config.yaml differs from the experiment's (edited?); "
+                                      "restore it or delete the run folder to redo this run")
+            if last < 0:
+                store.truncate_to(-1)
+            if last >= cfg.loop.generations:
+                log.info("%s already complete (generation %d)", spec.label, last)
+                if store.status().get("state") != "completed":
+                    store.write_status("completed", last)
+                tell_followers(True, last)
+                return store.read_metrics()[-1]
+            store.write_config(run_doc)
+            resume_state = store.load_state(last, keep_pool=keep_pool) if last >= 0 else None
+        except BaseException as exc:
+            tell_followers(False, message=str(exc))
+            raise
+        tell_followers(True, last)  # under torchrun the other ranks now load the same state
         if resume_state is not None:
             log.info("%s resumes after generation %d", spec.label, last)
-        records = run_loop(
-            make_model(cfg.model.name, **cfg.model.options),
-            split.train,
-            lam=spec.lam,
-            generations=cfg.loop.generations,
-            scheme=cfg.loop.scheme,
-            retrain=cfg.loop.retrain,
-            seed=spec.seed,
-            metrics=cfg.metrics,
-            heldout=split.train if cfg.loop.eval_against == "train" else split.heldout,
-            source=source,
-            n_eval=cfg.loop.n_eval,
-            resume=resume_state,
-            checkpoint_dir=spec.path / "training",
-            checkpoint_every=cfg.output.training_checkpoint_every,
-            variant=cfg.loop.variant,
-            load_model=store.load_model,
-            train_generation_0=cfg.loop.train_generation_0,
-            eval_samples=cfg.loop.eval_samples,
-        )
+        records = run_loop_for(cfg, spec, source=source, split=split, resume=resume_state, load_model=store.load_model)
         last_line: dict[str, Any] = {}
         tracker = None
         if cfg.tracking.backend == "mlflow":
@@ -280,6 +272,31 @@ def execute_run(cfg: RunConfig, spec: RunSpec, *, progress: ProgressFn | None = 
         if tracker is not None:
             tracker.finish(spec.path, cfg.loop.generations)
         return last_line or store.read_metrics()[-1]
+
+
+def run_loop_for(cfg: RunConfig, spec: RunSpec, *, source: DataSource, split: RealSplit,
+                 resume: LoopState | None, load_model: Callable[[int], Any]) -> Iterator[GenerationRecord]:
+    """The generation loop of run ``spec`` of ``cfg`` (not started: a generator)."""
+    return run_loop(
+        make_model(cfg.model.name, **cfg.model.options),
+        split.train,
+        lam=spec.lam,
+        generations=cfg.loop.generations,
+        scheme=cfg.loop.scheme,
+        retrain=cfg.loop.retrain,
+        seed=spec.seed,
+        metrics=cfg.metrics,
+        heldout=split.train if cfg.loop.eval_against == "train" else split.heldout,
+        source=source,
+        n_eval=cfg.loop.n_eval,
+        resume=resume,
+        checkpoint_dir=spec.path / "training",
+        checkpoint_every=cfg.output.training_checkpoint_every,
+        variant=cfg.loop.variant,
+        load_model=load_model,
+        train_generation_0=cfg.loop.train_generation_0,
+        eval_samples=cfg.loop.eval_samples,
+    )
 
 
 def _stop_reason(exc: BaseException) -> str:
