@@ -14,7 +14,7 @@ GPUs, each rank on GPU ``LOCAL_RANK``); then, run after run, in the same order o
   each rank holds the whole set and builds the same next training set;
 * **metrics are computed once**, on rank 0 (:func:`genloop.loop.engine.is_main_process`).
 
-The other ranks (:func:`follow_run`) read a resumed run's state from the folder once rank 0
+The other ranks (:func:`genloop.sweep.local.follow_run`) read a resumed run's state from the folder once rank 0
 has recovered it and never write into it, except the per-rank random streams of the
 in-generation training checkpoints (``training/gen_XXXX/step-*.rank<r>.safetensors``), which
 an exact resume of a DDP fit needs. A killed rank makes ``torchrun`` stop the others; every
@@ -29,14 +29,12 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from genloop.errors import ConfigError
 
 if TYPE_CHECKING:
-    from genloop.config import RunConfig
     from genloop.models.neural.distributed import World
-    from genloop.sweep.local import RunSpec
 
 log = logging.getLogger(__name__)
 
@@ -74,34 +72,4 @@ def tell_followers(ok: bool, last: int = -1, message: str = "") -> None:
     broadcast_status(ok, last, message)
 
 
-def follow_run(cfg: RunConfig, spec: RunSpec) -> dict[str, Any]:
-    """On ranks > 0: run the loop of ``spec`` alongside rank 0 without writing anything.
-
-    Waits for rank 0's word (:func:`tell_followers`); raises its error, returns at once when
-    the run is already complete, else loads the state rank 0 resumes from and iterates the
-    same generations (training its slices, sampling its shares). Returns ``{}``: the metrics
-    live on rank 0.
-    """
-    from genloop.models.neural.distributed import broadcast_status
-    from genloop.store.run import RunStore
-    from genloop.sweep.local import real_data, run_loop_for
-
-    ok, last, message = broadcast_status(False)
-    if not ok:
-        raise ConfigError(message or f"rank 0 could not start run {spec.label}")
-    if last >= cfg.loop.generations:
-        return {}
-    source, split = real_data(cfg, spec.seed)
-    keep_pool = cfg.loop.scheme in ("accumulate", "accumulate-subsample")
-    store = RunStore(spec.path)  # read only: rank 0 holds the lock and writes
-    resume = store.load_state(last, keep_pool=keep_pool) if last >= 0 else None
-    records = run_loop_for(cfg, spec, source=source, split=split, resume=resume, load_model=store.load_model)
-    try:
-        for _ in records:
-            pass
-    finally:
-        records.close()
-    return {}
-
-
-__all__ = ["start_from_env", "process_group", "tell_followers", "follow_run"]
+__all__ = ["start_from_env", "process_group", "tell_followers"]

@@ -205,10 +205,10 @@ def execute_run(cfg: RunConfig, spec: RunSpec, *, progress: ProgressFn | None = 
     ``check_disk``, once generation 0's checkpoint size is known a run whose remaining
     checkpoints cannot fit the disk stops with the estimate.
     """
-    from genloop.sweep.distributed import follow_run, process_group, tell_followers
+    from genloop.sweep.distributed import process_group, tell_followers
 
     group = process_group()
-    if group is not None and not group.is_main:
+    if group is not None and not group.is_main:  # under torchrun: rank 0 writes, this rank follows
         return follow_run(cfg, spec)
     source, split = real_data(cfg, spec.seed)
     keep_pool = cfg.loop.scheme in ("accumulate", "accumulate-subsample")
@@ -297,6 +297,34 @@ def run_loop_for(cfg: RunConfig, spec: RunSpec, *, source: DataSource, split: Re
         train_generation_0=cfg.loop.train_generation_0,
         eval_samples=cfg.loop.eval_samples,
     )
+
+
+def follow_run(cfg: RunConfig, spec: RunSpec) -> dict[str, Any]:
+    """On ranks > 0: run the loop of ``spec`` alongside rank 0 without writing anything.
+
+    Waits for rank 0's word (:func:`~genloop.sweep.distributed.tell_followers`); raises its
+    error, returns at once when the run is already complete, else loads the state rank 0
+    resumes from and iterates the same generations (training its slices, sampling its shares). Returns ``{}``: the metrics
+    live on rank 0.
+    """
+    from genloop.models.neural.distributed import broadcast_status
+
+    ok, last, message = broadcast_status(False)
+    if not ok:
+        raise ConfigError(message or f"rank 0 could not start run {spec.label}")
+    if last >= cfg.loop.generations:
+        return {}
+    source, split = real_data(cfg, spec.seed)
+    keep_pool = cfg.loop.scheme in ("accumulate", "accumulate-subsample")
+    store = RunStore(spec.path)  # read only: rank 0 holds the lock and writes
+    resume = store.load_state(last, keep_pool=keep_pool) if last >= 0 else None
+    records = run_loop_for(cfg, spec, source=source, split=split, resume=resume, load_model=store.load_model)
+    try:
+        for _ in records:
+            pass
+    finally:
+        records.close()
+    return {}
 
 
 def _stop_reason(exc: BaseException) -> str:
