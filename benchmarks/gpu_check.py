@@ -11,6 +11,17 @@ per generation, and with ``--json`` writes them to a file. Without CUDA it says 
     .venv/bin/python benchmarks/gpu_check.py                              # EDM, 10 k samples
     .venv/bin/python benchmarks/gpu_check.py --family otcfm --n-eval 2000
     .venv/bin/python benchmarks/gpu_check.py --images data/cifar-png --json gpu.json
+    .venv/bin/python benchmarks/gpu_check.py --paper-generation            # one paper generation, timed
+    .venv/bin/python benchmarks/gpu_check.py --paper-generation --smoke    # the same at toy size (CPU)
+
+``--paper-generation`` times one generation of the paper's image runs at full size: the
+previous generation's network (``--checkpoint``, a genloop generation folder or a public EDM
+checkpoint; random weights when none is given) draws 50 k synthetic images, is fine-tuned for
+0.05 M images on 50 k real + 50 k synthetic (λ = 1), and is evaluated with FID and
+precision / recall / density / coverage (k = 3) on Inception features of 50 k samples against
+the 50 k real images (``loop.eval_samples: reuse``: the evaluation samples are the head of the
+next synthetic set, as in the paper's recipes). Sizes follow ``--n``, ``--n-eval`` and
+``--train-samples`` when given; ``--smoke`` shrinks everything so that it runs on a CPU.
 """
 
 from __future__ import annotations
@@ -46,9 +57,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", help="write the measurements to this file")
     p.add_argument("--smoke", action="store_true",
                    help="a toy-size run that also works on a CPU (checks the script, measures nothing useful)")
+    p.add_argument("--paper-generation", action="store_true",
+                   help="one full-size generation of the paper (50 k images, 0.05 M fine-tune, FID + P/R/D/C)")
+    p.add_argument("--checkpoint", help="--paper-generation: the previous generation's network (default: random weights)")
     args = p.parse_args(argv)
+    given = {a for a in ("n", "n_eval", "train_samples") if getattr(args, a) != p.get_default(a)}
+    if args.paper_generation:
+        for name, value in (("n", 50_000), ("n_eval", 50_000), ("train_samples", 50_000)):
+            if name not in given:
+                setattr(args, name, value)
     if args.smoke:
         args.n, args.n_eval, args.train_samples, args.batch_size, args.sample_batch_size = 64, 32, 64, 16, 64
+    if args.checkpoint and not args.paper_generation:
+        p.error("--checkpoint goes with --paper-generation")
     return args
 
 
@@ -85,12 +106,88 @@ def _inception_weights(args: argparse.Namespace, tmp: Path) -> tuple[str, bool]:
         return str(path), True
 
 
+def _random_generation(model: Any, event_shape: tuple[int, ...], folder: Path) -> str:
+    """Save ``model`` with freshly initialised (random) weights as a genloop generation folder."""
+    import torch
+
+    from genloop.models.io import save_model
+
+    net = model.build_net(event_shape, torch.Generator().manual_seed(0))
+    model.net_, model.ema_ = net.eval(), None
+    model.ema_ = model.build_net(event_shape, torch.Generator().manual_seed(0)).eval()
+    model.optimizer_state_ = None
+    model.shift_, model.scale_ = np.zeros((1, 1, 1)), np.ones((1, 1, 1))
+    model.samples_seen_, model.losses_, model.event_shape_ = 0, [], event_shape
+    save_model(model, folder)
+    return str(folder)
+
+
+def paper_generation(args: argparse.Namespace) -> dict[str, Any]:
+    """Time one paper generation (see the module docstring); returns the measurements."""
+    import torch
+
+    from genloop.loop.engine import run_loop
+    from genloop.models import make_model
+
+    cuda = torch.cuda.is_available()
+    real = _real_images(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        weights, random_inception = _inception_weights(args, Path(tmp))
+        opts = dict(FAMILIES[args.family])
+        if args.smoke:
+            opts["network"] = {**opts["network"], "channels": 32, "channel_mult": [1, 2], "num_res_blocks": 1,
+                               "attn_resolutions": [16]}
+            opts.update({"edm": {"num_steps": 2}, "ddpm": {"sample_steps": 2}, "otcfm": {"solver": "euler", "steps": 2}}[args.family])
+        train = {"samples": args.train_samples, "finetune_samples": args.train_samples, "batch_size": args.batch_size,
+                 "lr": 1e-4, "ema_halflife_samples": 500_000, "device": "cuda" if cuda else "cpu",
+                 "carry_over": ["ema_as_weights"], "compile": args.compile, "channels_last": True}
+        init = args.checkpoint or _random_generation(make_model(args.family, **opts, train=train),
+                                                     tuple(real.shape[1:]), Path(tmp) / "generation-0")
+        model = make_model(args.family, **opts, sample_batch_size=args.sample_batch_size, init=init, train=train)
+        feats = {"features": "inception", "weights_path": weights}
+        metrics = [{"name": "fid", **feats, "allow_rank_deficient": args.smoke}, {"name": "prdc", **feats, "k": 3}]
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        records = []
+        t0 = time.perf_counter()
+        for rec in run_loop(model, real, lam=1.0, generations=1, seed=0, n_eval=args.n_eval, metrics=metrics,
+                            train_generation_0=False, eval_samples="reuse"):
+            records.append(rec)
+            print(f"generation {rec.generation}: {rec.seconds:.1f} s (sample {rec.timings['sample']:.1f} s, fit "
+                  f"{rec.timings['fit']:.1f} s, eval {rec.timings['eval']:.1f} s)  "
+                  + "  ".join(f"{k} {v:.4g}" for k, v in rec.metrics.items() if not k.endswith("_se")), flush=True)
+        total = time.perf_counter() - t0
+    # one paper generation in the steady state of a run: draw the 50 k synthetic images (which
+    # are also the evaluation samples), compute the metrics, fine-tune; generation 0's record
+    # holds the draw and the metrics, generation 1's the fine-tune (its own evaluation draws
+    # fresh samples: the last generation has no successor)
+    seconds = records[0].seconds + records[1].timings["fit"]
+    return {
+        "device": torch.cuda.get_device_name(0) if cuda else "cpu (smoke run)",
+        "family": args.family, "n_real": args.n, "n_eval": args.n_eval, "finetune_images": args.train_samples,
+        "seconds_paper_generation": seconds, "seconds_total": total,
+        "timings": {r.generation: r.timings for r in records},
+        "metrics": {r.generation: r.metrics for r in records},
+        "random_weights": args.checkpoint is None, "random_inception_weights": random_inception,
+        "peak_gpu_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
     if not torch.cuda.is_available() and not args.smoke:
         print("gpu_check: needs a CUDA GPU; none is available here, so nothing was run.")
+        return 0
+    if args.paper_generation:
+        out = paper_generation(args)
+        print(f"{out['device']}: one paper generation of {args.family} in {out['seconds_paper_generation']:.1f} s "
+              f"({args.n} real, {args.n} synthetic, {args.train_samples} images fine-tuned, FID + P/R/D/C on "
+              f"{args.n_eval} samples" + ("; random network weights" if out["random_weights"] else "")
+              + ("; random Inception weights" if out["random_inception_weights"] else "") + ")")
+        if args.json:
+            Path(args.json).write_text(json.dumps(out, indent=1, default=str))
         return 0
     cuda = torch.cuda.is_available()
     from genloop.loop.engine import run_loop

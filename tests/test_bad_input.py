@@ -134,6 +134,11 @@ CASES: dict[str, Case] = {
                                                     "needs a sampler"),
     "diffusers folder missing": lambda f: (_run(f, cfg(model={"name": "diffusers", "path": str(f / "no-model")}, metrics=[])),
                                            "does not exist"),
+    "eval_samples unknown": lambda f: (_run(f, cfg(loop__eval_samples="recycle")), "eval_samples"),
+    "eval_samples reuse with curation": lambda f: (_run(f, cfg(loop__eval_samples="reuse",
+                                                               loop__variant={"kind": "curated", "reward": "quadratic"})),
+                                                   "reuse needs the plain variant"),
+    "device cuda:7 not here": lambda f: (_run(f, cfg(model={"name": "edm", "train": {"device": "cuda:7"}})), "cuda:7"),
     "metric listed twice": lambda f: (_run(f, cfg(metrics=["w2", {"name": "w2", "max_exact": 50}])), "more than once"),
     # -- found only by looking at the components together (before anything is written) ---------
     "metric option out of range": lambda f: (_run(f, cfg(metrics=[{"name": "w2", "max_exact": -1}])), "max_exact"),
@@ -496,3 +501,31 @@ def test_cli_subprocess_has_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("genloop: error: config file not found")
     assert "Traceback" not in proc.stderr
+
+
+def test_batch_not_divisible_by_the_processes_is_refused_before_writing(tmp_path, monkeypatch):
+    """Under torchrun (WORLD_SIZE set) every rank takes batch_size / WORLD_SIZE rows; the
+    experiment's checks (run by every rank before rank 0 writes anything) refuse the split."""
+    from genloop.config import parse_config
+    from genloop.errors import ConfigError
+    from genloop.sweep.runs import check_experiment
+
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    doc = cfg(model={"name": "edm", "train": {"batch_size": 64, "device": "cpu"}})
+    with pytest.raises(ConfigError, match="batch_size 64 is not divisible by the 3 processes"):
+        check_experiment(parse_config(doc), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_gpu_memory_estimate_refuses_a_network_larger_than_the_device() -> None:
+    from genloop.errors import ConfigError
+    from genloop.models import make_model
+    from genloop.sweep.preflight import TRAIN_BYTES_PER_PARAMETER, check_gpu_run
+
+    model = make_model("edm", network={"hidden": 64, "depth": 2}, train={"device": "cpu"})
+    params = sum(p.numel() for p in model.build_net((2,), None).parameters())
+    need = params * TRAIN_BYTES_PER_PARAMETER
+    check_gpu_run(model, (2,), device_memory=need)  # fits exactly
+    with pytest.raises(ConfigError, match=f"{params / 1e6:.1f} M parameters"):
+        check_gpu_run(model, (2,), device_memory=need - 1)
+    check_gpu_run(make_model("gmm"), (2,), world_size=3)  # not a neural family: nothing to check

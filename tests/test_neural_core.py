@@ -23,6 +23,7 @@ from genloop.models.neural.networks import (
     build_network,
 )
 from genloop.models.neural.trainer import (
+    EMAUpdater,
     TrainConfig,
     ema_beta,
     halflife_from_decay,
@@ -209,6 +210,31 @@ def test_ema_follows_the_halflife_formula() -> None:
     assert abs(res.ema.p.item() - res.net.p.item()) > 1e-3  # the EMA lags the weights
     assert halflife_from_decay(0.9999, 128) == pytest.approx(128 * math.log(0.5) / math.log(0.9999))
     assert 0.5 ** (128 / halflife_from_decay(0.9999, 128)) == pytest.approx(0.9999)
+
+
+def test_fused_ema_update_equals_the_per_tensor_update_bit_for_bit() -> None:
+    # ema <- lerp(ema, net, 1 - beta) tensor by tensor (the reference), buffers copied; the
+    # fused multi-tensor update must give the same bits, also for an EMA held in another dtype
+    g = torch.Generator().manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 7), nn.BatchNorm1d(7), nn.Linear(7, 3))
+    for p in net.parameters():
+        p.data.normal_(generator=g)
+    net.train()(torch.randn(16, 5, generator=g))  # running statistics differ from the EMA's
+    for ema_dtype in (torch.float32, torch.float64):
+        ema = nn.Sequential(nn.Linear(5, 7), nn.BatchNorm1d(7), nn.Linear(7, 3)).to(ema_dtype)
+        for p in ema.parameters():
+            p.data.normal_(generator=g)
+        ref = [t.detach().clone() for t in ema.parameters()]
+        updater = EMAUpdater(ema, net)
+        for beta in (0.9, 0.37, 0.0):
+            updater(beta)
+            ref = [r.lerp(p.detach().to(r.dtype), 1.0 - beta) for r, p in zip(ref, net.parameters())]
+            for r, e in zip(ref, ema.parameters()):
+                assert e.dtype == ema_dtype
+                assert torch.equal(r, e)
+        for b_ema, b in zip(ema.buffers(), net.buffers()):
+            assert torch.equal(b_ema, b.to(b_ema.dtype))
+    assert torch.equal(ref[0], net[0].weight.to(torch.float64))  # beta = 0 copies the weights
 
 
 def test_ema_rampup_caps_the_halflife() -> None:

@@ -17,6 +17,10 @@ VEC = {"network": {"hidden": 16, "depth": 2}, "train": {"samples": 640, "batch_s
                                                        "ema_halflife_samples": 200.0, "warmup_samples": 128}}
 FLOW = {"transforms": 2, "hidden_features": [16, 16], "train": {"samples": 640, "batch_size": 32, "device": "cpu",
                                                                  "ema_halflife_samples": 200.0}}
+SONG = {"network": {"kind": "songunet", "preset": "edm-cifar10-uncond-vp", "channels": 8, "channel_mult": [1, 2],
+                    "num_res_blocks": 1, "attn_resolutions": [4], "dropout": 0.2, "norm_groups": 4},
+        "augment": {"p": 0.5, "xflip": 1e8, "yflip": 1, "scale": 1, "rotate_frac": 1, "aniso": 1, "translate_frac": 1},
+        "train": {"samples": 48, "batch_size": 8, "device": "cpu", "ema_halflife_samples": 50.0}}
 IMG = {"network": {"channels": 8, "channel_mult": [1, 2], "attn_resolutions": [4], "dropout": 0.2, "norm_groups": 4},
        "train": {"samples": 96, "batch_size": 8, "device": "cpu", "ema_halflife_samples": 50.0}}
 
@@ -58,6 +62,7 @@ def _assert_identical(a, b) -> None:
     ("otcfm", VEC, (120, 2), 32, 19),     # killed in the last step
     ("edm", IMG, (24, 1, 8, 8), 24, 7),   # U-Net with dropout (global-RNG stream restored)
     ("flow", FLOW, (120, 2), 96, 9),      # a zuko flow (exact likelihood, no objective noise)
+    ("edm", SONG, (12, 3, 8, 8), 16, 3),  # EDM's augmentation drawn from the training stream
 ])
 def test_resumed_fit_equals_uninterrupted_fit(tmp_path, family, options, shape, every, stop) -> None:
     X = np.random.default_rng(0).normal(size=shape)

@@ -120,6 +120,11 @@ class LoopConfig(_Strict):
         description="real set the metrics compare with: the held-out split, or the training set "
         "(as the paper's image experiments do)",
     )
+    eval_samples: Literal["fresh", "reuse"] = Field(
+        default="fresh",
+        description="fresh: draw n_eval evaluation samples per generation; reuse: evaluate generation t on the "
+        "first n_eval samples of generation t+1's synthetic set, drawing only the shortfall (docs/runs.md)",
+    )
     variant: VariantField = Field(
         default_factory=PlainVariant,
         description="how the synthetic half is made: {kind: plain | curated | corrected | biased | mixture, ...} "
@@ -146,6 +151,15 @@ class LoopConfig(_Strict):
     def _unique_seeds(cls, value: list[int]) -> list[int]:
         _refuse_duplicates(value, value)
         return value
+
+    @model_validator(mode="after")
+    def _reuse_needs_plain(self) -> LoopConfig:
+        if self.eval_samples == "reuse" and self.variant.kind != "plain":
+            raise ValueError(
+                f"eval_samples: reuse needs the plain variant (the {self.variant.kind!r} variant's synthetic set is "
+                "not a sample of the model); use eval_samples: fresh"
+            )
+        return self
 
 
 def _refuse_duplicates(written: list[Any], parsed: list[Any]) -> None:

@@ -22,14 +22,17 @@ def default_out(cfg_name: str | None, config_path: str) -> Path:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from genloop.results import write_tables
+    from genloop.sweep.distributed import start_from_env
     from genloop.sweep.experiment import load_experiment, run_grid
     from genloop.sweep.progress import SweepProgress
 
+    group = start_from_env()  # under torchrun: one process group, rank 0 writes and reports
     overrides = list(args.set) + (["tracking.backend=mlflow"] if args.track == "mlflow" else [])
     exp = load_experiment(args.config, overrides)
     out = Path(args.out) if args.out else default_out(exp.name, args.config)
     parallel = args.executor == "ray" or args.jobs > 1
-    progress = SweepProgress.for_experiment(exp, out, resume=args.resume, parallel=parallel, quiet=args.quiet,
+    quiet = args.quiet or (group is not None and not group.is_main)
+    progress = SweepProgress.for_experiment(exp, out, resume=args.resume, parallel=parallel, quiet=quiet,
                                             plain=not args.quiet and not sys.stderr.isatty(),
                                             slots=(os.cpu_count() or 1) if args.executor == "ray" else args.jobs)
     try:
@@ -38,6 +41,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                  check_resources=not args.skip_resource_check)
     finally:
         progress.close()
+    if group is not None and not group.is_main:
+        return 0
     write_tables(out)
     if progress.nothing_to_do:
         say(f"nothing to do: all {progress.runs} runs in {out} are complete")

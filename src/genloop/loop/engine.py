@@ -26,7 +26,7 @@ from genloop._validation import check_array
 from genloop.data.base import DataSource
 from genloop.errors import ConfigError
 from genloop.loop.schemes import SCHEMES, assemble, parse_lambda, real_count, synthetic_count
-from genloop.loop.variants import VariantConfig, VariantRunner, parse_variant
+from genloop.loop.variants import SyntheticDraw, VariantConfig, VariantRunner, parse_variant
 from genloop.metrics.base import Metric
 from genloop.models.base import GenerativeModel
 from genloop.rng import stage_rng
@@ -34,14 +34,17 @@ from genloop.rng import stage_rng
 log = logging.getLogger(__name__)
 
 Retrain = Literal["finetune", "scratch"]
+#: where a generation's evaluation samples come from (``loop.eval_samples``)
+EvalSamples = Literal["fresh", "reuse"]
 
 
 @dataclass
 class GenerationRecord:
     """What one generation produced.
 
-    ``metrics`` are computed on ``n_eval`` fresh samples of ``model`` (kept in ``samples``)
-    against the held-out real set; ``synthetic`` is the set drawn from the previous model to
+    ``metrics`` are computed on ``n_eval`` samples of ``model`` (kept in ``samples``; a draw
+    of their own, or with ``eval_samples="reuse"`` the head of the next generation's
+    ``synthetic`` set) against the held-out real set; ``synthetic`` is the set drawn from the previous model to
     train this generation (empty at generation 0); ``seconds`` is the wall time of the whole
     generation and ``timings`` splits it into ``sample`` (drawing synthetic data), ``fit``,
     ``eval`` (drawing evaluation samples and computing metrics) and ``other``.
@@ -113,6 +116,18 @@ def evaluate(
 ) -> tuple[dict[str, float], np.ndarray]:
     """Draw ``n_eval`` samples from ``model`` and compute every metric against ``heldout``."""
     samples = model.sample(n_eval, rng=rng)
+    return evaluate_samples(samples, model, metrics, heldout, rng=rng), samples
+
+
+def evaluate_samples(
+    samples: np.ndarray,
+    model: GenerativeModel,
+    metrics: Sequence[Metric],
+    heldout: np.ndarray,
+    *,
+    rng: np.random.Generator,
+) -> dict[str, float]:
+    """Every metric of ``samples`` (drawn from ``model``) against ``heldout``."""
     values: dict[str, float] = {}
     for metric in metrics:
         out = metric(samples, heldout, model=model if metric.requires_model else None, rng=rng)
@@ -120,7 +135,7 @@ def evaluate(
             if key in values:
                 raise ConfigError(f"two metrics report the same key {key!r}; configure only one")
             values[key] = float(val)
-    return values, samples
+    return values
 
 
 def run_loop(
@@ -142,6 +157,7 @@ def run_loop(
     variant: VariantConfig | Mapping[str, Any] | str | None = None,
     load_model: Callable[[int], GenerativeModel] | None = None,
     train_generation_0: bool = True,
+    eval_samples: EvalSamples = "fresh",
 ) -> Iterator[GenerationRecord]:
     """Iteratively retrain ``model`` on mixes of ``real`` and its own samples.
 
@@ -175,6 +191,14 @@ def run_loop(
             by the ``mixture`` variant to recover the models of earlier generations.
         train_generation_0: ``False`` makes generation 0 the model's ``init`` checkpoint as it
             is (``model.load_init``), evaluated without training, as the paper's image runs.
+        eval_samples: ``"fresh"`` evaluates generation t on ``n_eval`` samples of its own
+            stream; ``"reuse"`` (plain variant only) draws generation t+1's synthetic set
+            right after fitting generation t and evaluates on its first ``n_eval`` samples,
+            drawing only the shortfall from the evaluation stream (the paper's code evaluates
+            on the samples it trains on). The next generation trains on that same set, so a
+            run samples ``max(k, n_eval)`` instead of ``k + n_eval`` images per generation.
+            The synthetic set is the draw of generation t+1's own stream either way, so
+            training sets, models and resume are unchanged; see docs/runs.md.
 
     Yields:
         one :class:`GenerationRecord` per generation, in order.
@@ -199,17 +223,29 @@ def run_loop(
             "loop.train_generation_0: false needs a model started from a checkpoint (the model option init: PATH)"
         )
     metric_objs = _resolve_metrics(metrics)
+    metric_objs_all = list(metric_objs)
     heldout = real if heldout is None else check_array(heldout, name="held-out data")
     n = real.shape[0]
     n_eval = heldout.shape[0] if n_eval is None else int(n_eval)
     if n_eval < 1:
         raise ConfigError(f"n_eval must be >= 1, got {n_eval}")
+    main = is_main_process()
+    if not main:  # under DDP every rank samples its share; rank 0 alone computes the metrics
+        metric_objs = []
     for metric in metric_objs:
         metric.prepare(heldout)
 
     vcfg = parse_variant(variant)
     runner = VariantRunner(vcfg, real=real, seed=int(seed))
     runner.check_model(prototype)
+    if eval_samples not in ("fresh", "reuse"):
+        raise ConfigError(f"loop.eval_samples must be 'fresh' or 'reuse', got {eval_samples!r}")
+    if eval_samples == "reuse" and vcfg.kind != "plain":
+        raise ConfigError(
+            f"loop.eval_samples: reuse needs the plain variant (the {vcfg.kind!r} variant's synthetic set is not "
+            "a sample of the model); use eval_samples: fresh"
+        )
+    predrawn: dict[int, SyntheticDraw] = {}  # eval_samples: reuse — generation t+1's set, drawn at t
     if resume is None:
         prev: GenerativeModel | None = None
         pool: list[np.ndarray] = []
@@ -237,7 +273,7 @@ def run_loop(
             ts = time.perf_counter()
             models = history if runner.needs_history else {t - 1: prev}
             models[t - 1] = prev
-            draw = runner.draw(t, k, models, lambda stage, _t=t: stage_rng(seed, _t, stage))
+            draw = predrawn.pop(t, None) or runner.draw(t, k, models, lambda stage, _t=t: stage_rng(seed, _t, stage))
             synthetic = draw.X
             variant_metrics = draw.metrics
             timings["sample"] = time.perf_counter() - ts
@@ -266,7 +302,24 @@ def run_loop(
         te = time.perf_counter()
         values: dict[str, float] = {}
         samples = None
-        if metric_objs:
+        if not main and metric_objs_all:
+            # the other ranks draw their share of the evaluation samples (a collective), no metrics
+            if eval_samples == "reuse":
+                samples, ahead = _reuse_draw(fitted, runner, vcfg, t, lam, generations, n, n_eval, seed,
+                                             stage_rng(seed, t, "eval"))
+                if ahead is not None:
+                    predrawn[t + 1] = ahead
+            else:
+                samples = fitted.sample(n_eval, rng=stage_rng(seed, t, "eval"))
+        elif metric_objs and eval_samples == "reuse":
+            ts = time.perf_counter()
+            eval_rng = stage_rng(seed, t, "eval")
+            samples, ahead = _reuse_draw(fitted, runner, vcfg, t, lam, generations, n, n_eval, seed, eval_rng)
+            if ahead is not None:
+                predrawn[t + 1] = ahead
+            timings["sample"] += time.perf_counter() - ts
+            values = evaluate_samples(samples, fitted, metric_objs, heldout, rng=eval_rng)
+        elif metric_objs:
             values, samples = evaluate(fitted, metric_objs, heldout, n_eval=n_eval, rng=stage_rng(seed, t, "eval"))
         if runner.reward is not None:
             if samples is None:
@@ -285,6 +338,38 @@ def run_loop(
         if runner.needs_history:
             history[t] = fitted
             _trim_history(history, vcfg, t + 1)
+
+
+def _reuse_draw(
+    fitted: GenerativeModel, runner: VariantRunner, vcfg: VariantConfig, t: int, lam: float, generations: int,
+    n: int, n_eval: int, seed: int, eval_rng: np.random.Generator,
+) -> tuple[np.ndarray, SyntheticDraw | None]:
+    """``loop.eval_samples: reuse``: generation t+1's synthetic set (drawn now from its own
+    stream, exactly as generation t+1 would draw it) and generation t's evaluation samples,
+    its first ``n_eval`` rows plus a shortfall drawn from generation t's evaluation stream."""
+    ahead: SyntheticDraw | None = None
+    if t < generations:
+        k = synthetic_count(vcfg.lam_at(t + 1, lam, generations), n)
+        if k > 0:
+            ahead = runner.draw(t + 1, k, {t: fitted}, lambda stage, _t=t + 1: stage_rng(seed, _t, stage))
+    head = ahead.X[:n_eval] if ahead is not None else None
+    short = n_eval - (0 if head is None else head.shape[0])
+    if head is not None and short <= 0:
+        return head, ahead
+    extra = fitted.sample(short, rng=eval_rng)
+    return (extra if head is None else np.concatenate([head, extra], axis=0)), ahead
+
+
+def is_main_process() -> bool:
+    """Whether this process computes metrics: always, except on ranks > 0 of a torch
+    process group (``genloop run`` under ``torchrun``)."""
+    import sys
+
+    if "torch.distributed" not in sys.modules:  # no torch, no process group
+        return True
+    from genloop.models.neural.distributed import world
+
+    return world().is_main
 
 
 def _trim_history(history: dict[int, GenerativeModel], vcfg: VariantConfig, next_t: int) -> None:

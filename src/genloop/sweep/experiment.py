@@ -35,7 +35,7 @@ from genloop.sweep.connect import check_ray_address, check_tracking
 from genloop.sweep.grid import Cell, expand_grid
 from genloop.sweep.executors import run_tasks
 from genloop.sweep.runs import (
-    check_experiment, check_jobs, experiment_lock, make_folder, only_failed_start, prepare_experiment,
+    check_experiment, check_jobs, experiment_lock, make_folder, only_failed_start, plan_runs, prepare_experiment,
 )
 from genloop.sweep.spec import ProgressFn, RunSpec, Task
 
@@ -120,9 +120,14 @@ def run_grid(
     address: str | None = None,
 ) -> list[Task]:
     """Run every cell of ``exp`` under ``out`` (a plain experiment when there is no grid)."""
+    from genloop.sweep.distributed import process_group, start_from_env, tell_followers
+
     out = Path(out)
     check_jobs(jobs)
     check_ray_address(address, executor)  # bounded probes: a server that is down never hangs
+    group = start_from_env() or process_group()  # under torchrun: see genloop.sweep.distributed
+    if group is not None and (jobs > 1 or executor != "local"):
+        raise ConfigError("under torchrun each run uses every process: use --jobs 1 and the local executor")
     if not exp.is_grid:
         cfg = exp.cells[0].cfg
         check_experiment(cfg, out, jobs=jobs, check_resources=check_resources)
@@ -133,12 +138,19 @@ def run_grid(
             raise ConfigError(f"grid cell {plan.cell.label}: {exc}") from None
     for uri_cfg in {p.cfg.tracking.uri: p.cfg for p in exp.cells}.values():
         check_tracking(uri_cfg, out)
+    if group is not None and not group.is_main:
+        return _follow_grid(exp, out, progress=progress, on_run_done=on_run_done)
     make_folder(out)
     with experiment_lock(out):
-        if exp.is_grid:
-            tasks = prepare_grid(exp, out, resume=resume)
-        else:
-            tasks = [(cfg, spec) for spec in prepare_experiment(cfg, out, resume=resume)]
+        try:
+            if exp.is_grid:
+                tasks = prepare_grid(exp, out, resume=resume)
+            else:
+                tasks = [(cfg, spec) for spec in prepare_experiment(cfg, out, resume=resume)]
+        except BaseException as exc:
+            tell_followers(False, message=str(exc))
+            raise
+        tell_followers(True)
         run_tasks(tasks, jobs=jobs, threads_per_job=threads_per_job, progress=progress, on_run_done=on_run_done,
                   check_disk=check_resources, executor=executor, address=address)
     return tasks
@@ -155,6 +167,24 @@ def run_experiment(cfg: RunConfig, out: str | Path, **options: Any) -> list[RunS
     execute as :func:`genloop.sweep.executors.run_tasks` says.
     """
     return [spec for _, spec in run_grid(single_experiment(cfg), out, **options)]
+
+
+def _follow_grid(exp: Experiment, out: Path, *, progress: ProgressFn | None,
+                 on_run_done: Callable[[RunSpec], None] | None) -> list[Task]:
+    """Ranks > 0 under torchrun: wait until rank 0 has prepared the folder, then run every run
+    alongside it (the runs rank 0 planned, in its order), writing nothing."""
+    from genloop.models.neural.distributed import broadcast_status
+
+    ok, _, message = broadcast_status(False)
+    if not ok:
+        raise ConfigError(message or "rank 0 could not prepare the experiment folder")
+    if exp.is_grid:
+        tasks = [(plan.cfg, RunSpec(s.lam, s.seed, s.path, plan.cell.label))
+                 for plan in exp.cells for s in plan_runs(plan.cfg, out / plan.folder)]
+    else:
+        tasks = [(exp.cells[0].cfg, spec) for spec in plan_runs(exp.cells[0].cfg, out)]
+    run_tasks(tasks, progress=progress, on_run_done=on_run_done, check_disk=False)
+    return tasks
 
 
 def prepare_grid(exp: Experiment, out: Path, *, resume: bool) -> list[Task]:

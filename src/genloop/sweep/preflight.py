@@ -216,3 +216,68 @@ def learning_rate_warnings(cfg: RunConfig) -> list[str]:
                 f"nothing; lower {knob}"
             )
     return lines
+
+
+#: bytes per parameter a training step holds at least: fp32 weights, gradients, Adam's two
+#: moments and the EMA copy (activations come on top)
+TRAIN_BYTES_PER_PARAMETER = 20
+
+
+def world_size_from_env(environ: dict[str, str] | None = None) -> int:
+    """The number of processes ``torchrun`` started (``WORLD_SIZE``; 1 without it)."""
+    env = os.environ if environ is None else environ
+    raw = env.get("WORLD_SIZE", "1")
+    try:
+        size = int(raw)
+    except ValueError:
+        raise ConfigError(f"WORLD_SIZE={raw!r} in the environment is not a number of processes") from None
+    return max(size, 1)
+
+
+def check_gpu_run(model: object, event_shape: tuple[int, ...], *, world_size: int = 1,
+                  device_memory: int | None = None) -> None:
+    """Refuse, before anything is written, a neural run the GPUs cannot do.
+
+    * ``train.batch_size`` not divisible by the number of processes (DDP splits each global
+      batch evenly over the ranks);
+    * a ``train.device`` that does not exist here (``cuda`` without CUDA, ``cuda:7`` on a
+      machine with fewer GPUs);
+    * on CUDA, a network whose weights, gradients, Adam moments and EMA alone
+      (:data:`TRAIN_BYTES_PER_PARAMETER` bytes per parameter, a lower bound: activations come
+      on top) exceed the device's memory. ``device_memory`` overrides the device's total
+      (bytes), for tests.
+
+    Models without a ``train`` option group (non-neural families) pass.
+    """
+    cfg = getattr(model, "train", None)
+    if cfg is None or not hasattr(cfg, "batch_size"):
+        return
+    from genloop.models.neural.trainer import TrainConfig, resolve_device
+
+    if not isinstance(cfg, TrainConfig):
+        return
+    if world_size > 1 and cfg.batch_size % world_size:
+        raise ConfigError(f"model.train.batch_size {cfg.batch_size} is not divisible by the {world_size} processes "
+                          "(each rank trains batch_size / processes rows of every batch); choose a multiple of "
+                          f"{world_size}")
+    device = resolve_device(cfg.device)
+    if device.type != "cuda" and device_memory is None:
+        return
+    import torch
+
+    build = getattr(model, "build_net", None)
+    if build is None:
+        return
+    with torch.device("meta"):
+        net = build(tuple(event_shape), None)
+    params = sum(p.numel() for p in net.parameters())
+    need = params * TRAIN_BYTES_PER_PARAMETER
+    if device_memory is None:
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        device_memory = int(torch.cuda.get_device_properties(index).total_memory)
+    if need > device_memory:
+        raise ConfigError(
+            f"the network has {params / 1e6:.1f} M parameters: training holds at least {_size(need)} on the GPU "
+            f"(weights, gradients, Adam and EMA), more than the device's {_size(device_memory)}; "
+            "choose a smaller network"
+        )

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from genloop.config import RunConfig, format_lambda, parse_stored_config, real_data
-from genloop.data import make_data
+from genloop.data import RealSplit, make_data
 from genloop.data.base import DataSource
 from genloop.errors import ConfigError
-from genloop.loop.engine import run_loop
+from genloop.loop.engine import GenerationRecord, LoopState, run_loop
 from genloop.loop.variants import check_variant, check_variant_callables, resolve_callables
 from genloop.models import make_model
 from genloop.store.links import refuse_links_on_path, remove_inside
@@ -73,6 +74,7 @@ def check_experiment(cfg: RunConfig, out: Path | None = None, *, jobs: int = 1,
         raise ConfigError(f"data set {cfg.data.name!r} has {rows} samples; data.n={cfg.data.n} is more")
     n_heldout = _heldout_size(cfg, source, rows)
     model.check_data(event_shape, cfg.data.n)
+    preflight.check_gpu_run(model, event_shape, world_size=preflight.world_size_from_env())
     if not cfg.loop.train_generation_0 and not getattr(model, "init", None):  # issue 12
         raise ConfigError("loop.train_generation_0: false needs a model started from a checkpoint (model.init: PATH)")
     n_real = cfg.data.n if cfg.loop.eval_against == "train" else n_heldout
@@ -235,47 +237,40 @@ def execute_run(cfg: RunConfig, spec: RunSpec, *, progress: ProgressFn | None = 
     ``check_disk``, once generation 0's checkpoint size is known a run whose remaining
     checkpoints cannot fit the disk stops with the estimate.
     """
+    from genloop.sweep.distributed import process_group, tell_followers
+
+    group = process_group()
+    if group is not None and not group.is_main:  # under torchrun: rank 0 writes, this rank follows
+        return follow_run(cfg, spec)
     source, split = real_data(cfg, spec.seed)
     keep_pool = cfg.loop.scheme in ("accumulate", "accumulate-subsample")
     # every folder genloop made from the experiment down to the run is checked not to be a link
     with RunStore(spec.path, root=spec.path.parents[2 if spec.cell else 1]) as store:
-        last = store.recover() if store.exists else -1
-        run_doc = _run_doc(cfg, spec)
-        if last >= 0 and (spec.path / "config.yaml").exists():
-            stored = store.read_config()
-            if not isinstance(stored, dict) or _comparable(stored) != _comparable(run_doc):
-                raise ConfigError(f"run folder {spec.path}: its config.yaml differs from the experiment's (edited?); "
-                                  "restore it or delete the run folder to redo this run")
-        if last < 0:
-            store.truncate_to(-1)
-        if last >= cfg.loop.generations:
-            log.info("%s already complete (generation %d)", spec.label, last)
-            if store.status().get("state") != "completed":
-                store.write_status("completed", last)
-            return store.read_metrics()[-1]
-        store.write_config(run_doc)
-        resume_state = store.load_state(last, keep_pool=keep_pool) if last >= 0 else None
+        try:
+            last = store.recover() if store.exists else -1
+            run_doc = _run_doc(cfg, spec)
+            if last >= 0 and (spec.path / "config.yaml").exists():
+                stored = store.read_config()
+                if not isinstance(stored, dict) or _comparable(stored) != _comparable(run_doc):
+                    raise ConfigError(f"run folder {spec.path}: its config.yaml differs from the experiment's (edited?); "
+                                      "restore it or delete the run folder to redo this run")
+            if last < 0:
+                store.truncate_to(-1)
+            if last >= cfg.loop.generations:
+                log.info("%s already complete (generation %d)", spec.label, last)
+                if store.status().get("state") != "completed":
+                    store.write_status("completed", last)
+                tell_followers(True, last)
+                return store.read_metrics()[-1]
+            store.write_config(run_doc)
+            resume_state = store.load_state(last, keep_pool=keep_pool) if last >= 0 else None
+        except BaseException as exc:
+            tell_followers(False, message=str(exc))
+            raise
+        tell_followers(True, last)  # under torchrun the other ranks now load the same state
         if resume_state is not None:
             log.info("%s resumes after generation %d", spec.label, last)
-        records = run_loop(
-            make_model(cfg.model.name, **cfg.model.options),
-            split.train,
-            lam=spec.lam,
-            generations=cfg.loop.generations,
-            scheme=cfg.loop.scheme,
-            retrain=cfg.loop.retrain,
-            seed=spec.seed,
-            metrics=cfg.metrics,
-            heldout=split.train if cfg.loop.eval_against == "train" else split.heldout,
-            source=source,
-            n_eval=cfg.loop.n_eval,
-            resume=resume_state,
-            checkpoint_dir=spec.path / "training",
-            checkpoint_every=cfg.output.training_checkpoint_every,
-            variant=cfg.loop.variant,
-            load_model=store.load_model,
-            train_generation_0=cfg.loop.train_generation_0,
-        )
+        records = run_loop_for(cfg, spec, source=source, split=split, resume=resume_state, load_model=store.load_model)
         last_line: dict[str, Any] = {}
         tracker = None
         if cfg.tracking.backend == "mlflow":
@@ -310,6 +305,59 @@ def execute_run(cfg: RunConfig, spec: RunSpec, *, progress: ProgressFn | None = 
         if tracker is not None:
             tracker.finish(spec.path, cfg.loop.generations)
         return last_line or store.read_metrics()[-1]
+
+
+def run_loop_for(cfg: RunConfig, spec: RunSpec, *, source: DataSource, split: RealSplit,
+                 resume: LoopState | None, load_model: Callable[[int], Any]) -> Iterator[GenerationRecord]:
+    """The generation loop of run ``spec`` of ``cfg`` (not started: a generator)."""
+    return run_loop(
+        make_model(cfg.model.name, **cfg.model.options),
+        split.train,
+        lam=spec.lam,
+        generations=cfg.loop.generations,
+        scheme=cfg.loop.scheme,
+        retrain=cfg.loop.retrain,
+        seed=spec.seed,
+        metrics=cfg.metrics,
+        heldout=split.train if cfg.loop.eval_against == "train" else split.heldout,
+        source=source,
+        n_eval=cfg.loop.n_eval,
+        resume=resume,
+        checkpoint_dir=spec.path / "training",
+        checkpoint_every=cfg.output.training_checkpoint_every,
+        variant=cfg.loop.variant,
+        load_model=load_model,
+        train_generation_0=cfg.loop.train_generation_0,
+        eval_samples=cfg.loop.eval_samples,
+    )
+
+
+def follow_run(cfg: RunConfig, spec: RunSpec) -> dict[str, Any]:
+    """On ranks > 0: run the loop of ``spec`` alongside rank 0 without writing anything.
+
+    Waits for rank 0's word (:func:`~genloop.sweep.distributed.tell_followers`); raises its
+    error, returns at once when the run is already complete, else loads the state rank 0
+    resumes from and iterates the same generations (training its slices, sampling its shares). Returns ``{}``: the metrics
+    live on rank 0.
+    """
+    from genloop.models.neural.distributed import broadcast_status
+
+    ok, last, message = broadcast_status(False)
+    if not ok:
+        raise ConfigError(message or f"rank 0 could not start run {spec.label}")
+    if last >= cfg.loop.generations:
+        return {}
+    source, split = real_data(cfg, spec.seed)
+    keep_pool = cfg.loop.scheme in ("accumulate", "accumulate-subsample")
+    store = RunStore(spec.path)  # read only: rank 0 holds the lock and writes
+    resume = store.load_state(last, keep_pool=keep_pool) if last >= 0 else None
+    records = run_loop_for(cfg, spec, source=source, split=split, resume=resume, load_model=store.load_model)
+    try:
+        for _ in records:
+            pass
+    finally:
+        records.close()
+    return {}
 
 
 def _stop_reason(exc: BaseException) -> str:

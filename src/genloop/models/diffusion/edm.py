@@ -16,6 +16,7 @@ from torch import nn
 
 from genloop.errors import ConfigError
 from genloop.models import register_model
+from genloop.models.diffusion.augment import EDM_CIFAR10_AUGMENT, AugmentConfig, augment
 from genloop.models.diffusion.objectives import Denoiser, edm_denoise, edm_loss, randn, vp_denoise, vp_loss, vp_sigma
 from genloop.models.diffusion.samplers import edm_heun_sample
 from genloop.models.diffusion.schedules import edm_sigma_steps
@@ -42,6 +43,15 @@ class EDM(TorchGenerativeModel):
     D(x; sigma) = x - sigma F(x / sqrt(sigma^2 + 1); 999 t(sigma)), trained with t ~ U(1e-5, 1)
     and weight 1 / sigma^2; sampling then starts no lower than sigma(1e-5), as EDM's
     ``generate.py`` clamps to the network's range.
+
+    ``augment`` is EDM's non-leaking augmentation (:mod:`genloop.models.diffusion.augment`):
+    every training batch is augmented with the explicit training stream and the network gets
+    the augmentation labels on its ``augment_dim`` input. ``"auto"`` (default) uses EDM's
+    CIFAR-10 recipe (p = 0.12, 9 labels) for the ``songunet`` networks built with
+    ``augment_dim: 9`` and EDM preconditioning (the EDM presets, which the official code
+    trains and fine-tunes with it) and nothing otherwise; ``"off"`` disables it; an option
+    block (``{p: 0.12, xflip: 1e8, ...}``) sets it, for a ``songunet`` whose ``augment_dim``
+    equals the number of labels.
     """
 
     def __init__(
@@ -62,6 +72,7 @@ class EDM(TorchGenerativeModel):
         sample_batch_size: int = 4096,
         init: str | None = None,
         precond: Literal["edm", "vp"] = "edm",
+        augment: AugmentConfig | Literal["auto", "off"] = "auto",
     ) -> None:
         if sigma_data != "auto" and sigma_data <= 0:
             raise ConfigError(f"sigma_data must be > 0, got {sigma_data}")
@@ -103,6 +114,46 @@ class EDM(TorchGenerativeModel):
         self.sample_batch_size = sample_batch_size
         self.init = init
         self.precond = precond
+        self.augment = augment
+        self.augment_config()  # refuse an augmentation the network cannot be conditioned on
+
+    def augment_config(self) -> AugmentConfig | None:
+        """The augmentation used in training (None: none); see the class docstring."""
+        key = (id(self.augment), id(self.network), self.precond)
+        cached = getattr(self, "_augment_cache", None)
+        if cached is not None and cached[0] == key:  # resolved once, not in every training step
+            return cached[1]
+        resolved = self._resolve_augment()
+        self._augment_cache = (key, resolved)
+        return resolved
+
+    def _resolve_augment(self) -> AugmentConfig | None:
+        dim = self._augment_dim()
+        if self.augment == "off":
+            return None
+        if self.augment == "auto":
+            return EDM_CIFAR10_AUGMENT if dim == EDM_CIFAR10_AUGMENT.label_dim and self.precond == "edm" else None
+        cfg = self.augment if isinstance(self.augment, AugmentConfig) else AugmentConfig.model_validate(self.augment)
+        if dim != cfg.label_dim:
+            raise ConfigError(
+                f"augment gives {cfg.label_dim} labels but the network takes {dim or 'no'} augmentation labels "
+                "(network kind songunet with augment_dim equal to the number of enabled transforms)"
+            )
+        return cfg
+
+    def _augment_dim(self) -> int:
+        if self.network.kind != "songunet":
+            return 0
+        from genloop.models.neural.paper_networks import preset_options
+
+        overrides = {k: getattr(self.network, k) for k in self.network.model_fields_set}
+        return int(preset_options("songunet", self.network.preset, overrides).get("augment_dim", 0) or 0)
+
+    def build_net(self, event_shape: tuple[int, ...], generator: torch.Generator | None) -> nn.Module:
+        net = super().build_net(event_shape, generator)
+        if self.augment_config() is not None and len(event_shape) == 3:
+            net.model.map_augment.requires_grad_(True)  # trained on the augmentation labels
+        return net
 
     def sigma_data_for(self, x: torch.Tensor) -> float:
         """sigma_data for a batch ``x``: the option, or with ``"auto"`` 0.5 for images, 1.0 for vectors."""
@@ -110,10 +161,13 @@ class EDM(TorchGenerativeModel):
             return float(self.sigma_data)
         return 0.5 if x.ndim == 4 else 1.0
 
-    def denoiser(self, net: nn.Module) -> Denoiser:
-        """D(x; sigma) with ``net`` as F; the network runs in float32, D in ``x``'s dtype."""
+    def denoiser(self, net: nn.Module, augment_labels: torch.Tensor | None = None) -> Denoiser:
+        """D(x; sigma) with ``net`` as F; the network runs in float32, D in ``x``'s dtype.
+        ``augment_labels`` go to the network's augmentation input (training only)."""
 
         def F(x_in: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+            if augment_labels is not None:
+                return net(x_in.to(torch.float32), c_noise.to(torch.float32), augment_labels=augment_labels).to(x_in.dtype)
             return net(x_in.to(torch.float32), c_noise.to(torch.float32)).to(x_in.dtype)
 
         def D(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -131,10 +185,15 @@ class EDM(TorchGenerativeModel):
         return edm_sigma_steps(self.num_steps, sigma_min, self.sigma_max, self.rho)
 
     def loss(self, net: nn.Module, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        labels = None
+        aug = self.augment_config() if x.ndim == 4 else None
+        if aug is not None:  # EDM loss.py: y, augment_labels = augment_pipe(images)
+            x, labels = augment(x, aug, generator)
         if self.precond == "vp":
-            return vp_loss(self.denoiser(net), x, generator)
+            return vp_loss(self.denoiser(net, labels), x, generator)
         return edm_loss(
-            self.denoiser(net), x, generator, sigma_data=self.sigma_data_for(x), P_mean=self.P_mean, P_std=self.P_std
+            self.denoiser(net, labels), x, generator, sigma_data=self.sigma_data_for(x), P_mean=self.P_mean,
+            P_std=self.P_std,
         )
 
     def generate(self, net: nn.Module, n: int, generator: torch.Generator) -> torch.Tensor:

@@ -370,7 +370,13 @@ class TorchGenerativeModel(GenerativeModel):
     def sample(self, n: int, *, rng: np.random.Generator) -> np.ndarray:
         """``n`` samples ``(n, *event_shape_)`` as float64, drawn in batches of
         ``sample_batch_size`` with the EMA network when there is one; images are clipped to
-        [-1, 1]. Under DDP each rank draws its share and every rank returns all ``n``."""
+        [-1, 1].
+
+        Batch ``b`` draws its noise from a stream of its own, seeded from ``(seed, b)`` with
+        ``seed`` taken from ``rng``, so the samples do not depend on who draws which batch:
+        under DDP each rank draws a contiguous share of the batches, the shares are gathered
+        and every rank returns all ``n`` rows, the same rows a single process draws.
+        """
         self._check_fitted()
         if int(n) != n or n < 0:
             raise ConfigError(f"n must be a non-negative integer, got {n}")
@@ -378,16 +384,15 @@ class TorchGenerativeModel(GenerativeModel):
         net, device = self._prepare_net()
         seed = torch_seed(rng)
         w = world()
-        sizes = shard_sizes(n, w.size)
-        if w.distributed:  # each rank draws its share with its own stream; the shares are gathered
-            seed = (seed + 104_729 * w.rank) % (2**63 - 1)
-        generator = torch.Generator(device=device).manual_seed(seed)
-        parts: list[np.ndarray] = []
         bs = max(1, int(self.sample_batch_size))
-        local = sizes[w.rank]
+        batches = [(start, min(bs, n - start)) for start in range(0, n, bs)]
+        counts = shard_sizes(len(batches), w.size)
+        first = sum(counts[: w.rank])
+        mine = list(enumerate(batches))[first : first + counts[w.rank]]
+        parts: list[np.ndarray] = []
         with torch.no_grad():
-            for start in range(0, local, bs):
-                m = min(bs, local - start)
+            for b, (_, m) in mine:
+                generator = torch.Generator(device=device).manual_seed(batch_seed(seed, b))
                 z = self.generate(net, m, generator)
                 if tuple(z.shape) != (m, *self.event_shape_):
                     raise RuntimeError(f"generate returned shape {tuple(z.shape)}, expected {(m, *self.event_shape_)}")
@@ -395,6 +400,7 @@ class TorchGenerativeModel(GenerativeModel):
         Z = np.concatenate(parts, axis=0) if parts else np.zeros((0, *self.event_shape_))
         if w.distributed:
             comm_device = device if device.type == "cuda" else torch.device("cpu")
+            sizes = [sum(m for _, m in batches[sum(counts[:r]) : sum(counts[: r + 1])]) for r in range(w.size)]
             Z = gather_rows(torch.as_tensor(Z, device=comm_device), sizes).cpu().numpy()
         X = self.shift_ + self.scale_ * Z
         if len(self.event_shape_) == 3:
@@ -464,6 +470,13 @@ class TorchGenerativeModel(GenerativeModel):
         self.samples_seen_ = int(meta.get("samples_seen", 0))
         self.losses_ = [] if meta.get("final_loss") is None else [float(meta["final_loss"])]
         self.event_shape_ = event_shape
+
+
+def batch_seed(seed: int, batch: int) -> int:
+    """The seed of sampling batch ``batch`` of a draw seeded ``seed`` (independent streams
+    from :class:`numpy.random.SeedSequence`)."""
+    state = np.random.SeedSequence(int(seed), spawn_key=(int(batch),)).generate_state(2, np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1])) % (2**63 - 1)
 
 
 def _to_numpy(t: torch.Tensor) -> np.ndarray:

@@ -12,8 +12,9 @@ When ``torch.distributed`` is initialised with more than one process, the shared
 * DDP averages the gradients, so one step equals the single-process step on the global batch
   when the objective draws no noise (the CPU test ``tests/test_ddp.py`` checks this with the
   ``gloo`` backend) and has the same distribution when it does;
-* sampling is sharded: each rank draws its share of the batches and the shares are gathered on
-  every rank (:func:`gather_rows`).
+* sampling is sharded: each rank draws a contiguous share of the sampling batches, batch ``b``
+  from a stream seeded by ``(seed, b)``, and the shares are gathered on every rank
+  (:func:`gather_rows`): the samples are those a single process draws with the same network.
 
 Without ``torch.distributed`` (or with one process) every function here is the identity and
 the loop is today's single-process loop. :func:`init_from_env` starts the process group from
@@ -114,6 +115,32 @@ def mean_over_ranks(t: torch.Tensor) -> torch.Tensor:
     return out / w.size
 
 
+def broadcast_status(ok: bool, value: int = 0, message: str = "") -> tuple[bool, int, str]:
+    """Rank 0's ``(ok, value, message)`` on every rank (the arguments of the other ranks are
+    ignored); the identity in a single process.
+
+    How rank 0 tells the others whether what only it does (take the lock, write the folder)
+    succeeded, and e.g. the generation to resume after. Sent as integer tensors: nothing is
+    pickled. ``message`` is cut to 4000 UTF-8 bytes.
+    """
+    w = world()
+    if not w.distributed:
+        return ok, value, message
+    import torch.distributed as dist
+
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    raw = message.encode("utf-8")[:4000]
+    buf = torch.zeros(4003, dtype=torch.int64, device=device)
+    buf[0], buf[1], buf[2] = int(bool(ok)), int(value), len(raw)
+    if raw:
+        buf[3 : 3 + len(raw)] = torch.tensor(list(raw), dtype=torch.int64, device=device)
+    dist.broadcast(buf, src=0)
+    out = buf.cpu()
+    length = int(out[2])
+    text = bytes(int(c) for c in out[3 : 3 + length].tolist()).decode("utf-8", errors="replace")
+    return bool(out[0]), int(out[1]), text
+
+
 def shard_sizes(n: int, size: int) -> list[int]:
     """Split ``n`` rows over ``size`` ranks as evenly as possible (earlier ranks get the extra)."""
     base, extra = divmod(int(n), int(size))
@@ -163,5 +190,6 @@ def pin_job_to_gpu(job_index: int, n_gpus: int | None = None, environ: dict[str,
     return int(chosen) if chosen.isdigit() else gpu
 
 
-__all__ = ["World", "world", "init_from_env", "barrier", "mean_over_ranks", "shard_sizes", "gather_rows",
+__all__ = ["World", "world", "init_from_env", "barrier", "broadcast_status", "mean_over_ranks", "shard_sizes",
+           "gather_rows",
            "gpu_for_job", "pin_job_to_gpu"]

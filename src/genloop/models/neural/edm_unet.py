@@ -437,16 +437,19 @@ class SongUNetRaw(nn.Module):
         super().__init__()
         self.model = model
         if model.map_augment is not None:
-            # genloop trains without EDM's augmentation pipeline, so the augment-label layer
-            # gets no gradient; freezing it keeps it out of Adam and lets DDP run without
-            # searching for unused parameters (its weights still load and save)
+            # without EDM's augmentation pipeline (the ``edm`` family's ``augment`` option off)
+            # the augment-label layer gets no gradient; freezing it keeps it out of Adam and
+            # lets DDP run without searching for unused parameters (its weights still load
+            # and save). The family unfreezes it when it trains with augmentation.
             model.map_augment.requires_grad_(False)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, augment_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """``F(x; t)``; ``augment_labels`` ``(B, augment_dim)`` tell the network how the
+        training images were augmented (None at sampling: the identity)."""
         t = torch.as_tensor(t, device=x.device, dtype=x.dtype)
         if t.ndim == 0:
             t = t.expand(x.shape[0])
-        return self.model(x, t.reshape(x.shape[0]))
+        return self.model(x, t.reshape(x.shape[0]), None, augment_labels)
 
 
 __all__ = [
