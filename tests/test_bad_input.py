@@ -122,6 +122,10 @@ CASES: dict[str, Case] = {
     "data.n 1e9": lambda f: (_run(f, cfg(data__n="1e9", data__n_heldout=10)), "of memory"),
     "n_eval 1e9": lambda f: (_run(f, cfg(loop__n_eval=10**9)), "of memory"),
     "generations 1e9": lambda f: (_run(f, cfg(loop__generations="1e9")), "of disk"),
+    # -- genloop probe ---------------------------------------------------------------------------
+    "probe delta not positive": lambda f: (["probe", write(f, GOOD), "--delta", "0"], "--delta must be a positive number"),
+    "probe a checkpoint as generation 0": lambda f: (["probe", write(f, cfg(loop__train_generation_0=False))],
+                                                     "loop.train_generation_0: false"),
 }
 
 

@@ -21,7 +21,7 @@ EXIT_BAD_INPUT = 2
 
 #: Modules that add their own subcommands: each has ``add_parser(sub)``, which calls
 #: ``sub.add_parser(...)`` and sets ``func``. They must import light (no torch at import time).
-_COMMAND_MODULES: tuple[str, ...] = ("genloop.models.convert_cli", "genloop.metrics.eval_cli")
+_COMMAND_MODULES: tuple[str, ...] = ("genloop.models.convert_cli", "genloop.metrics.eval_cli", "genloop.theory.probe_cli")
 
 
 def say(text: str) -> None:
