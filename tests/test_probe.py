@@ -189,3 +189,19 @@ def test_probe_command_rejects_bad_counts(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["probe", _config(tmp_path), "--replicates", "2"])
     assert exc.value.code == 2 and "--replicates" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_report_has_the_probe_section_on_request(tmp_path) -> None:
+    from genloop.report.html import build_report
+    from genloop.report.probe import config_probe
+    from genloop.config import load_config
+
+    cfg_path = _config(tmp_path)
+    assert main(["run", cfg_path, "--out", str(tmp_path / "exp"), "-q", "--set", "loop.generations=1"]) == 0
+    page = build_report(tmp_path / "exp", theory=False, probe=True).read_text()
+    assert "Stability probe (measured rate per λ)" in page and "8 replicates x 3 directions x 3 generations" in page
+    cfg = load_config(cfg_path, ["loop.generations=1"])
+    rate = config_probe(cfg)[1].rate  # λ = 1: the report shows the command's numbers
+    assert f"{rate:.3f}" in page
+    assert "Stability probe" not in build_report(tmp_path / "exp", theory=False).read_text()

@@ -140,7 +140,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from genloop.report.html import build_report
 
-    path = build_report(args.folder, args.out, theory=not args.no_theory)
+    path = build_report(args.folder, args.out, theory=not args.no_theory, probe=args.probe)
     print(f"report written to {path}")
     return 0
 
@@ -232,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", help="an experiment folder or a run folder")
     p.add_argument("--out", help="HTML file to write (default: FOLDER/report.html)")
     p.add_argument("--no-theory", action="store_true", help="skip the theory section (faster)")
+    p.add_argument("--probe", action="store_true", help="add the stability probe per lambda (runs the loop; slower)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("theory", help="predicted stability per lambda for a config (rates, the paper's condition)")

@@ -4,7 +4,7 @@ For any model (no closed form needed): paired runs of the config's loop from its
 generation 0, one perturbed at generation 1, under common random numbers; the rate of
 :func:`genloop.theory.probe.probe_stability` with a jackknife interval and a predicted verdict
 (docs/theory.md, "The stability probe"). The command is thin: the library does the work, and
-:func:`config_probe` is shared with ``genloop report --probe``.
+:func:`genloop.report.probe.config_probe` is shared with ``genloop report --probe``.
 
 This module imports torch only when the command runs.
 """
@@ -20,50 +20,15 @@ from genloop.errors import ConfigError
 
 if TYPE_CHECKING:
     from genloop.config import RunConfig
-    from genloop.theory.probe import ProbeResult
-
-_CACHE: dict[str, list[ProbeResult]] = {}
-
-
-def config_probe(cfg: RunConfig, **options: Any) -> list[ProbeResult]:
-    """The probe of every λ of ``cfg`` on the real training set of its first seed (drawn as
-    ``genloop run`` draws it), computed once per process and options."""
-    from genloop.data import make_data
-    from genloop.sweep.local import real_data
-    from genloop.theory.probe import probe_config
-
-    key = json.dumps([cfg.model_dump(mode="json"), options], sort_keys=True, default=repr)
-    if key in _CACHE:
-        return _CACHE[key]
-    if getattr(cfg.loop, "train_generation_0", True) is False:
-        raise ConfigError("genloop probe fits generation 0 on the real data; loop.train_generation_0: false "
-                          "(a checkpoint as generation 0) is not supported")
-    _, split = real_data(cfg, cfg.loop.seeds[0])
-    source = make_data(cfg.data.name, **cfg.data.options) if cfg.loop.scheme == "fresh" else None
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        results = probe_config(cfg, split.train, source=source, **options)
-    finally:
-        torch.set_num_threads(before)
-    _CACHE[key] = results
-    return results
 
 
 def probe_text(cfg: RunConfig, *, unicode: bool = True, **options: Any) -> str:
     """What ``genloop probe`` prints: a header, the per-λ table and its legend."""
+    from genloop.report.probe import config_probe, probe_header
     from genloop.theory.probe import PROBE_LEGEND, format_probe_table
 
     results = config_probe(cfg, **options)
-    r0 = results[0]
-    seconds = sum(r.seconds for r in results)
-    head = (f"stability probe for {cfg.name or cfg.model.name}: model {cfg.model.name}, data {cfg.data.name} "
-            f"(n = {r0.n}), scheme {cfg.loop.scheme}, retrain {cfg.loop.retrain}, seed {cfg.loop.seeds[0]}\n"
-            f"{r0.replicates} replicates x {r0.directions} directions x {r0.generations} generations, "
-            f"perturbation δ = {r0.delta:g} sd, measured in {r0.space} space")
-    text = f"{head}\n\n{format_probe_table(results, unicode=unicode)}\n\n{PROBE_LEGEND}\n\n(computed in {seconds:.1f} s)"
+    text = f"{probe_header(cfg, results)}\n\n{format_probe_table(results, unicode=unicode)}\n\n{PROBE_LEGEND}"
     if not unicode:
         from genloop.theory.report import _ascii
 
@@ -82,6 +47,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_probe(args: argparse.Namespace) -> int:
     from genloop.cli import say
     from genloop.config import load_config
+    from genloop.report.probe import config_probe
     from genloop.theory.cli import terminal_unicode
 
     cfg = load_config(args.config, args.set)
@@ -125,4 +91,4 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_probe)
 
 
-__all__ = ["add_parser", "cmd_probe", "config_probe", "probe_text"]
+__all__ = ["add_parser", "cmd_probe", "probe_text"]
