@@ -16,6 +16,8 @@ d_10/d_1 of the distance between two paired runs (same streams, one perturbed at
 
     PYTHONPATH=src OMP_NUM_THREADS=1 .venv/bin/python benchmarks/probe_validation.py --part exact
     PYTHONPATH=src OMP_NUM_THREADS=1 .venv/bin/python benchmarks/probe_validation.py --part neural
+    PYTHONPATH=src OMP_NUM_THREADS=1 .venv/bin/python benchmarks/probe_validation.py --part neural \
+        --families flow --lambdas 0.1,inf --retrain scratch --samples 16000
 """
 
 from __future__ import annotations
@@ -107,7 +109,8 @@ def _w2(x: np.ndarray, y: np.ndarray) -> float:
     return float(math.sqrt(ot.emd2(np.full(len(x), 1 / len(x)), np.full(len(y), 1 / len(y)), M)))
 
 
-def part_neural(families: list[str], lambdas: list[float], generations: int) -> None:
+def part_neural(families: list[str], lambdas: list[float], generations: int, retrain: str = "finetune",
+                samples: int | None = None) -> None:
     source = make_data("two_moons", noise=0.05)
     real = source.sample(500, rng=stage_rng(0, 0, "data"))
     heldout = source.sample(500, rng=stage_rng(1, 0, "data"))
@@ -115,19 +118,22 @@ def part_neural(families: list[str], lambdas: list[float], generations: int) -> 
           f"W2 gen 0 → {generations} | paired d_{generations}/d_1 | observed |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for fam in families:
-        opts = dict(NEURAL[fam])
+        opts = {k: (dict(v) if isinstance(v, dict) else v) for k, v in NEURAL[fam].items()}
         name = opts.pop("name")
+        if samples is not None:  # training budget of every generation (for retrain: scratch)
+            opts["train"]["samples"] = samples
         model = make_model(name, **opts)
         start = next(iter(run_loop(model, real, lam=0.0, generations=0, seed=0))).model
         for lam in lambdas:
             t0 = time.perf_counter()
             pr = probe_stability(model, real, lam=lam, seed=0, start=start, generations=3, directions=2,
-                                 replicates=8, n_samples=2000)
+                                 replicates=8, n_samples=2000, retrain=retrain)
             psec = time.perf_counter() - t0
             # 10 generations of the real loop, and one perturbed twin under the same streams
-            ref = list(run_loop(model, real, lam=lam, generations=generations, seed=0, resume=LoopState(0, start)))
+            ref = list(run_loop(model, real, lam=lam, generations=generations, seed=0, retrain=retrain,  # type: ignore[arg-type]
+                                resume=LoopState(0, start)))
             field = SmoothField.random(real, rng=np.random.default_rng(123))
-            twin = list(run_loop(model, real, lam=lam, generations=generations, seed=0,
+            twin = list(run_loop(model, real, lam=lam, generations=generations, seed=0, retrain=retrain,  # type: ignore[arg-type]
                                  resume=LoopState(0, perturbed_copy(start, field, 0.02))))
             feats = MomentFeatures.random(real, rng=np.random.default_rng(7))
 
@@ -151,12 +157,15 @@ def main() -> None:
     p.add_argument("--families", default="flow,otcfm,ddpm")
     p.add_argument("--lambdas", default="0.5,inf")
     p.add_argument("--generations", type=int, default=10)
+    p.add_argument("--retrain", choices=["finetune", "scratch"], default="finetune")
+    p.add_argument("--samples", type=int, default=None, help="training samples per generation (scratch)")
     a = p.parse_args()
     torch.set_num_threads(1)
     if a.part == "exact":
         part_exact(a.seeds)
     else:
-        part_neural(a.families.split(","), [float(v) for v in a.lambdas.split(",")], a.generations)
+        part_neural(a.families.split(","), [float(v) for v in a.lambdas.split(",")], a.generations, a.retrain,
+                    a.samples)
 
 
 if __name__ == "__main__":

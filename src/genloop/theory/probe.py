@@ -1,37 +1,49 @@
 """A stability probe for any model: the local contraction rate of the retraining map, measured.
 
 The paper's Theorem 1 says the retraining map G_λ is a contraction near θ* when
-λ(1 + Lε/α) < 1, and §3 of docs/theory.md gives its exact Jacobian J = λ(A + λB)⁻¹B where a
+λ(1 + Lε/α) < 1, and docs/theory.md §3 gives its exact Jacobian J = λ(A + λB)⁻¹B where a
 closed form exists. For every other learner (neural networks fine-tuned for a fixed budget,
 EM stopped at a tolerance, kernel estimates) the probe measures the rate instead:
 
-1. Run the loop as configured (seed, scheme, λ, warm start) for a few generations: the
-   *reference run*; its generation 0 is the fitted real-data model p_0.
-2. For each of K random directions u_j, a *perturbed run* resumes from a copy of p_0 whose
-   samples are pushed through the smooth map x ↦ x + δ·u_j(x) (:class:`SmoothField`): the
-   perturbation enters through the synthetic set of generation 1, in sample space, so it
-   works for any model. Both runs use the same streams ``stage_rng(seed, t, stage)`` for
-   every t ≥ 1 (common random numbers): they differ only by the perturbation.
-3. At each generation t = 1 … T both runs draw N samples from one shared stream (coupled
-   samples) and the probe records the difference of their random-feature moments,
-   v_{j,t} = mean φ(x′) − mean φ(x) (:class:`MomentFeatures`: first and second moments and
-   random Fourier features of the standardised data). To first order in δ,
-   v_{j,t+1} = J_t v_{j,t}, where J_t is the retraining map's Jacobian pushed to moment space.
-4. The rate is the spectral radius of the least-squares linear map fitted to the snapshot
-   pairs (v_{j,t}, v_{j,t+1}) of all directions (dynamic mode decomposition, :func:`dmd_rate`):
-   ρ̂ = max |eig(Uᵣᵀ Y V Σ⁻¹)| for X = UΣVᵀ (rank r). With K(T − 1) pairs spanning the slow
-   directions it estimates ρ(J), the asymptotic factor per generation (docs/theory.md §3.1).
-   The confidence interval is the jackknife over directions (each direction is an
-   independent random input): ρ̂ ± t_{K−1, 1−α/2}·se_jack.
+1. Fit generation 0 on the real data as the run does (its stream ``stage_rng(seed, 0, "fit")``),
+   or take a given fitted ``start``: the state p_0 the rate is measured at.
+2. Per replicate r (its own loop seed s_r; r = 0 is the config's seed, so replicate 0's
+   reference run is the configured run's own first generations), a *reference run* resumes
+   the loop from p_0 for T generations, and K *perturbed runs* resume from a copy of p_0 whose
+   samples are pushed through x ↦ x + δ·u_j(x), u_j a random smooth field
+   (:class:`SmoothField`, δ in standard deviations of the data). The perturbation enters
+   through the synthetic set of generation 1, in sample space, so it works for any model. All
+   runs of a replicate use the same streams ``stage_rng(s_r, t, stage)`` (common random
+   numbers): they differ only by the perturbation.
+3. At each generation t = 1 … T the probe records the difference v_{j,t} between the perturbed
+   and the reference run: of the fitted parameters (``space="parameters"``, the float arrays
+   of ``get_state``; the default for :data:`PARAMETRIC_MODELS`) or of random-feature moments
+   of N coupled samples, both models drawing from one shared stream (``space="samples"``,
+   :class:`MomentFeatures`; the default for neural and nonparametric families). To first order
+   in δ, v_{j,t+1} = J_t v_{j,t}, J_t the Jacobian of generation t's retraining map.
+4. The rate is the spectral radius of the least-squares linear map fitted to all snapshot
+   pairs (v_{j,t}, v_{j,t+1}) (dynamic mode decomposition, :func:`dmd_rate`); it estimates
+   ρ(E J), the asymptotic factor per generation of docs/theory.md §3.1, and picks out the
+   slowest mode even when the RMS of the differences is dominated by fast ones. The interval
+   is the delete-one-replicate jackknife (:func:`jackknife_interval`): replicates are
+   independent, while the K directions of one replicate share its maps J_t.
 
-A rate whose interval lies below 1 predicts a stable loop (the distance to the fixed point
-shrinks geometrically); an interval that reaches 1 predicts no contraction: a drift that
-real data does not pull back (the paper's collapse at λ = ∞). Cost: T + K·T model fits (the
-reference run is the configured run's own first T generations).
+A rate whose interval lies below 1 predicts a stable loop (perturbations shrink
+geometrically); an interval that reaches 1 predicts no contraction: a drift that real data
+does not pull back (the paper's collapse at λ = ∞). Cost: R·(K+1)·T model fits, plus one for
+generation 0 (``ProbeResult.fits``).
 
-Scope: vector data (n, d); for λ with no synthetic sample (m = ⌊λn⌋ = 0) the perturbation has
+Exact rates it is checked against (tests/test_probe.py, docs/theory.md §8): the Gaussian's
+m/(n+m) (§2: J = m/(n+m)·I), the GMM learner's ρ(J_k) (§3.2, :mod:`genloop.theory.em`), and
+the fixed-bandwidth KDE's m/(n+m): a synthetic point is a uniformly chosen training point of
+the previous generation plus kernel noise, and under common random numbers it inherits its
+parent's displacement, so the expected displacement field of the n + m training points is
+multiplied by m/(n+m) per generation (real points carry none) and smoothed by the kernel: the
+slowest (smoothest) mode contracts at exactly m/(n+m).
+
+Scope: vector data (n, d). For λ with no synthetic sample (m = ⌊λn⌋ = 0) the perturbation has
 nowhere to enter and the probe reports no rate (a warm start's memory of its initial
-parameters is not probed).
+parameters is not probed then).
 """
 
 from __future__ import annotations
