@@ -34,7 +34,7 @@ from genloop.loop import run_loop
 from genloop.loop.engine import LoopState
 from genloop.models import make_model
 from genloop.rng import stage_rng
-from genloop.theory.probe import MomentFeatures, SmoothField, perturbed_copy, probe_stability
+from genloop.theory.probe import MomentFeatures, SmoothField, _rate_with_interval, perturbed_copy, probe_stability
 
 NEURAL = {
     "flow": {"name": "flow", "transforms": 4, "hidden_features": [32, 32],
@@ -88,8 +88,8 @@ def exact_cases() -> list[tuple[str, object, np.ndarray, float, object, float]]:
 
 
 def part_exact(seeds: int) -> None:
-    print("| case | λ | exact | probe mean | sd over seeds | mean se | interval holds exact | fits | s/probe |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| case | λ | exact | estimator | probe mean | sd over seeds | mean se | interval holds exact | fits | s/probe |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, model, real, lam, start, exact in exact_cases():
         rates, ses, hold, t0 = [], [], 0, time.perf_counter()
         for s in range(seeds):
@@ -98,7 +98,7 @@ def part_exact(seeds: int) -> None:
             ses.append(r.se)
             hold += int(r.ci_low <= exact <= r.ci_high)  # type: ignore[operator]
         sec = (time.perf_counter() - t0) / seeds
-        print(f"| {name} | {lam:g} | {exact:.3f} | {np.mean(rates):.3f} | {np.std(rates, ddof=1):.3f} | "
+        print(f"| {name} | {lam:g} | {exact:.3f} | {r.estimator} ({r.space}) | {np.mean(rates):.3f} | {np.std(rates, ddof=1):.3f} | "
               f"{np.mean(ses):.3f} | {hold}/{seeds} | {r.fits} | {sec:.2f} |", flush=True)
 
 
@@ -114,9 +114,9 @@ def part_neural(families: list[str], lambdas: list[float], generations: int, ret
     source = make_data("two_moons", noise=0.05)
     real = source.sample(500, rng=stage_rng(0, 0, "data"))
     heldout = source.sample(500, rng=stage_rng(1, 0, "data"))
-    print("| family | λ | probe rate (3 generations) | 95% interval | predicted | probe fits | probe s | "
-          f"W2 gen 0 → {generations} | paired d_{generations}/d_1 | observed |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(f"| family | retrain | λ | probe rate (RMS, 3 generations) | 95% interval | predicted | DMD rate | probe fits | "
+          f"probe s | W2 gen 0 → {generations} | paired d_{generations}/d_1 | observed |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for fam in families:
         opts = {k: (dict(v) if isinstance(v, dict) else v) for k, v in NEURAL[fam].items()}
         name = opts.pop("name")
@@ -145,8 +145,10 @@ def part_neural(families: list[str], lambdas: list[float], generations: int, ret
             w2_T = _w2(np.asarray(ref[-1].model.sample(500, rng=np.random.default_rng(3)), np.float64), heldout)
             contracts = d[-1] / d[0] < 0.5
             observed = ("stable: pulled back" if contracts else "not contracting") + f", W2 ×{w2_T / w2_0:.2f}"
-            print(f"| {fam} | {lam:g} | {pr.rate:.3f} | [{pr.ci_low:.3f}, {pr.ci_high:.3f}] | "
-                  f"{pr.verdict.split(':')[0]} | {pr.fits} | {psec:.0f} | {w2_0:.3f} → {w2_T:.3f} | "
+            dmd = _rate_with_interval(pr.differences, 0.95, 1e-2, "dmd")
+            print(f"| {fam} | {retrain} | {lam:g} | {pr.rate:.3f} | [{pr.ci_low:.3f}, {pr.ci_high:.3f}] | "
+                  f"{pr.verdict.split(':')[0]} | {dmd[0]:.3f} [{dmd[2]:.3f}, {dmd[3]:.3f}] | {pr.fits} | {psec:.0f} | "
+                  f"{w2_0:.3f} → {w2_T:.3f} | "
                   f"{d[-1] / d[0]:.3f} | {observed} |", flush=True)
 
 

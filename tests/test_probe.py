@@ -148,19 +148,27 @@ def test_gmm_learner_rate_matches_the_exact_k_step_em_map() -> None:
                      "precisions_cholesky": np.linalg.inv(np.linalg.cholesky(cov)).transpose(0, 2, 1)},
                     {"converged": True, "n_iter": 0, "lower_bound": 0.0})
     res = probe_stability(make_model("gmm", n_components=2, tol=0.0, max_iter=k), x, lam=lam, seed=0, start=start)
-    assert res.space == "parameters"
+    assert res.space == "parameters" and res.estimator == "dmd"
     assert abs(res.rate - exact) <= K_SE * res.se, (res.rate, res.se, exact)
 
 
 def test_kde_rate_in_sample_space_is_m_over_n_plus_m() -> None:
     """Fixed-bandwidth KDE: a synthetic point is a copied parent plus kernel noise, so a
     perturbation of the distribution's mean is passed on by the m/(n+m) synthetic share:
-    the slowest rate is m/(n+m) (module docstring). Measured through coupled samples."""
+    the slowest rate is m/(n+m) (module docstring). Measured through coupled samples, RMS rate."""
     n, lam = 200, 1.0
     moons = make_data("two_moons", noise=0.05).sample(n, rng=np.random.default_rng(5))
     res = probe_stability(make_model("kde", bandwidth=0.1), moons, lam=lam, seed=0, n_samples=2000)
-    assert res.space == "samples"
+    assert res.space == "samples" and res.estimator == "rms"
     assert abs(res.rate - 0.5) <= K_SE * res.se, (res.rate, res.se)
+
+
+def test_rms_rate_of_a_known_geometric_decay() -> None:
+    from genloop.theory.probe import rms_rate
+
+    base = np.random.default_rng(0).normal(size=(5, 2, 1, 6))  # replicates, directions, -, features
+    V = base * (0.7 ** np.arange(4))[None, None, :, None]  # four generations of a 0.7 decay
+    assert rms_rate(V) == pytest.approx(0.7, rel=1e-12)
 
 
 # ---- the command ---------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ def probe_header(cfg: Any, results: list[ProbeResult]) -> str:
     return (f"stability probe for {cfg.name or cfg.model.name}: model {cfg.model.name}, data {cfg.data.name} "
             f"(n = {r0.n}), scheme {cfg.loop.scheme}, retrain {cfg.loop.retrain}, seed {cfg.loop.seeds[0]}; "
             f"{r0.replicates} replicates x {r0.directions} directions x {r0.generations} generations, "
-            f"perturbation δ = {r0.delta:g} sd, measured in {r0.space} space ({seconds:.1f} s)")
+            f"perturbation δ = {r0.delta:g} sd, measured in {r0.space} space, {r0.estimator} rate ({seconds:.1f} s)")
 
 
 def probe_section(cfg: Any) -> str:

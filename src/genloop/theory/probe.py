@@ -21,11 +21,16 @@ EM stopped at a tolerance, kernel estimates) the probe measures the rate instead
    of N coupled samples, both models drawing from one shared stream (``space="samples"``,
    :class:`MomentFeatures`; the default for neural and nonparametric families). To first order
    in δ, v_{j,t+1} = J_t v_{j,t}, J_t the Jacobian of generation t's retraining map.
-4. The rate is the spectral radius of the least-squares linear map fitted to all snapshot
-   pairs (v_{j,t}, v_{j,t+1}) (dynamic mode decomposition, :func:`dmd_rate`); it estimates
-   ρ(E J), the asymptotic factor per generation of docs/theory.md §3.1, and picks out the
-   slowest mode even when the RMS of the differences is dominated by fast ones. The interval
-   is the delete-one-replicate jackknife (:func:`jackknife_interval`): replicates are
+4. The rate. In parameter space (``estimator="dmd"``, the default there): the spectral radius
+   of the least-squares linear map fitted to all snapshot pairs (v_{j,t}, v_{j,t+1}) (dynamic
+   mode decomposition, :func:`dmd_rate`); it estimates ρ(E J), the asymptotic factor per
+   generation of docs/theory.md §3.1, and picks out the slowest mode even when the RMS of the
+   differences is dominated by fast ones. In sample space (``estimator="rms"``, the default
+   there): the root-mean-square factor per generation of the differences from generation 1 to
+   T (:func:`rms_rate`); there the moment map of one generation is noisy (a KDE copies random
+   parents; a network's fit has its own noise) and the largest eigenvalue of a fitted map is
+   biased upward by that noise, while the RMS factor is not (docs/theory.md §8.1). The
+   interval is the delete-one-replicate jackknife (:func:`jackknife_interval`): replicates are
    independent, while the K directions of one replicate share its maps J_t.
 
 A rate whose interval lies below 1 predicts a stable loop (perturbations shrink
@@ -68,7 +73,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["MomentFeatures", "ProbeResult", "SmoothField", "dmd_rate", "format_probe_table", "jackknife_interval",
            "perturbed_copy", "probe_config", "probe_stability", "probe_verdict", "PARAMETRIC_MODELS",
-           "parameter_vector", "PROBE_LEGEND"]
+           "parameter_vector", "PROBE_LEGEND", "rms_rate"]
 
 
 # ---- the perturbation: a smooth random displacement field in sample space -------------------------
@@ -240,18 +245,21 @@ class ProbeResult:
     ci_high: float | None
     level: float
     space: str
+    estimator: str
     distances: np.ndarray
     ratios: np.ndarray
     fits: int
     seconds: float
     verdict: str = ""
     leave_one_out: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    differences: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
 
     def as_row(self) -> dict[str, Any]:
         """A JSON-able summary (for tables and the report)."""
         return {"lam": self.lam, "m": self.m, "rate": self.rate, "se": self.se, "ci_low": self.ci_low,
                 "ci_high": self.ci_high, "ratios": [float(r) for r in self.ratios], "generations": self.generations,
                 "directions": self.directions, "replicates": self.replicates, "space": self.space,
+                "estimator": self.estimator,
                 "fits": self.fits, "seconds": self.seconds, "verdict": self.verdict}
 
 
@@ -288,6 +296,7 @@ def probe_stability(
     n_fourier: int = 32,
     rank_tol: float = 1e-2,
     space: str = "auto",
+    estimator: str = "auto",
 ) -> ProbeResult:
     """Measure the local contraction rate of the retraining map at λ (module docstring).
 
@@ -323,6 +332,10 @@ def probe_stability(
         space = "parameters" if getattr(model, "name", "") in PARAMETRIC_MODELS else "samples"
     if space not in ("parameters", "samples"):
         raise ConfigError(f"probe space must be 'auto', 'parameters' or 'samples', got {space!r}")
+    if estimator == "auto":
+        estimator = "dmd" if space == "parameters" else "rms"
+    if estimator not in ("dmd", "rms"):
+        raise ConfigError(f"probe estimator must be 'auto', 'dmd' or 'rms', got {estimator!r}")
     n = real.shape[0]
     m = synthetic_count(lam, n)
     T, K, R = int(generations), int(directions), int(replicates)
@@ -335,7 +348,7 @@ def probe_stability(
     if m == 0:
         return ProbeResult(lam=lam, n=n, m=0, generations=T, directions=K, replicates=R, delta=float(delta),
                            rate=None, se=None, ci_low=None, ci_high=None, level=level, space=space,
-                           distances=np.zeros((R, K, T)), ratios=np.zeros(T - 1), fits=fits,
+                           estimator=estimator, distances=np.zeros((R, K, T)), ratios=np.zeros(T - 1), fits=fits,
                            seconds=time.perf_counter() - t0, verdict=probe_verdict(lam, 0, None))
     rng = stage_rng(seed, 0, "probe")
     features = MomentFeatures.random(real, rng=rng, n_fourier=n_fourier)
@@ -364,13 +377,13 @@ def probe_stability(
             V[r, j] = np.asarray(run(pert, s)) - ref
         fits += (K + 1) * T
         log.info("probe λ=%g: replicate %d/%d done", lam, r + 1, R)
-    rate, se, lo, hi, loo = _rate_with_interval(V, level, rank_tol)
+    rate, se, lo, hi, loo = _rate_with_interval(V, level, rank_tol, estimator)
     dist = np.linalg.norm(V, axis=3)
     ss = np.sum(dist**2, axis=(0, 1))
     ratios = np.sqrt(ss[1:] / np.where(ss[:-1] > 0, ss[:-1], np.nan))
     return ProbeResult(lam=lam, n=n, m=m, generations=T, directions=K, replicates=R, delta=float(delta), rate=rate,
-                       se=se, ci_low=lo, ci_high=hi, level=level, space=space, distances=dist, ratios=ratios, fits=fits,
-                       seconds=time.perf_counter() - t0, verdict=probe_verdict(lam, m, hi), leave_one_out=loo)
+                       se=se, ci_low=lo, ci_high=hi, level=level, space=space, estimator=estimator, distances=dist, ratios=ratios, fits=fits,
+                       seconds=time.perf_counter() - t0, verdict=probe_verdict(lam, m, hi), leave_one_out=loo, differences=V)
 
 
 def _pairs(V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -379,11 +392,23 @@ def _pairs(V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return V[..., :-1, :].reshape(-1, F).T, V[..., 1:, :].reshape(-1, F).T
 
 
-def _rate_with_interval(V: np.ndarray, level: float, rank_tol: float
+def rms_rate(V: np.ndarray) -> float:
+    """(Σ|v_T|² / Σ|v_1|²)^(1/(2(T−1))): the root-mean-square factor per generation by which the
+    paired differences ``V`` (..., T, F) changed from generation 1 to T, over all runs."""
+    ss = np.sum(V * V, axis=-1).reshape(-1, V.shape[-2]).sum(axis=0)
+    if ss[0] <= 0:
+        return 0.0
+    return float((ss[-1] / ss[0]) ** (1.0 / (2 * (V.shape[-2] - 1))))
+
+
+def _estimate(V: np.ndarray, rank_tol: float, estimator: str) -> float:
+    return dmd_rate(*_pairs(V), rank_tol=rank_tol) if estimator == "dmd" else rms_rate(V)
+
+
+def _rate_with_interval(V: np.ndarray, level: float, rank_tol: float, estimator: str = "dmd"
                         ) -> tuple[float, float, float, float, np.ndarray]:
-    X, Y = _pairs(V)
-    rate = dmd_rate(X, Y, rank_tol=rank_tol)
-    loo = np.array([dmd_rate(*_pairs(np.delete(V, r, axis=0)), rank_tol=rank_tol) for r in range(V.shape[0])])
+    rate = _estimate(V, rank_tol, estimator)
+    loo = np.array([_estimate(np.delete(V, r, axis=0), rank_tol, estimator) for r in range(V.shape[0])])
     se, lo, hi = jackknife_interval(rate, loo, level)
     return rate, se, lo, hi, loo
 
@@ -407,9 +432,10 @@ def probe_config(cfg: Any, real: np.ndarray, *, source: Any = None, lambdas: Seq
 # ---- text -----------------------------------------------------------------------------------------
 #: what the columns of :func:`format_probe_table` mean (printed under it)
 PROBE_LEGEND = """\
-rate       measured local contraction factor per generation of the retraining map: the spectral radius
-           of the linear map fitted to how the difference between paired runs (same random streams, one
-           perturbed at generation 1) changes from one generation to the next. < 1: perturbations shrink.
+rate       measured local contraction factor per generation of the retraining map, from how the difference
+           between paired runs (same random streams, one perturbed at generation 1) changes from one
+           generation to the next: dmd = the spectral radius of the linear map fitted to those changes
+           (the slowest mode); rms = their root-mean-square factor per generation. < 1: perturbations shrink.
 interval   jackknife confidence interval over independent replicates (each with its own streams).
 RMS ratio  root-mean-square factor by which the paired differences changed, generation t to t+1 (all
            modes mixed; the rate is the slowest mode's).

@@ -38,7 +38,8 @@ def probe_text(cfg: RunConfig, *, unicode: bool = True, **options: Any) -> str:
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     opts: dict[str, Any] = {"generations": args.generations, "directions": args.directions,
-                            "replicates": args.replicates, "delta": args.delta, "space": args.space}
+                            "replicates": args.replicates, "delta": args.delta, "space": args.space,
+                            "estimator": args.estimator}
     if args.samples is not None:
         opts["n_samples"] = args.samples
     return opts
@@ -87,6 +88,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--samples", type=_count(2), default=None, help="coupled samples per model (samples space)")
     p.add_argument("--space", choices=["auto", "parameters", "samples"], default="auto",
                    help="where differences are measured (auto: parameters for gaussian/gmm/student_t)")
+    p.add_argument("--estimator", choices=["auto", "dmd", "rms"], default="auto",
+                   help="rate of the slowest mode (dmd) or RMS factor (rms); auto: dmd in parameter space, rms in samples")
     p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     p.set_defaults(func=cmd_probe)
 
