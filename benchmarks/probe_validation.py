@@ -34,7 +34,13 @@ from genloop.loop import run_loop
 from genloop.loop.engine import LoopState
 from genloop.models import make_model
 from genloop.rng import stage_rng
-from genloop.theory.probe import MomentFeatures, SmoothField, _rate_with_interval, perturbed_copy, probe_stability
+from genloop.theory.probe import (
+    MomentFeatures,
+    SmoothField,
+    _rate_with_interval,
+    perturbed_copy,
+    probe_stability,
+)
 
 NEURAL = {
     "flow": {"name": "flow", "transforms": 4, "hidden_features": [32, 32],
@@ -50,7 +56,7 @@ def _mixture(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.concatenate([rng.normal(-1.5, 0.6, n // 2), rng.normal(1.0, 0.8, n - n // 2)])[:, None]
 
 
-def _gmm_at_theta_star(density, theta: np.ndarray, k: int):  # noqa: ANN001, ANN202
+def _gmm_at_theta_star(density, theta: np.ndarray, k: int):
     lw, mu, L = (a.detach().numpy() for a in density.unpack(torch.as_tensor(theta)))
     cov = np.einsum("kij,klj->kil", L, L)
     model = make_model("gmm", n_components=density.K, tol=0.0, max_iter=k)
@@ -70,7 +76,7 @@ def exact_cases() -> list[tuple[str, object, np.ndarray, float, object, float]]:
     g = rng.standard_normal((1000, 2)) @ np.array([[1.0, 0.5], [0.0, 2.0]])
     for lam in (0.5, 1.0, 3.0):
         m = math.floor(lam * 1000)
-        cases.append((f"gaussian d=2 n=1000", make_model("gaussian"), g, lam, None, m / (1000 + m)))
+        cases.append(("gaussian d=2 n=1000", make_model("gaussian"), g, lam, None, m / (1000 + m)))
     x = _mixture(rng, 1000)
     density = GMMDensity(2, 1)
     theta = density.fit(x)
@@ -137,7 +143,7 @@ def part_neural(families: list[str], lambdas: list[float], generations: int, ret
                                  resume=LoopState(0, perturbed_copy(start, field, 0.02))))
             feats = MomentFeatures.random(real, rng=np.random.default_rng(7))
 
-            def mom(mdl) -> np.ndarray:  # noqa: ANN001
+            def mom(mdl, feats: MomentFeatures = feats) -> np.ndarray:  # noqa: ANN001
                 return feats(np.asarray(mdl.sample(2000, rng=np.random.default_rng(11)), np.float64)).mean(0)
 
             d = [float(np.linalg.norm(mom(a.model) - mom(b.model))) for a, b in zip(ref, twin)]

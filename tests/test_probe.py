@@ -201,9 +201,9 @@ def test_probe_command_rejects_bad_counts(tmp_path, capsys) -> None:
 
 @pytest.mark.slow
 def test_report_has_the_probe_section_on_request(tmp_path) -> None:
+    from genloop.config import load_config
     from genloop.report.html import build_report
     from genloop.report.probe import config_probe
-    from genloop.config import load_config
 
     cfg_path = _config(tmp_path)
     assert main(["run", cfg_path, "--out", str(tmp_path / "exp"), "-q", "--set", "loop.generations=1"]) == 0

@@ -71,9 +71,22 @@ from genloop.rng import stage_rng
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MomentFeatures", "ProbeResult", "SmoothField", "dmd_rate", "format_probe_table", "jackknife_interval",
-           "perturbed_copy", "probe_config", "probe_stability", "probe_verdict", "PARAMETRIC_MODELS",
-           "parameter_vector", "PROBE_LEGEND", "rms_rate"]
+__all__ = [
+    "PARAMETRIC_MODELS",
+    "PROBE_LEGEND",
+    "MomentFeatures",
+    "ProbeResult",
+    "SmoothField",
+    "dmd_rate",
+    "format_probe_table",
+    "jackknife_interval",
+    "parameter_vector",
+    "perturbed_copy",
+    "probe_config",
+    "probe_stability",
+    "probe_verdict",
+    "rms_rate",
+]
 
 
 # ---- the perturbation: a smooth random displacement field in sample space -------------------------
@@ -339,7 +352,7 @@ def probe_stability(
     n = real.shape[0]
     m = synthetic_count(lam, n)
     T, K, R = int(generations), int(directions), int(replicates)
-    common = dict(lam=lam, scheme=scheme, retrain=retrain, variant=variant, source=source)
+    common = {"lam": lam, "scheme": scheme, "retrain": retrain, "variant": variant, "source": source}
     fits = 0
     if start is None:
         start = next(iter(run_loop(model, real, generations=0, seed=int(seed), **common)))  # type: ignore[arg-type]
@@ -449,7 +462,7 @@ def format_probe_table(results: Sequence[ProbeResult], *, unicode: bool = True) 
     """A Markdown table: λ, m, the rate with its interval, the RMS ratios per generation, the
     cost and the predicted verdict."""
     lam_title = "λ" if unicode else "lambda"
-    header = [lam_title, "m", "rate", f"{int(round(100 * results[0].level)) if results else 95}% interval",
+    header = [lam_title, "m", "rate", f"{round(100 * results[0].level) if results else 95}% interval",
               "RMS ratio per generation", "fits", "verdict"]
     body = []
     for r in results:

@@ -61,7 +61,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
-def _count(low: int):  # noqa: ANN202
+def _count(low: int):
     def parse(text: str) -> int:
         try:
             value = int(text)
