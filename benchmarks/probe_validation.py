@@ -143,7 +143,7 @@ def part_neural(families: list[str], lambdas: list[float], generations: int, ret
                                  resume=LoopState(0, perturbed_copy(start, field, 0.02))))
             feats = MomentFeatures.random(real, rng=np.random.default_rng(7))
 
-            def mom(mdl, feats: MomentFeatures = feats) -> np.ndarray:  # noqa: ANN001
+            def mom(mdl, feats: MomentFeatures = feats) -> np.ndarray:
                 return feats(np.asarray(mdl.sample(2000, rng=np.random.default_rng(11)), np.float64)).mean(0)
 
             d = [float(np.linalg.norm(mom(a.model) - mom(b.model))) for a, b in zip(ref, twin)]
