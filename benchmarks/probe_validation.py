@@ -140,7 +140,7 @@ def part_neural(families: list[str], lambdas: list[float], generations: int, ret
                                 resume=LoopState(0, start)))
             field = SmoothField.random(real, rng=np.random.default_rng(123))
             twin = list(run_loop(model, real, lam=lam, generations=generations, seed=0, retrain=retrain,  # type: ignore[arg-type]
-                                 resume=LoopState(0, perturbed_copy(start, field, 0.02))))
+                                 resume=LoopState(0, perturbed_copy(start, field, pr.delta))))
             feats = MomentFeatures.random(real, rng=np.random.default_rng(7))
 
             def mom(mdl, feats: MomentFeatures = feats) -> np.ndarray:

@@ -297,7 +297,7 @@ def probe_stability(
     generations: int = 3,
     directions: int = 3,
     replicates: int = 8,
-    delta: float = 0.02,
+    delta: float | None = None,
     seed: int = 0,
     scheme: str = "replace",
     retrain: str = "finetune",
@@ -318,7 +318,9 @@ def probe_stability(
         real: the real training set D_real, (n, d).
         lam: λ; ``generations`` T ≥ 2 retraining generations are probed (T − 1 transitions).
         directions: K ≥ 3 random perturbation directions (each one perturbed run).
-        delta: size δ of the displacement, in standard deviations of the data.
+        delta: size δ of the displacement, in standard deviations of the data (default 0.02 in
+            parameter space, 0.1 in sample space, where the moments of a network's samples have a
+            noise floor that 0.02 reaches within two generations).
         seed, scheme, retrain, variant, source: as in :func:`genloop.loop.run_loop`; the
             reference run is the configured run's own first T generations.
         n_samples: coupled samples per model and generation for the moments.
@@ -337,14 +339,16 @@ def probe_stability(
                              ("replicates", replicates, 3), ("n_samples", n_samples, 2)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ConfigError(f"probe {name} must be an integer >= {low}, got {value!r}")
-    if not (isinstance(delta, (int, float)) and math.isfinite(delta) and delta > 0):
-        raise ConfigError(f"probe delta must be a positive number, got {delta!r}")
     if not (0 < level < 1):
         raise ConfigError(f"probe level must be in (0, 1), got {level!r}")
     if space == "auto":
         space = "parameters" if getattr(model, "name", "") in PARAMETRIC_MODELS else "samples"
     if space not in ("parameters", "samples"):
         raise ConfigError(f"probe space must be 'auto', 'parameters' or 'samples', got {space!r}")
+    if delta is None:
+        delta = 0.02 if space == "parameters" else 0.1
+    if isinstance(delta, bool) or not (isinstance(delta, (int, float)) and math.isfinite(delta) and delta > 0):
+        raise ConfigError(f"probe delta must be a positive number, got {delta!r}")
     if estimator == "auto":
         estimator = "dmd" if space == "parameters" else "rms"
     if estimator not in ("dmd", "rms"):

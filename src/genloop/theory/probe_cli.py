@@ -52,7 +52,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from genloop.theory.cli import terminal_unicode
 
     cfg = load_config(args.config, args.set)
-    if not (math.isfinite(args.delta) and args.delta > 0):
+    if args.delta is not None and not (math.isfinite(args.delta) and args.delta > 0):
         raise ConfigError(f"--delta must be a positive number, got {args.delta!r}")
     if args.json:
         say(json.dumps([r.as_row() for r in config_probe(cfg, **_options(args))], default=float))
@@ -84,7 +84,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--directions", type=_count(1), default=3, help="perturbed runs per replicate (default 3)")
     p.add_argument("--replicates", type=_count(3), default=8,
                    help="independent replicates (own random streams) for the interval (default 8)")
-    p.add_argument("--delta", type=float, default=0.02, help="perturbation size in data standard deviations")
+    p.add_argument("--delta", type=float, default=None,
+                   help="perturbation size in data standard deviations (default 0.02 in parameter space, 0.1 in samples)")
     p.add_argument("--samples", type=_count(2), default=None, help="coupled samples per model (samples space)")
     p.add_argument("--space", choices=["auto", "parameters", "samples"], default="auto",
                    help="where differences are measured (auto: parameters for gaussian/gmm/student_t)")
