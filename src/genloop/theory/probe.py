@@ -295,8 +295,8 @@ def probe_stability(
     *,
     lam: float | str,
     generations: int = 3,
-    directions: int = 3,
-    replicates: int = 8,
+    directions: int | None = None,
+    replicates: int | None = None,
     delta: float | None = None,
     seed: int = 0,
     scheme: str = "replace",
@@ -317,7 +317,10 @@ def probe_stability(
         model: an unfitted model (the config's family and options); never fitted in place.
         real: the real training set D_real, (n, d).
         lam: λ; ``generations`` T ≥ 2 retraining generations are probed (T − 1 transitions).
-        directions: K ≥ 3 random perturbation directions (each one perturbed run).
+        directions: K random perturbation directions per replicate (each one perturbed run;
+            default 3 in parameter space, 1 in sample space).
+        replicates: R ≥ 3 independent replicates for the interval (default 8 in parameter
+            space, 12 in sample space).
         delta: size δ of the displacement, in standard deviations of the data (default 0.02 in
             parameter space, 0.1 in sample space, where the moments of a network's samples have a
             noise floor that 0.02 reaches within two generations).
@@ -335,10 +338,6 @@ def probe_stability(
     real = np.asarray(real, dtype=np.float64)
     if real.ndim != 2:
         raise DataError(f"the stability probe needs vector data of shape (n, d), got {real.shape}")
-    for name, value, low in (("generations", generations, 2), ("directions", directions, 1),
-                             ("replicates", replicates, 3), ("n_samples", n_samples, 2)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ConfigError(f"probe {name} must be an integer >= {low}, got {value!r}")
     if not (0 < level < 1):
         raise ConfigError(f"probe level must be in (0, 1), got {level!r}")
     if space == "auto":
@@ -347,8 +346,16 @@ def probe_stability(
         raise ConfigError(f"probe space must be 'auto', 'parameters' or 'samples', got {space!r}")
     if delta is None:
         delta = 0.02 if space == "parameters" else 0.1
+    if directions is None:  # the DMD needs directions that span the slow modes; the RMS rate does not
+        directions = 3 if space == "parameters" else 1
+    if replicates is None:
+        replicates = 8 if space == "parameters" else 12
     if isinstance(delta, bool) or not (isinstance(delta, (int, float)) and math.isfinite(delta) and delta > 0):
         raise ConfigError(f"probe delta must be a positive number, got {delta!r}")
+    for name, value, low in (("generations", generations, 2), ("directions", directions, 1),
+                             ("replicates", replicates, 3), ("n_samples", n_samples, 2)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ConfigError(f"probe {name} must be an integer >= {low}, got {value!r}")
     if estimator == "auto":
         estimator = "dmd" if space == "parameters" else "rms"
     if estimator not in ("dmd", "rms"):

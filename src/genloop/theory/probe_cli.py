@@ -40,6 +40,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     opts: dict[str, Any] = {"generations": args.generations, "directions": args.directions,
                             "replicates": args.replicates, "delta": args.delta, "space": args.space,
                             "estimator": args.estimator}
+    opts = {k: v for k, v in opts.items() if v is not None}
     if args.samples is not None:
         opts["n_samples"] = args.samples
     return opts
@@ -81,9 +82,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set loop.lambdas=[0.5,inf] (repeatable)")
     p.add_argument("--generations", type=_count(2), default=3, help="generations per paired run (default 3)")
-    p.add_argument("--directions", type=_count(1), default=3, help="perturbed runs per replicate (default 3)")
-    p.add_argument("--replicates", type=_count(3), default=8,
-                   help="independent replicates (own random streams) for the interval (default 8)")
+    p.add_argument("--directions", type=_count(1), default=None,
+                   help="perturbed runs per replicate (default 3 in parameter space, 1 in samples)")
+    p.add_argument("--replicates", type=_count(3), default=None,
+                   help="independent replicates (own random streams) for the interval (default 8; 12 in samples)")
     p.add_argument("--delta", type=float, default=None,
                    help="perturbation size in data standard deviations (default 0.02 in parameter space, 0.1 in samples)")
     p.add_argument("--samples", type=_count(2), default=None, help="coupled samples per model (samples space)")
