@@ -1,7 +1,7 @@
 """Regenerate the stability probe's validation tables of docs/theory.md ("The stability probe").
 
-``--part exact``: families with an exact rate. For each case the probe (its defaults: 8
-replicates x 3 directions x 3 generations) is run from several seeds and compared with the
+``--part exact``: families with an exact rate. For each case the probe (its defaults: 3
+generations; 8 replicates x 3 directions in parameter space, 12 x 1 in sample space) is run from several seeds and compared with the
 exact rate: the Gaussian's m/(n+m) (docs/theory.md §2), the GMM learner's ρ(J_k) (k EM steps,
 ``tol: 0``, started at θ*; :mod:`genloop.theory.em`) and the fixed-bandwidth KDE's m/(n+m)
 (module docstring of :mod:`genloop.theory.probe`). Prints mean rate, its spread over seeds,
@@ -9,8 +9,8 @@ the mean jackknife standard error, how often the 95 % interval holds the exact r
 cost.
 
 ``--part neural``: neural families on two moons (the examples' configs, shrunk): the probe
-from 3 generations (its sample-space defaults: 12 replicates x 1 direction) next to what 10 generations of the real
-loop show: the W2 distance to held-out real data at generations 0 and 10 and the ratio
+from 3 generations (sample-space defaults: 12 replicates x 1 direction) next to what 10
+generations of the real loop show: the W2 distance to held-out real data at generations 0 and 10 and the ratio
 d_10/d_1 of the distance between two paired runs (same streams, one perturbed at generation
 1) after 10 generations.
 
