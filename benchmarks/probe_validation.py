@@ -1,7 +1,7 @@
 """Regenerate the stability probe's validation tables of docs/theory.md ("The stability probe").
 
 ``--part exact``: families with an exact rate. For each case the probe (its defaults: 3
-generations; 8 replicates x 3 directions in parameter space, 12 x 1 in sample space) is run from several seeds and compared with the
+generations; 8 replicates x 3 directions in parameter space, 8 x 2 in sample space) is run from several seeds and compared with the
 exact rate: the Gaussian's m/(n+m) (docs/theory.md §2), the GMM learner's ρ(J_k) (k EM steps,
 ``tol: 0``, started at θ*; :mod:`genloop.theory.em`) and the fixed-bandwidth KDE's m/(n+m)
 (module docstring of :mod:`genloop.theory.probe`). Prints mean rate, its spread over seeds,
@@ -9,7 +9,7 @@ the mean jackknife standard error, how often the 95 % interval holds the exact r
 cost.
 
 ``--part neural``: neural families on two moons (the examples' configs, shrunk): the probe
-from 3 generations (sample-space defaults: 12 replicates x 1 direction) next to what 10
+from 3 generations (sample-space defaults: 8 replicates x 2 directions) next to what 10
 generations of the real loop show: the W2 distance to held-out real data at generations 0 and 10 and the ratio
 d_10/d_1 of the distance between two paired runs (same streams, one perturbed at generation
 1) after 10 generations.
@@ -122,7 +122,7 @@ def part_neural(families: list[str], lambdas: list[float], generations: int, ret
     source = make_data("two_moons", noise=0.05)
     real = source.sample(500, rng=stage_rng(0, 0, "data"))
     heldout = source.sample(500, rng=stage_rng(1, 0, "data"))
-    print(f"| family | retrain | λ | probe rate (RMS, 3 generations) | 95% interval | predicted | DMD rate | probe fits | "
+    print(f"| family | retrain | λ | probe rate (3 generations) | 95% interval | predicted | RMS rate | probe fits | "
           f"probe s | W2 gen 0 → {generations} | paired d_{generations}/d_1 | observed |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for fam in families:
@@ -153,7 +153,7 @@ def part_neural(families: list[str], lambdas: list[float], generations: int, ret
             w2_T = _w2(np.asarray(ref[-1].model.sample(500, rng=np.random.default_rng(3)), np.float64), heldout)
             contracts = d[-1] / d[0] < 0.5
             observed = ("stable: pulled back" if contracts else "not contracting") + f", W2 ×{w2_T / w2_0:.2f}"
-            dmd = _rate_with_interval(pr.differences, 0.95, 1e-2, "dmd")
+            dmd = _rate_with_interval(pr.differences, 0.95, 1e-2, "rms")
             print(f"| {fam} | {retrain} | {lam:g} | {pr.rate:.3f} | [{pr.ci_low:.3f}, {pr.ci_high:.3f}] | "
                   f"{pr.verdict.split(':')[0]} | {dmd[0]:.3f} [{dmd[2]:.3f}, {dmd[3]:.3f}] | {pr.fits} | {psec:.0f} | "
                   f"{w2_0:.3f} → {w2_T:.3f} | "

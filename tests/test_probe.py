@@ -155,11 +155,11 @@ def test_gmm_learner_rate_matches_the_exact_k_step_em_map() -> None:
 def test_kde_rate_in_sample_space_is_m_over_n_plus_m() -> None:
     """Fixed-bandwidth KDE: a synthetic point is a copied parent plus kernel noise, so a
     perturbation of the distribution's mean is passed on by the m/(n+m) synthetic share:
-    the slowest rate is m/(n+m) (module docstring). Measured through coupled samples, RMS rate."""
+    the slowest rate is m/(n+m) (module docstring). Measured through coupled samples."""
     n, lam = 200, 1.0
     moons = make_data("two_moons", noise=0.05).sample(n, rng=np.random.default_rng(5))
     res = probe_stability(make_model("kde", bandwidth=0.1), moons, lam=lam, seed=0, n_samples=2000)
-    assert res.space == "samples" and res.estimator == "rms"
+    assert res.space == "samples" and res.estimator == "dmd"
     assert abs(res.rate - 0.5) <= K_SE * res.se, (res.rate, res.se)
 
 

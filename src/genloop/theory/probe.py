@@ -21,17 +21,16 @@ EM stopped at a tolerance, kernel estimates) the probe measures the rate instead
    of N coupled samples, both models drawing from one shared stream (``space="samples"``,
    :class:`MomentFeatures`; the default for neural and nonparametric families). To first order
    in δ, v_{j,t+1} = J_t v_{j,t}, J_t the Jacobian of generation t's retraining map.
-4. The rate. In parameter space (``estimator="dmd"``, the default there): the spectral radius
-   of the least-squares linear map fitted to all snapshot pairs (v_{j,t}, v_{j,t+1}) (dynamic
-   mode decomposition, :func:`dmd_rate`); it estimates ρ(E J), the asymptotic factor per
-   generation of docs/theory.md §3.1, and picks out the slowest mode even when the RMS of the
-   differences is dominated by fast ones. In sample space (``estimator="rms"``, the default
-   there): the root-mean-square factor per generation of the differences from generation 1 to
-   T (:func:`rms_rate`); there the moment map of one generation is noisy (a KDE copies random
-   parents; a network's fit has its own noise) and the largest eigenvalue of a fitted map is
-   biased upward by that noise, while the RMS factor is not (docs/theory.md §8.1). The
-   interval is the delete-one-replicate jackknife (:func:`jackknife_interval`): replicates are
-   independent, while the K directions of one replicate share its maps J_t.
+4. The rate: the spectral radius of the least-squares linear map fitted to all snapshot pairs
+   (v_{j,t}, v_{j,t+1}) (dynamic mode decomposition, :func:`dmd_rate`, ``estimator="dmd"``); it
+   estimates ρ(E J), the asymptotic factor per generation of docs/theory.md §3.1, and picks
+   out the slowest mode even when the RMS of the differences is dominated by fast ones. Noise
+   in the pairs biases it upward (the safe side: towards "not contracting"). The RMS factor per
+   generation of the differences (:func:`rms_rate`, ``estimator="rms"``) is less noisy but
+   averages the modes: a fully synthetic network loop whose perturbations mostly fade while
+   its neutral modes drift reads as contracting (docs/theory.md §8.2). The interval is the
+   delete-one-replicate jackknife (:func:`jackknife_interval`): replicates are independent,
+   while the K directions of one replicate share its maps J_t.
 
 A rate whose interval lies below 1 predicts a stable loop (perturbations shrink
 geometrically); an interval that reaches 1 predicts no contraction: a drift that real data
@@ -318,9 +317,8 @@ def probe_stability(
         real: the real training set D_real, (n, d).
         lam: λ; ``generations`` T ≥ 2 retraining generations are probed (T − 1 transitions).
         directions: K random perturbation directions per replicate (each one perturbed run;
-            default 3 in parameter space, 1 in sample space).
-        replicates: R ≥ 3 independent replicates for the interval (default 8 in parameter
-            space, 12 in sample space).
+            default 3 in parameter space, 2 in sample space).
+        replicates: R ≥ 3 independent replicates for the interval (default 8).
         delta: size δ of the displacement, in standard deviations of the data (default 0.02 in
             parameter space, 0.1 in sample space, where the moments of a network's samples have a
             noise floor that 0.02 reaches within two generations).
@@ -346,10 +344,10 @@ def probe_stability(
         raise ConfigError(f"probe space must be 'auto', 'parameters' or 'samples', got {space!r}")
     if delta is None:
         delta = 0.02 if space == "parameters" else 0.1
-    if directions is None:  # the DMD needs directions that span the slow modes; the RMS rate does not
-        directions = 3 if space == "parameters" else 1
+    if directions is None:  # the DMD needs directions that span the slow modes
+        directions = 3 if space == "parameters" else 2
     if replicates is None:
-        replicates = 8 if space == "parameters" else 12
+        replicates = 8
     if isinstance(delta, bool) or not (isinstance(delta, (int, float)) and math.isfinite(delta) and delta > 0):
         raise ConfigError(f"probe delta must be a positive number, got {delta!r}")
     for name, value, low in (("generations", generations, 2), ("directions", directions, 1),
@@ -357,7 +355,7 @@ def probe_stability(
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ConfigError(f"probe {name} must be an integer >= {low}, got {value!r}")
     if estimator == "auto":
-        estimator = "dmd" if space == "parameters" else "rms"
+        estimator = "dmd"
     if estimator not in ("dmd", "rms"):
         raise ConfigError(f"probe estimator must be 'auto', 'dmd' or 'rms', got {estimator!r}")
     n = real.shape[0]

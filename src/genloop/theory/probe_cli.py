@@ -83,16 +83,16 @@ def add_parser(sub: Any) -> None:
                    help="override a config value, e.g. --set loop.lambdas=[0.5,inf] (repeatable)")
     p.add_argument("--generations", type=_count(2), default=3, help="generations per paired run (default 3)")
     p.add_argument("--directions", type=_count(1), default=None,
-                   help="perturbed runs per replicate (default 3 in parameter space, 1 in samples)")
+                   help="perturbed runs per replicate (default 3 in parameter space, 2 in samples)")
     p.add_argument("--replicates", type=_count(3), default=None,
-                   help="independent replicates (own random streams) for the interval (default 8; 12 in samples)")
+                   help="independent replicates (own random streams) for the interval (default 8)")
     p.add_argument("--delta", type=float, default=None,
                    help="perturbation size in data standard deviations (default 0.02 in parameter space, 0.1 in samples)")
     p.add_argument("--samples", type=_count(2), default=None, help="coupled samples per model (samples space)")
     p.add_argument("--space", choices=["auto", "parameters", "samples"], default="auto",
                    help="where differences are measured (auto: parameters for gaussian/gmm/student_t)")
     p.add_argument("--estimator", choices=["auto", "dmd", "rms"], default="auto",
-                   help="rate of the slowest mode (dmd) or RMS factor (rms); auto: dmd in parameter space, rms in samples")
+                   help="rate of the slowest mode (dmd, the default) or the RMS factor of the differences (rms)")
     p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     p.set_defaults(func=cmd_probe)
 
