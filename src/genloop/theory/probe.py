@@ -404,8 +404,9 @@ def probe_stability(
     ss = np.sum(dist**2, axis=(0, 1))
     ratios = np.sqrt(ss[1:] / np.where(ss[:-1] > 0, ss[:-1], np.nan))
     return ProbeResult(lam=lam, n=n, m=m, generations=T, directions=K, replicates=R, delta=float(delta), rate=rate,
-                       se=se, ci_low=lo, ci_high=hi, level=level, space=space, estimator=estimator, distances=dist, ratios=ratios, fits=fits,
-                       seconds=time.perf_counter() - t0, verdict=probe_verdict(lam, m, hi), leave_one_out=loo, differences=V)
+                       se=se, ci_low=lo, ci_high=hi, level=level, space=space, estimator=estimator, distances=dist,
+                       ratios=ratios, fits=fits, seconds=time.perf_counter() - t0,
+                       verdict=probe_verdict(lam, m, hi), leave_one_out=loo, differences=V)
 
 
 def _pairs(V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
