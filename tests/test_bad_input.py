@@ -290,6 +290,10 @@ CASES: dict[str, Case] = {
                                                          "--track", "mlflow"), "cannot be created or written"),
     "mlflow: tracking.uri of an unknown scheme": lambda f: (_run(f, cfg(tracking={"uri": "ftp://host/x"}), "--track", "mlflow"),
                                                             "cannot be used by MLflow"),
+    # -- genloop probe ---------------------------------------------------------------------------
+    "probe delta not positive": lambda f: (["probe", write(f, GOOD), "--delta", "0"], "--delta must be a positive number"),
+    "probe a checkpoint as generation 0": lambda f: (["probe", write(f, cfg(loop__train_generation_0=False))],
+                                                     "loop.train_generation_0: false"),
 }
 
 

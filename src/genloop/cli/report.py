@@ -11,7 +11,7 @@ from genloop.cli._common import say
 def cmd_report(args: argparse.Namespace) -> int:
     from genloop.report.html import build_report
 
-    path = build_report(args.folder, args.out, theory=not args.no_theory)
+    path = build_report(args.folder, args.out, theory=not args.no_theory, probe=args.probe)
     say(f"report written to {path}")
     return 0
 
@@ -22,4 +22,5 @@ def add_parser(sub: Any) -> None:
     p.add_argument("folder", help="an experiment folder or a run folder")
     p.add_argument("--out", help="HTML file to write (default: FOLDER/report.html)")
     p.add_argument("--no-theory", action="store_true", help="skip the theory section (faster)")
+    p.add_argument("--probe", action="store_true", help="add the stability probe per lambda (runs the loop; slower)")
     p.set_defaults(func=cmd_report)

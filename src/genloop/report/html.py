@@ -134,7 +134,7 @@ def _guard(name: str, fn: Callable[[], str]) -> str:
 class _Context:
     """What every section reads: the runs, their metrics and the parsed config."""
 
-    def __init__(self, folder: Path, tmp: Path, *, seed: int, n_boot: int, theory: bool) -> None:
+    def __init__(self, folder: Path, tmp: Path, *, seed: int, n_boot: int, theory: bool, probe: bool = False) -> None:
         from genloop.store.run import RunStore
         from genloop.sweep import find_runs
 
@@ -143,6 +143,7 @@ class _Context:
         self.seed = seed
         self.n_boot = n_boot
         self.theory = theory
+        self.probe = probe
         self.runs = find_runs(folder)
         self.single = self.runs == [folder]
         self.stores = [RunStore(r) for r in self.runs]
@@ -355,6 +356,14 @@ def _section_theory(ctx: _Context) -> str:
     return "\n".join(parts)
 
 
+def _section_probe(ctx: _Context) -> str:
+    if ctx.cfg is None:
+        return _note(f"no probe: the config could not be read ({ctx.cfg_error})")
+    from genloop.report.probe import probe_section
+
+    return probe_section(ctx.cfg)
+
+
 _THEORY_COLUMNS = [
     ("lam", "λ"), ("m", "m = ⌊λn⌋"), ("rate", "rate (learner)"), ("maximiser_rate", "G_λ rate"),
     ("norm2", "‖J‖₂"), ("transient", "max_t ‖Jᵗ‖₂"), ("sd_T", "sd at T"), ("stationary_sd", "stationary sd"),
@@ -424,6 +433,7 @@ def build_report(
     theory: bool = True,
     seed: int = 0,
     n_boot: int = 100,
+    probe: bool = False,
 ) -> Path:
     """Write one self-contained HTML report of an experiment (or run) folder; return its path.
 
@@ -431,7 +441,8 @@ def build_report(
     ``report.html`` inside). ``theory=False`` skips the theory section (the costliest);
     ``seed`` seeds the trajectory overlay's Monte Carlo parts; the theory table uses the
     stream of ``genloop theory`` (same numbers). ``n_boot`` is kept for compatibility (Theorem
-    2's constants now come from the one-step sampling law, without a bootstrap). Raises :class:`ConfigError` when ``folder`` does not exist or holds no run.
+    2's constants now come from the one-step sampling law, without a bootstrap). ``probe=True``
+    adds the stability probe of :mod:`genloop.report.probe` (off by default: it runs the loop). Raises :class:`ConfigError` when ``folder`` does not exist or holds no run.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -445,7 +456,7 @@ def build_report(
         out_path = out_path / "report.html"
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="genloop-report-") as tmp:
-        ctx = _Context(folder, Path(tmp), seed=seed, n_boot=n_boot, theory=theory)
+        ctx = _Context(folder, Path(tmp), seed=seed, n_boot=n_boot, theory=theory, probe=probe)
         title = (ctx.cfg.name if ctx.cfg is not None and ctx.cfg.name else folder.name) or str(folder)
         head = (f"<p>Folder <code>{html.escape(str(folder))}</code>: {len(ctx.runs)} run(s), "
                 f"last common generation {ctx.last_generation}.</p>")
@@ -458,6 +469,8 @@ def build_report(
             ("Training loss", lambda: _section_losses(ctx)),
             ("Theory", lambda: _section_theory(ctx)),
         ]
+        if probe:
+            sections.append(("Stability probe (measured rate per λ)", lambda: _section_probe(ctx)))
         body = [f"<h1>genloop report: {html.escape(str(title))}</h1>", head]
         for name, fn in sections:
             body.append(f"<h2>{html.escape(name)}</h2>")
