@@ -7,13 +7,12 @@ command line and prints. It imports torch only when the command runs.
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 from typing import Any
 
 import numpy as np
 
+from genloop import _json as strict_json
 from genloop.cli._common import say
 from genloop.errors import ConfigError
 
@@ -33,9 +32,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         rng=np.random.default_rng(args.seed), save_stats=args.save_stats,
     )  # fmt: skip
     if args.json:
-        doc = {"generated": a.describe(), "real": b.describe(), **{k: (v if math.isfinite(v) else None) for k, v in result.items()}}
-        json.dump(doc, sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        doc = {"generated": a.describe(), "real": b.describe(), **result}
+        sys.stdout.write(strict_json.dumps(doc, indent=1) + "\n")  # NaN / inf: null, flagged under "nonfinite"
     else:
         say(f"A (generated): {a.describe()}\nB (real):      {b.describe()}")
         say(format_result(result))

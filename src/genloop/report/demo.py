@@ -14,7 +14,6 @@ folders of the toy experiments (which ``genloop show`` reads).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -22,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from genloop import _json as strict_json
+from genloop._fs import atomic_write_text
 from genloop.config import parse_config
 from genloop.loop import run_loop
 from genloop.models import make_model
@@ -148,5 +149,6 @@ def _run_paper_demo(out: Path, *, quick: bool, jobs: int, extra_md: str = "", ex
         + "\n\n".join(toy_tables) + "\n"
         + ("\n" + extra_md if extra_md else "")
     )
-    (out / "gaussian_collapse.json").write_text(json.dumps({k: v.mean(axis=0).tolist() for k, v in curves.items()}))
+    atomic_write_text(out / "gaussian_collapse.json",
+                      strict_json.dumps({k: v.mean(axis=0).tolist() for k, v in curves.items()}))
     return [results, *written, *(extra_paths or [])]

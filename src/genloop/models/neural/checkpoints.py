@@ -39,7 +39,8 @@ from typing import Any
 
 import torch
 
-from genloop._fs import atomic_write_with
+from genloop import _json as strict_json
+from genloop._fs import atomic_write_text, atomic_write_with
 from genloop.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -249,7 +250,7 @@ def convert_edm_pickle(src: str | os.PathLike[str], dst: str | os.PathLike[str],
     tensors = {k: v.to(torch.float32 if v.is_floating_point() else v.dtype).contiguous() for k, v in state.items()}
     atomic_write_with(dst, lambda tmp: save_file(tensors, str(tmp)))  # ordinary mode (safetensors: 0600)
     sidecar = dst.with_suffix(".json")
-    sidecar.write_text(json.dumps(meta, indent=1))
+    atomic_write_text(sidecar, strict_json.dumps(meta, indent=1))
     return dst, sidecar
 
 
