@@ -515,3 +515,47 @@ def test_same_name_same_size_weights_never_share_cached_numbers(tmp_path, monkey
     real_sha256 = hashlib.sha256
     monkeypatch.setattr(hashlib, "sha256", lambda *a: calls.append(1) or real_sha256(*a))
     assert weights_digest(path_a) == weights_digest(path_b) and calls == []
+
+
+# ---- one preparation path and one set of shared options for the feature metrics -------------------------
+
+
+def test_feature_metrics_share_their_options_and_one_preparation_path() -> None:
+    from genloop.metrics.images import FeatureMetric
+    from genloop.registry import constructor_options
+
+    shared = [name for name, _, _ in constructor_options(FeatureMetric)]
+    assert shared[:2] == ["features", "weights_path"] and "resize" in shared
+    for name, own in (("fid", "se_splits"), ("prdc", "k"), ("kid", "n_subsets")):
+        options = make_metric(name, features="raw", batch_size=8)
+        names = [n for n, _, _ in constructor_options(type(options))]
+        assert own in names and set(shared) <= set(names)  # declared once, validated for each metric
+        params = options.get_params()  # the resolved config keeps the shared options
+        assert params["features"] == "raw" and params["batch_size"] == 8 and own in params
+    with pytest.raises(ConfigError, match="unknown option 'featurez'.*features"):
+        make_metric("kid", featurez="raw")
+    with pytest.raises(ConfigError, match="option 'resize'"):
+        make_metric("fid", resize="bilinear")
+    # pixels in 0..255 are converted once (before this path, a second conversion refused every
+    # 0..255 set): the same values as the [-1, 1] images, through a network-style extractor
+    from genloop.metrics.features.base import FeatureExtractor
+
+    class Flat(FeatureExtractor):
+        name = "flat"
+        id = "flat-test"  # type: ignore[assignment]
+
+        def __call__(self, X: np.ndarray) -> np.ndarray:
+            return np.asarray(X, dtype=np.float64).reshape(X.shape[0], -1)
+
+    rng = np.random.default_rng(65)
+    pixels = rng.integers(0, 256, size=(40, 1, 4, 4)).astype(np.float64)
+    real = rng.integers(0, 256, size=(50, 1, 4, 4)).astype(np.float64)
+    for name in ("fid", "kid", "prdc"):
+        values = []
+        for pixel_range, g, r in (("0,255", pixels, real), ("-1,1", pixels / 127.5 - 1, real / 127.5 - 1)):
+            metric = make_metric(name, features="classifier", pixel_range=pixel_range, device="cpu")
+            metric._extractor = Flat()  # no classifier is trained: the path, not the network, is tested
+            values.append(metric(g, r, rng=np.random.default_rng(1)))
+        assert values[0].keys() == values[1].keys()
+        for key in values[1]:
+            assert values[0][key] == pytest.approx(values[1][key], rel=1e-6, abs=1e-9), (name, key)
