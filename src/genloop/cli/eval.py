@@ -61,7 +61,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
     p.add_argument("--weights", default=None, help="path of the FID Inception weights file")
     p.add_argument("--resize", choices=["pytorch-fid", "torch-fidelity", "clean-fid"], default="pytorch-fid",
-                   help="Inception resize convention (default pytorch-fid)")
+                   help="the Inception input path of that tool, end to end: resize, clipping, scaling (default pytorch-fid)")
     p.add_argument("--k", type=int, default=3, help="neighbours for prdc (default 3)")
     p.add_argument("--seed", type=int, default=0, help="seed of KID's random subsets")
     p.add_argument("--channels-last", action="store_true", help="arrays are (n, H, W, C); transpose them")
