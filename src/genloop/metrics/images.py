@@ -114,7 +114,8 @@ class FeatureMetric(Metric):
     Options: ``features`` (``inception``, ``classifier``, ``raw``), ``weights_path``,
     ``batch_size`` (images per network batch), ``device``, ``classifier_dataset``/``classifier_seed``,
     ``cache_dir``, ``pixel_range`` (``"-1,1"``; ``"0,255"`` converts 0..255 pixels explicitly),
-    ``resize`` (Inception's resize to 299: ``pytorch-fid`` default, ``torch-fidelity``, ``clean-fid``).
+    ``resize`` (the tool whose Inception input path is reproduced: ``pytorch-fid`` default,
+    ``torch-fidelity``, ``clean-fid``; see :data:`genloop.metrics.features.inception.RESIZES`).
     """
 
     def __init__(
