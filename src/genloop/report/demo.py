@@ -1,4 +1,4 @@
-"""``genloop demo``: the paper's two small experiments on built-in data, in about two minutes.
+"""``genloop demo``: the paper's two small experiments on built-in data (about 3 min of CPU time).
 
 1. Gaussian collapse (Bertrand et al. 2024, §2.2): a 1-D Gaussian refitted (unbiased
    estimator) on n of its own samples, fully synthetic vs mixed with real data, against the
