@@ -28,7 +28,6 @@ known of the architecture.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
 import pickle
@@ -318,7 +317,7 @@ def read_network_weights(path: str | os.PathLike[str], *, key: str | None = None
     if path.is_dir():
         if not (path / "model.json").is_file():
             raise DataError(f"{path} is a folder without model.json (not a genloop generation checkpoint)")
-        doc = json.loads((path / "model.json").read_text())
+        doc = strict_json.loads((path / "model.json").read_text())
         arrays = load_file(str(path / "model.safetensors"))
         net = {k[4:]: v for k, v in arrays.items() if k.startswith("net.")}
         ema = {k[4:]: v for k, v in arrays.items() if k.startswith("ema.")} or None
@@ -335,7 +334,7 @@ def read_network_weights(path: str | os.PathLike[str], *, key: str | None = None
         except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
             raise DataError(f"{path} is not a readable safetensors file: {exc}") from None
         sidecar = path.with_suffix(".json")
-        meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+        meta = strict_json.loads(sidecar.read_text()) if sidecar.is_file() else {}
         return NetworkWeights(state=_strip_prefix(state), source="safetensors", meta=meta)
     if path.suffix in TORCH_SUFFIXES:
         state, where = read_torch_checkpoint(path, key)
