@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml
 	# installed first, so nothing below can pull another build.
 	$(PY) -m pip install --disable-pip-version-check -q "torch==2.13.0"
 	$(PY) -m pip install --disable-pip-version-check -q -e ".[test]"
+	# torch-fidelity's and clean-fid's own preprocessing code, for the tests of genloop's
+	# Inception conventions; --no-deps: nothing else (no torchvision, no other torch) comes in
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps "torch-fidelity==0.4.0" "clean-fid==0.1.35"
 	touch $(STAMP)
 
 install: $(STAMP)
