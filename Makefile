@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml constraints.txt
 	# platform build elsewhere); torch goes first, so nothing below can pull another build.
 	$(PY) -m pip install --disable-pip-version-check -q -c constraints.txt torch
 	$(PY) -m pip install --disable-pip-version-check -q -c constraints.txt -e ".[test]"
+	# torch-fidelity's and clean-fid's own preprocessing code, for the tests of genloop's
+	# Inception conventions; --no-deps: nothing else (no torchvision, no other torch) comes in
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps -c constraints.txt torch-fidelity clean-fid
 	touch $(STAMP)
 
 install: $(STAMP)

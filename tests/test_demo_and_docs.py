@@ -16,8 +16,17 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_demo_quick_writes_results_and_plots(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out), "--jobs", "1"]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert str(out / "results.md") in printed
+    # stderr is not a terminal here (as in CI logs and nohup files): plain progress lines, no bar
+    progress = captured.err.splitlines()
+    for k in range(1, 5):
+        assert any(ln.startswith(f"genloop demo: step {k}/4: ") for ln in progress), k
+        assert any(re.match(rf"genloop demo: step {k}/4 done in \d+ s \(\d+ s in all\)$", ln) for ln in progress), k
+    generation_lines = [ln for ln in progress if re.match(r"genloop: lam=\S+ seed=0 generation \d+/4 done", ln)]
+    assert len(generation_lines) == 2 * 4 * 5  # two models × 4 λ × generations 0..4, one line each
+    assert "\r" not in captured.err  # no bar redrawn in a file
     results = (out / "results.md").read_text()
     assert "Gaussian collapse" in results and "Two moons" in results
     for name in ["gaussian_collapse.png"] + [f"two_moons-{m}-{k}.png" for m in ("gmm", "kde")

@@ -161,10 +161,12 @@ def test_inception_resize_conventions() -> None:
     # TF1 bilinear without half-pixel centres: source position i * 4 / 8, clamped at the edge
     np.testing.assert_allclose(up.numpy(), [0, 0.5, 1, 1.5, 2, 2.5, 3, 3])
     img = torch.full((2, 3, 20, 20), 0.25)
-    for resize in ("pytorch-fid", "torch-fidelity", "clean-fid"):
+    # a constant image stays constant; each tool scales its pixels 127.5 (x + 1) its own way:
+    # pytorch-fid feeds x, torch-fidelity the 8-bit value (159 - 128) / 128, clean-fid (159.375 - 128) / 128
+    for resize, value in (("pytorch-fid", 0.25), ("torch-fidelity", 31 / 128), ("clean-fid", 31.375 / 128)):
         out = preprocess(img, resize)
         assert out.shape == (2, 3, 299, 299)
-        torch.testing.assert_close(out, torch.full_like(out, 0.25))
+        torch.testing.assert_close(out, torch.full_like(out, value))
     ramp = torch.linspace(-1, 1, 20).expand(1, 1, 20, 20).contiguous()
     a, b = preprocess(ramp, "pytorch-fid"), preprocess(ramp, "torch-fidelity")
     assert float((a - b).abs().max()) > 1e-3  # the conventions differ

@@ -8,6 +8,7 @@ published Inception-v3 parameter count, and invariances (batch size, channel rep
 from __future__ import annotations
 
 import math
+import shutil
 
 import numpy as np
 import ot
@@ -349,3 +350,212 @@ def test_features_memoised_by_content_across_metrics() -> None:
     assert Counting.calls == 1 and np.array_equal(a, b)
     cached_features(ex, X + 1.0)  # other content: computed
     assert Counting.calls == 2
+
+
+# ---- Input conventions of the FID tools, against the tools' own preprocessing --------------------------
+
+
+def _pixels(seed: int, shape: tuple[int, ...] = (2, 3, 13, 17)) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=shape).astype(np.uint8)
+
+
+def _tf1_reference(u: np.ndarray, size: int) -> np.ndarray:
+    """TF1 ``resize_bilinear`` (no half-pixel centres) written from TensorFlow's kernel, in float64."""
+    h, w = u.shape[-2:]
+    out = np.empty(u.shape[:-2] + (size, size))
+    for i in range(size):
+        y = i * h / size
+        y0 = min(int(math.floor(y)), h - 1)
+        y1, dy = min(y0 + 1, h - 1), y - y0
+        for j in range(size):
+            x = j * w / size
+            x0 = min(int(math.floor(x)), w - 1)
+            x1, dx = min(x0 + 1, w - 1), x - x0
+            top = u[..., y0, x0] * (1 - dx) + u[..., y0, x1] * dx
+            bottom = u[..., y1, x0] * (1 - dx) + u[..., y1, x1] * dx
+            out[..., i, j] = top * (1 - dy) + bottom * dy
+    return out
+
+
+def test_torch_fidelity_convention_follows_its_published_steps() -> None:
+    from genloop.metrics.features.inception import preprocess
+
+    u = _pixels(60)
+    x = torch.from_numpy(u.astype(np.float32) / 127.5 - 1.0)  # how genloop reads 8-bit images
+    ref = (_tf1_reference(u.astype(np.float64), 299) - 128) / 128  # uint8 -> float -> TF1 resize -> (x-128)/128
+    np.testing.assert_allclose(preprocess(x, "torch-fidelity").double().numpy(), ref, rtol=0, atol=2e-6)
+    # floats between pixel values are quantised as torch-fidelity's uint8 input requires
+    fine = torch.full((1, 3, 299, 299), 0.25)
+    assert torch.equal(preprocess(fine, "torch-fidelity"), torch.full_like(fine, (159 - 128) / 128))
+    assert float(preprocess(torch.full((1, 1, 299, 299), 1.7), "torch-fidelity").max()) == (255 - 128) / 128
+
+
+def test_clean_fid_convention_follows_its_published_steps() -> None:
+    from PIL import Image
+
+    from genloop.metrics.features.inception import preprocess
+
+    u = _pixels(61).astype(np.float32)
+    u[0, 0, :4, :4] = 0.0  # dark corner next to bright pixels: bicubic overshoots below 0, clean-fid clips
+    u[0, 0, 4:8, 4:8] = 255.0
+    ref = np.empty((2, 3, 299, 299))
+    for n in range(2):
+        for c in range(3):  # clean-fid's "clean" resizer: each channel a 32-bit float PIL image, BICUBIC
+            img = Image.fromarray(u[n, c], mode="F").resize((299, 299), resample=Image.BICUBIC)
+            ref[n, c] = (np.asarray(img).clip(0, 255) - 128) / 128  # clip, then InceptionV3W's (x - 128) / 128
+    out = preprocess(torch.from_numpy(u / 127.5 - 1.0), "clean-fid").double().numpy()
+    np.testing.assert_allclose(out, ref, rtol=0, atol=2e-5)  # float32 filter sums: 2e-5 of 1 = 0.003 of a pixel
+    assert out.min() >= -1.0 and out.max() <= 127 / 128  # clipped to [0, 255] pixels
+    # the overshoot is there before clipping, so the clip is what the test exercises
+    raw = torch.nn.functional.interpolate(torch.from_numpy(u), size=(299, 299), mode="bicubic", antialias=True)
+    assert float(raw.min()) < -1.0
+
+
+def test_clean_fid_convention_equals_clean_fid_resizer() -> None:
+    resize_mod = pytest.importorskip("cleanfid.resize")  # imports without torchvision
+    from genloop.metrics.features.inception import preprocess
+
+    u = _pixels(62, (3, 3, 20, 24))
+    tool = np.stack([resize_mod.build_resizer("clean")(img.transpose(1, 2, 0)).transpose(2, 0, 1) for img in u])
+    ours = preprocess(torch.from_numpy(u.astype(np.float32) / 127.5 - 1.0), "clean-fid").numpy()
+    np.testing.assert_allclose(ours, (tool - 128) / 128, rtol=0, atol=2e-5)
+
+
+def _torch_fidelity_inception_module():  # type: ignore[no-untyped-def]
+    """torch-fidelity's Inception module, imported without its package ``__init__`` (which needs torchvision)."""
+    import importlib
+    import importlib.util
+    import sys
+    import types
+
+    spec = importlib.util.find_spec("torch_fidelity")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("torch-fidelity is not installed (pip install --no-deps torch-fidelity)")
+    saved = {k: v for k, v in sys.modules.items() if k == "torch_fidelity" or k.startswith("torch_fidelity.")}
+    pkg = types.ModuleType("torch_fidelity")
+    pkg.__path__ = list(spec.submodule_search_locations)
+    sys.modules["torch_fidelity"] = pkg
+    try:
+        return importlib.import_module("torch_fidelity.feature_extractor_inceptionv3")
+    finally:
+        for k in [k for k in sys.modules if k == "torch_fidelity" or k.startswith("torch_fidelity.")]:
+            del sys.modules[k]
+        sys.modules.update(saved)
+
+
+@pytest.mark.slow
+def test_torch_fidelity_convention_equals_torch_fidelity_features(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from genloop.metrics.features.inception import InceptionFeatures
+
+    tf_inception = _torch_fidelity_inception_module()
+    net = _random_inception()
+    path = tmp_path / "weights-inception-2015-12-05-6726825d.pth"
+    torch.save(net.state_dict(), path)
+    tool = tf_inception.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path))
+    u = _pixels(63, (2, 3, 16, 16))
+    with torch.no_grad():
+        ref = tool(torch.from_numpy(u))[0].double().numpy()  # the tool end to end: uint8 in, pool3 out
+    images = u.astype(np.float32) / 127.5 - 1.0
+    ours = InceptionFeatures(weights_path=str(path), device="cpu", resize="torch-fidelity")(images)
+    scale = np.abs(ref).max()
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=2e-6 * scale)
+    other = InceptionFeatures(net=net, device="cpu", resize="pytorch-fid")(images)
+    assert np.abs(other - ref).max() > 1e-3 * scale  # the conventions differ by far more than the tolerance
+
+
+# ---- Caches keyed by the weights' content --------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_same_name_same_size_weights_never_share_cached_numbers(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from genloop.metrics.features.inception import FID_WEIGHTS_FILE, InceptionFeatures, weights_digest
+    from genloop.metrics.features import make_extractor
+    from genloop.metrics.images import cached_features
+
+    monkeypatch.delenv("GENLOOP_INCEPTION_WEIGHTS", raising=False)
+    net_a = _random_inception()
+    net_b = _random_inception()
+    with torch.no_grad():  # another network of identical shapes (so the file has the same size)
+        for p in net_b.parameters():
+            p.mul_(1.5)
+    for folder, net in (("a", net_a), ("b", net_b)):
+        (tmp_path / folder).mkdir()
+        torch.save(net.state_dict(), tmp_path / folder / FID_WEIGHTS_FILE)
+    path_a, path_b = tmp_path / "a" / FID_WEIGHTS_FILE, tmp_path / "b" / FID_WEIGHTS_FILE
+    assert path_a.stat().st_size == path_b.stat().st_size
+    real = np.random.default_rng(64).uniform(-1, 1, size=(3, 3, 8, 8))
+    truth = {"a": InceptionFeatures(net=net_a, device="cpu")(real), "b": InceptionFeatures(net=net_b, device="cpu")(real)}
+    assert np.abs(truth["a"] - truth["b"]).max() > 1e-2 * np.abs(truth["a"]).max()
+    cache = tmp_path / "cache"
+
+    def check(path, expected: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+        # in-process features (memoised by extractor id and content) ...
+        extractor = make_extractor("inception", weights_path=str(path), device="cpu")
+        np.testing.assert_allclose(cached_features(extractor, real), expected, rtol=1e-5, atol=1e-6)
+        # ... and the real statistics that fid keeps on disk
+        m = make_metric("fid", weights_path=str(path), device="cpu", cache_dir=str(cache))
+        m.prepare(real)
+        np.testing.assert_allclose(m._real_side(real)[0].mean, expected.mean(0), rtol=1e-5, atol=1e-6)
+
+    # same name and size in two folders: neither the features nor the statistics are shared
+    check(path_a, truth["a"])
+    check(path_b, truth["b"])
+    assert len(list((cache / "stats").glob("*.safetensors"))) == 2
+    # one path whose file is replaced by another of the same size (new content, same name)
+    digest_a = weights_digest(path_a)
+    tmp = tmp_path / "swap.pth"
+    shutil.copyfile(path_b, tmp)
+    tmp.replace(path_a)
+    assert weights_digest(path_a) == weights_digest(path_b) != digest_a
+    check(path_a, truth["b"])
+    # the digest is computed once per (path, size, mtime, inode)
+    import hashlib
+
+    calls: list[int] = []
+    real_sha256 = hashlib.sha256
+    monkeypatch.setattr(hashlib, "sha256", lambda *a: calls.append(1) or real_sha256(*a))
+    assert weights_digest(path_a) == weights_digest(path_b) and calls == []
+
+
+# ---- one preparation path and one set of shared options for the feature metrics -------------------------
+
+
+def test_feature_metrics_share_their_options_and_one_preparation_path() -> None:
+    from genloop.metrics.images import FeatureMetric
+    from genloop.registry import constructor_options
+
+    shared = [name for name, _, _ in constructor_options(FeatureMetric)]
+    assert shared[:2] == ["features", "weights_path"] and "resize" in shared
+    for name, own in (("fid", "se_splits"), ("prdc", "k"), ("kid", "n_subsets")):
+        options = make_metric(name, features="raw", batch_size=8)
+        names = [n for n, _, _ in constructor_options(type(options))]
+        assert own in names and set(shared) <= set(names)  # declared once, validated for each metric
+        params = options.get_params()  # the resolved config keeps the shared options
+        assert params["features"] == "raw" and params["batch_size"] == 8 and own in params
+    with pytest.raises(ConfigError, match="unknown option 'featurez'.*features"):
+        make_metric("kid", featurez="raw")
+    with pytest.raises(ConfigError, match="option 'resize'"):
+        make_metric("fid", resize="bilinear")
+    # pixels in 0..255 are converted once (before this path, a second conversion refused every
+    # 0..255 set): the same values as the [-1, 1] images, through a network-style extractor
+    from genloop.metrics.features.base import FeatureExtractor
+
+    class Flat(FeatureExtractor):
+        name = "flat"
+        id = "flat-test"  # type: ignore[assignment]
+
+        def __call__(self, X: np.ndarray) -> np.ndarray:
+            return np.asarray(X, dtype=np.float64).reshape(X.shape[0], -1)
+
+    rng = np.random.default_rng(65)
+    pixels = rng.integers(0, 256, size=(40, 1, 4, 4)).astype(np.float64)
+    real = rng.integers(0, 256, size=(50, 1, 4, 4)).astype(np.float64)
+    for name in ("fid", "kid", "prdc"):
+        values = []
+        for pixel_range, g, r in (("0,255", pixels, real), ("-1,1", pixels / 127.5 - 1, real / 127.5 - 1)):
+            metric = make_metric(name, features="classifier", pixel_range=pixel_range, device="cpu")
+            metric._extractor = Flat()  # no classifier is trained: the path, not the network, is tested
+            values.append(metric(g, r, rng=np.random.default_rng(1)))
+        assert values[0].keys() == values[1].keys()
+        for key in values[1]:
+            assert values[0][key] == pytest.approx(values[1][key], rel=1e-6, abs=1e-9), (name, key)

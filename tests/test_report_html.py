@@ -71,16 +71,19 @@ def test_report_of_a_gaussian_experiment(tmp_path: Path, monkeypatch: pytest.Mon
             assert cell in text, (lam, key)
             shown = f"{v:.3e}" if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3) else f"{v:.4g}"
             assert f"{cell}{shown}</td>" in text
-    # one plot per metric in metrics.jsonl, the scatter grid, the trajectory overlays (μ and Σ)
-    metrics = [k for k in _last_metrics(folder / "lam=0.5" / "seed=0") if k not in ("generation", "n_real", "n_synthetic")]
+    # one plot per metric in metrics.jsonl (standard errors as error bars of their metric, bandwidths
+    # not at all), the scatter grid, the trajectory overlays (μ and Σ)
+    keys = [k for k in _last_metrics(folder / "lam=0.5" / "seed=0") if k not in ("generation", "n_real", "n_synthetic")]
+    metrics = [k for k in keys if not k.endswith(("_se", "_bandwidth"))]
+    assert "mmd_se" in keys and "mmd_bandwidth" in keys and metrics == ["w2", "mmd"]
     alts = [alt for alt, _ in _images(text)]
-    aggregated = [m for m in metrics if not m.endswith("_se")]  # over seeds: mean ± 95% t-interval
+    aggregated = metrics  # over seeds: mean ± 95% t-interval
     assert len(alts) == len(metrics) + len(aggregated) + 3
-    for m in metrics:
-        assert f"{m} per generation (mean over seeds, band ±1 sd)" in alts
+    assert "w2 per generation: one line per λ" in alts  # one seed: no mean, no band
+    assert "mmd per generation: one line per λ; error bars: 95% interval of the plotted value from mmd_se" in alts
     for m in aggregated:
         assert f"{m}: mean over seeds per generation, band = 95% t-interval" in alts
-    assert any(a.startswith("rows: λ") for a in alts)
+    assert any(a.startswith("rows: λ") and a.endswith("; grey: real training data") for a in alts)  # drawn: said
     assert "RMS distance to θ* (mu); dashed: predicted" in alts
     assert "RMS distance to θ* (sigma); dashed: predicted" in alts
     # theory: the Gaussian is an exponential family, exact rate λ/(1+λ) = 1/3 at λ = 0.5
@@ -100,8 +103,8 @@ def test_single_run_folder_and_out_path(tmp_path: Path, monkeypatch: pytest.Monk
     text = out.read_text()
     assert html.escape((run / "config.yaml").read_text()) in text
     assert "theory section not requested" in text
-    metrics = [k for k in _last_metrics(run) if k not in ("generation", "n_real", "n_synthetic")]
-    assert len(_images(text)) == len(metrics) + 1  # the metric plots and the scatter grid
+    metrics = [k for k in _last_metrics(run) if k not in ("generation", "n_real", "n_synthetic", "mmd_se", "mmd_bandwidth")]
+    assert len(_images(text)) == len(metrics) + 1  # the metric plots (w2, mmd) and the scatter grid
     (tmp_path / "dir").mkdir()
     assert build_report(run, tmp_path / "dir", theory=False) == tmp_path / "dir" / "report.html"
 

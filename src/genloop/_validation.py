@@ -1,10 +1,14 @@
-"""Small input checks shared by models, data sources and metrics."""
+"""Small input checks shared by models, data sources and metrics: arrays (:func:`check_array`)
+and constructor options (:func:`check_option`, :func:`check_positive_int`), in one place."""
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 
-from genloop.errors import DataError
+from genloop.errors import ConfigError, DataError
 
 
 def check_array(X: object, *, name: str = "X", min_samples: int = 1, ndim: int | None = None) -> np.ndarray:
@@ -33,3 +37,29 @@ def check_array(X: object, *, name: str = "X", min_samples: int = 1, ndim: int |
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise DataError(f"{name} contains {bad} NaN or infinite value(s)")
     return arr
+
+
+def check_option(name: str, value: Any, *, ge: float | None = None, gt: float | None = None,
+                 finite: bool = False) -> None:
+    """The one check of a numeric constructor option of a model or metric.
+
+    Raises :class:`~genloop.errors.ConfigError` naming the option unless ``value >= ge`` (or
+    ``value > gt``) and, with ``finite``, ``value`` is a finite number; NaN always fails.
+    Messages: ``"<name> must be >= 1, got 0"``, ``"<name> must be a finite number >= 0, got inf"``.
+    """
+    try:
+        ok = (not finite or math.isfinite(value)) and (ge is None or value >= ge) and (gt is None or value > gt)
+    except TypeError:
+        ok = False
+    if not ok:
+        bound = f">= {ge}" if ge is not None else f"> {gt}"
+        raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}" if finite
+                          else f"{name} must be {bound}, got {value}")
+
+
+def check_positive_int(name: str, value: Any, *, allow_none: bool = False) -> None:
+    """A :class:`~genloop.errors.ConfigError` unless ``value`` is an integer >= 1 (or None when allowed)."""
+    if value is None and allow_none:
+        return
+    if value is None or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")

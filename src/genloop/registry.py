@@ -329,20 +329,43 @@ def validate_options(factory: Callable[..., Any], options: dict[str, Any], what:
     return {k: getattr(parsed, k) for k in options}
 
 
+def constructor_options(factory: Callable[..., Any]) -> list[tuple[str, Any, Any]]:
+    """``(name, annotation, default)`` of every option of a class's constructor (or a factory).
+
+    A class whose ``__init__`` takes ``**options`` and passes them to ``super().__init__``
+    (the feature metrics share their extractor options this way) has its own options followed
+    by those of the next ``__init__`` up its MRO, so one set of shared options is declared,
+    annotated and validated in one place. ``default`` is ``inspect.Parameter.empty`` when
+    required.
+    """
+    targets = [c.__init__ for c in factory.__mro__ if "__init__" in vars(c)] if isinstance(factory, type) else [factory]
+    out: list[tuple[str, Any, Any]] = []
+    seen: set[str] = set()
+    for target in targets:
+        sig = inspect.signature(target)
+        try:
+            hints = get_type_hints(target)
+        except Exception:  # noqa: BLE001 - unresolved annotations fall back to Any
+            hints = {}
+        forwards = False
+        for pname, param in sig.parameters.items():
+            if param.kind == param.VAR_KEYWORD:
+                forwards = True
+            if pname == "self" or pname in seen or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                continue
+            seen.add(pname)
+            out.append((pname, hints.get(pname, Any), param.default))
+        if not forwards:
+            break
+    return out
+
+
 def _options_model(factory: Callable[..., Any], title: str, *, skip: Sequence[str] = ()) -> type[pydantic.BaseModel]:
-    target = factory.__init__ if isinstance(factory, type) else factory  # type: ignore[misc]
-    sig = inspect.signature(target)
-    try:
-        hints = get_type_hints(target)
-    except Exception:  # noqa: BLE001 - unresolved annotations fall back to Any
-        hints = {}
     fields: dict[str, Any] = {}
-    for pname, param in sig.parameters.items():
-        if pname == "self" or pname in skip or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+    for pname, annotation, default in constructor_options(factory):
+        if pname in skip:
             continue
-        annotation = hints.get(pname, Any)
-        default = ... if param.default is inspect.Parameter.empty else param.default
-        fields[pname] = (annotation, default)
+        fields[pname] = (annotation, ... if default is inspect.Parameter.empty else default)
     config = pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True)
     return pydantic.create_model(re.sub(r"\W", "_", title), __config__=config, **fields)
 

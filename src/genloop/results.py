@@ -125,6 +125,9 @@ class Verdict:
     baseline: float
     seeds: int
     window: tuple[int, int]
+    #: what the gap is measured against: "λ = 0" (the cell's real-data-only run, same seed) or,
+    #: when the cell has no λ = 0 run, "generation 0" (the same run's first generation)
+    reference: str = "λ = 0"
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -228,7 +231,8 @@ def verdicts(table: pd.DataFrame, metric: str | None = None, *, window: int | No
                 (g[0], g[2], g[3]), (s[0], s[2], s[3]), baseline, window=last - first + 1, relative_gap=relative_gap)
             out.append(Verdict(cell=str(cell), lam=float(lam), metric=metric, verdict=name, gap=g[0], gap_low=g[2],
                                gap_high=g[3], slope=s[0], slope_low=s[2], slope_high=s[3], baseline=baseline,
-                               seeds=len(gaps), window=(first, last)))
+                               seeds=len(gaps), window=(first, last),
+                               reference="λ = 0" if has_baseline else "generation 0"))
     return out
 
 
@@ -284,8 +288,10 @@ def summary_text(folder: str | Path, metric: str | None = None) -> str:
     parts = ["mean over seeds at the last generation [95% t-interval]", format_table(rows)]
     vs = verdicts(table, metric)
     if vs:
+        gap = gap_header(vs)
         vrows = [{"cell": v.cell or "-", "lam": "inf" if math.isinf(v.lam) else v.lam, "verdict": v.verdict,
-                  f"gap to λ=0 ({v.metric})": _interval(v.gap, v.gap_low, v.gap_high),
+                  gap: _interval(v.gap, v.gap_low, v.gap_high),
+                  **({} if _one_reference(vs) else {"gap against": v.reference}),
                   "slope/gen (last gens)": _interval(v.slope, v.slope_low, v.slope_high), "seeds": v.seeds}
                  for v in vs]
         if not any(r["cell"] != "-" for r in vrows):
@@ -293,6 +299,21 @@ def summary_text(folder: str | Path, metric: str | None = None) -> str:
                 del r["cell"]
         parts += ["", f"stability verdict on {vs[0].metric} (rule: docs/experiments.md)", format_table(vrows)]
     return "\n".join(parts)
+
+
+def _one_reference(vs: list[Verdict]) -> bool:
+    return len({v.reference for v in vs}) == 1
+
+
+def gap_header(vs: list[Verdict]) -> str:
+    """The header of the gap column: "gap to λ=0" only when every cell ran λ = 0, "change since
+    generation 0" when none did, plain "gap" (with a column naming the reference) when mixed."""
+    metric = vs[0].metric if vs else ""
+    if _one_reference(vs) and vs[0].reference == "λ = 0":
+        return f"gap to λ=0 ({metric})"
+    if _one_reference(vs):
+        return f"change since generation 0 ({metric})"
+    return f"gap ({metric})"
 
 
 def _interval(est: float, low: float, high: float) -> str:

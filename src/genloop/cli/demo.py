@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,13 @@ from genloop.cli._common import positive_int, say
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from genloop.report.demo import run_demo
+    from genloop.sweep.progress import progress_line
 
     out = Path(args.out)
-    paths = run_demo(out, quick=args.quick, jobs=args.jobs, topic=args.topic)
+    # a line per step (and, when stderr is not a terminal, per finished generation or run instead of
+    # a bar): CI logs and nohup files show that the demo is working and how far it is
+    paths = run_demo(out, quick=args.quick, jobs=args.jobs, topic=args.topic, say=progress_line,
+                     plain=not sys.stderr.isatty())
     say(f"demo results in {out}")
     for p in paths:
         say(f"  {p}")

@@ -7,14 +7,13 @@ command line and prints. It imports torch only when the command runs.
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from genloop import _json as strict_json
 from genloop.cli._common import say
 from genloop.errors import ConfigError
 
@@ -42,9 +41,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         rng=np.random.default_rng(args.seed), save_stats=args.save_stats,
     )  # fmt: skip
     if args.json:
-        doc = {"generated": a.describe(), "real": b.describe(), **{k: (v if math.isfinite(v) else None) for k, v in result.items()}}
-        json.dump(doc, sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        doc = {"generated": a.describe(), "real": b.describe(), **result}
+        sys.stdout.write(strict_json.dumps(doc, indent=1) + "\n")  # NaN / inf: null, flagged under "nonfinite"
     else:
         say(f"A (generated): {a.describe()}\nB (real):      {b.describe()}")
         say(format_result(result))
@@ -72,7 +70,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
     p.add_argument("--weights", default=None, help="path of the FID Inception weights file")
     p.add_argument("--resize", choices=["pytorch-fid", "torch-fidelity", "clean-fid"], default="pytorch-fid",
-                   help="Inception resize convention (default pytorch-fid)")
+                   help="the Inception input path of that tool, end to end: resize, clipping, scaling (default pytorch-fid)")
     p.add_argument("--k", type=int, default=3, help="neighbours for prdc (default 3)")
     p.add_argument("--seed", type=int, default=0, help="seed of KID's random subsets")
     p.add_argument("--channels-last", action="store_true", help="arrays are (n, H, W, C); transpose them")

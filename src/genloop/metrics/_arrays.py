@@ -73,6 +73,14 @@ def load_npz(path: str | os.PathLike[str], *, what: str | None = None) -> dict[s
         raise DataError(f"{name}: cannot be read as .npz (a damaged archive): {exc}") from None
 
 
+def vector_pair(generated: object, real: object, min_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Both sides as ``(n, d)`` float64 vectors (:func:`as_vectors`) of one dimension ``d``."""
+    g = as_vectors(generated, name="generated", min_samples=min_samples)
+    r = as_vectors(real, name="real", min_samples=min_samples)
+    check_same_dim(g, r)
+    return g, r
+
+
 def default_rng(rng: np.random.Generator | None) -> np.random.Generator:
     """``rng`` itself, or a fixed stream (seed 0) when ``None`` so metric values are reproducible."""
     return rng if rng is not None else np.random.default_rng(0)

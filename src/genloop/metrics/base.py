@@ -54,8 +54,7 @@ class Metric(ABC):
         """The metric's values, keyed by name (e.g. ``{"w2": 0.12}``)."""
 
     def get_params(self) -> dict[str, Any]:
-        """Constructor options (for the resolved config)."""
-        import inspect
+        """Constructor options (for the resolved config), shared options forwarded by ``**options`` included."""
+        from genloop.registry import constructor_options
 
-        sig = inspect.signature(type(self).__init__)
-        return {p: getattr(self, p) for p in sig.parameters if p != "self" and hasattr(self, p)}
+        return {p: getattr(self, p) for p, _, _ in constructor_options(type(self)) if hasattr(self, p)}

@@ -38,7 +38,6 @@ hash of the real data plus the feature extractor's id (:class:`StatsCache`).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -48,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from genloop import _json as strict_json
 from genloop.errors import DataError
 from genloop.metrics._arrays import default_cache_dir
 from genloop.metrics.gaussian import trace_sqrt_product
@@ -136,7 +136,7 @@ class FeatureStats:
         arrays = {"mean": self.mean, "scatter": self.scatter, "n": np.array([self.n], dtype=np.int64)}
         atomic_write_with(path, lambda tmp: save_file(arrays, str(tmp)))
         info = {"dim": self.dim, "n": self.n, **(meta or {})}
-        atomic_write_text(path.with_name(path.name + ".json"), json.dumps(info, indent=1))
+        atomic_write_text(path.with_name(path.name + ".json"), strict_json.dumps(info, indent=1, default=str))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> FeatureStats:

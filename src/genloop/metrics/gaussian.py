@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.linalg
 
-from genloop.errors import ConfigError, DataError
+from genloop._validation import check_option
+from genloop.errors import DataError
 from genloop.metrics import register_metric
-from genloop.metrics._arrays import as_vectors, check_same_dim, content_hash
+from genloop.metrics._arrays import as_vectors, content_hash, vector_pair
 from genloop.metrics.base import Metric
 
 if TYPE_CHECKING:
@@ -157,8 +158,7 @@ class _FittedGaussianMetric(Metric):
     """
 
     def __init__(self, ridge: float = 0.0) -> None:
-        if ridge < 0:
-            raise ConfigError(f"ridge must be >= 0, got {ridge}")
+        check_option("ridge", ridge, ge=0)
         self.ridge = ridge
         self._real_key: str | None = None
         self._real_stats: tuple[np.ndarray, np.ndarray] | None = None
@@ -180,44 +180,40 @@ class _FittedGaussianMetric(Metric):
         self._real(as_vectors(real, name="real", min_samples=2))
 
     def _inputs(self, generated: np.ndarray, real: np.ndarray) -> tuple[np.ndarray, ...]:
-        g = as_vectors(generated, name="generated", min_samples=2)
-        r = as_vectors(real, name="real", min_samples=2)
-        check_same_dim(g, r)
+        g, r = vector_pair(generated, real, min_samples=2)
         mg, Sg = self._stats(g)
         mr, Sr = self._real(r)
         return mg, Sg, mr, Sr
+
+    def __call__(
+        self,
+        generated: np.ndarray,
+        real: np.ndarray,
+        *,
+        model: GenerativeModel | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> dict[str, float]:
+        """``{name: distance(fitted generated, fitted real)}`` (the registered name is the key)."""
+        del model, rng
+        return {self.name: self._distance(*self._inputs(generated, real))}
+
+    @staticmethod
+    def _distance(mg: np.ndarray, Sg: np.ndarray, mr: np.ndarray, Sr: np.ndarray) -> float:
+        raise NotImplementedError
 
 
 @register_metric("gaussian_w2")
 class GaussianW2(_FittedGaussianMetric):
     """Bures–Wasserstein W2 (not squared) between Gaussians fitted to generated and real samples."""
 
-    def __call__(
-        self,
-        generated: np.ndarray,
-        real: np.ndarray,
-        *,
-        model: GenerativeModel | None = None,
-        rng: np.random.Generator | None = None,
-    ) -> dict[str, float]:
-        del model, rng
-        return {"gaussian_w2": bures_wasserstein(*self._inputs(generated, real))}
+    _distance = staticmethod(bures_wasserstein)
 
 
 @register_metric("gaussian_kl")
 class GaussianKL(_FittedGaussianMetric):
     """``KL(generated || real)`` between Gaussians fitted to both sides (nats; ``inf`` if singular)."""
 
-    def __call__(
-        self,
-        generated: np.ndarray,
-        real: np.ndarray,
-        *,
-        model: GenerativeModel | None = None,
-        rng: np.random.Generator | None = None,
-    ) -> dict[str, float]:
-        del model, rng
-        return {"gaussian_kl": gaussian_kl(*self._inputs(generated, real))}
+    _distance = staticmethod(gaussian_kl)
 
 
 __all__ = [

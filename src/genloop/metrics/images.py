@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from genloop._validation import check_array
+from genloop._validation import check_array, check_option, check_positive_int
 from genloop.errors import ConfigError, DataError
 from genloop.metrics import register_metric
 from genloop.metrics._arrays import content_hash, default_cache_dir, default_rng
@@ -114,7 +114,8 @@ class FeatureMetric(Metric):
     Options: ``features`` (``inception``, ``classifier``, ``raw``), ``weights_path``,
     ``batch_size`` (images per network batch), ``device``, ``classifier_dataset``/``classifier_seed``,
     ``cache_dir``, ``pixel_range`` (``"-1,1"``; ``"0,255"`` converts 0..255 pixels explicitly),
-    ``resize`` (Inception's resize to 299: ``pytorch-fid`` default, ``torch-fidelity``, ``clean-fid``).
+    ``resize`` (the tool whose Inception input path is reproduced: ``pytorch-fid`` default,
+    ``torch-fidelity``, ``clean-fid``; see :data:`genloop.metrics.features.inception.RESIZES`).
     """
 
     def __init__(
@@ -129,8 +130,7 @@ class FeatureMetric(Metric):
         pixel_range: Literal["-1,1", "0,255"] = "-1,1",
         resize: Literal["pytorch-fid", "torch-fidelity", "clean-fid"] = "pytorch-fid",
     ) -> None:
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive integer, got {batch_size}")
+        check_positive_int("batch_size", batch_size)
         self.pixel_range = pixel_range
         self.resize = resize
         self.features = features
@@ -192,9 +192,26 @@ class FeatureMetric(Metric):
         """Compute and keep what depends on ``real`` only (features, statistics, radii)."""
         self._real_side(real)
 
-    def _generated_features(self, generated: np.ndarray) -> np.ndarray:
-        X = self._inputs(generated, "generated")  # validated before the extractor is built
-        return cached_features(self.extractor, X)
+    def __call__(
+        self,
+        generated: np.ndarray,
+        real: np.ndarray,
+        *,
+        model: GenerativeModel | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> dict[str, float]:
+        """The one path of every feature metric: check ``generated`` (before the extractor is
+        built), take the real side (:meth:`_compute_real`, once per real set), extract the
+        generated features, then compare them (:meth:`_compare`)."""
+        del model
+        gen = default_rng(rng)
+        generated = self._inputs(generated, "generated")
+        real_side = self._real_side(real)
+        return self._compare(cached_features(self.extractor, generated), real_side, real, gen)
+
+    def _compare(self, feats: np.ndarray, real_side: Any, real: np.ndarray, rng: np.random.Generator) -> dict[str, float]:
+        """The metric's values from the generated features and the real side (``real``: the raw real set)."""
+        raise NotImplementedError
 
 
 #: below this many samples per set, FID's 1/N bias and noise matter: ``fid`` adds KID by default
@@ -232,15 +249,6 @@ class FID(FeatureMetric):
 
     def __init__(
         self,
-        features: Literal["inception", "classifier", "raw"] = "inception",
-        weights_path: str | None = None,
-        batch_size: int = 64,
-        device: str = "auto",
-        classifier_dataset: Literal["digits", "mnist"] = "digits",
-        classifier_seed: int = 0,
-        cache_dir: str | None = None,
-        pixel_range: Literal["-1,1", "0,255"] = "-1,1",
-        resize: Literal["pytorch-fid", "torch-fidelity", "clean-fid"] = "pytorch-fid",
         allow_rank_deficient: bool = False,
         disk_cache: bool = True,
         cache_max_bytes: int | None = None,
@@ -248,11 +256,10 @@ class FID(FeatureMetric):
         fid_inf: bool = False,
         kid: bool | None = None,
         max_relative_se: float = 0.1,
+        **feature_options: Any,
     ) -> None:
-        super().__init__(features, weights_path, batch_size, device, classifier_dataset, classifier_seed, cache_dir,
-                         pixel_range, resize)  # fmt: skip
-        if se_splits < 0:
-            raise ConfigError(f"se_splits must be >= 0, got {se_splits}")
+        super().__init__(**feature_options)
+        check_option("se_splits", se_splits, ge=0)
         self.allow_rank_deficient = allow_rank_deficient
         self.disk_cache = disk_cache
         self.cache_max_bytes = cache_max_bytes
@@ -294,26 +301,16 @@ class FID(FeatureMetric):
             cache.put(disk_key, stats, {"extractor": extractor.id, "data_hash": key})
         return stats, key
 
-    def __call__(
-        self,
-        generated: np.ndarray,
-        real: np.ndarray,
-        *,
-        model: GenerativeModel | None = None,
-        rng: np.random.Generator | None = None,
-    ) -> dict[str, float]:
-        del model
+    def _compare(self, feats: np.ndarray, real_side: tuple[FeatureStats, str], real: np.ndarray,
+                 rng: np.random.Generator) -> dict[str, float]:
         from genloop.metrics.frechet import fid_infinity, split_se
 
-        gen = default_rng(rng)
-        generated = self._inputs(generated, "generated")
-        real_stats, real_key = self._real_side(real)
-        feats = self._generated_features(generated)
+        real_stats, real_key = real_side
         gen_stats = FeatureStats.from_features(feats, batch_size=4096)
         value = frechet_distance(gen_stats, real_stats, allow_rank_deficient=self.allow_rank_deficient)
         out = {"fid": value}
         if self.se_splits:
-            out["fid_se"] = split_se(feats, real_stats, rng=gen, n_splits=self.se_splits)
+            out["fid_se"] = split_se(feats, real_stats, rng=rng, n_splits=self.se_splits)
             if not self._warned and not out["fid_se"] <= self.max_relative_se * max(value, 1e-12):
                 logger.warning(
                     "fid: %d generated samples give FID %.4g with standard error %.2g (> %.0f%% of the value, or "
@@ -322,14 +319,14 @@ class FID(FeatureMetric):
                 )  # fmt: skip
                 self._warned = True
         if self.fid_inf:
-            out.update({k: v for k, v in fid_infinity(feats, real_stats, rng=gen).items() if k != "fid_inf_slope"})
+            out.update({k: v for k, v in fid_infinity(feats, real_stats, rng=rng).items() if k != "fid_inf_slope"})
         n_real = real_stats.n
         if self.kid or (self.kid is None and min(feats.shape[0], n_real) < SMALL_SET):
             from genloop.metrics.prdc import kid
 
             real_feats = cached_features(self.extractor, self._inputs(real, "real"), real_key)
             res = kid(generated=feats, real=real_feats, subset_size=min(1000, feats.shape[0], real_feats.shape[0]),
-                      rng=gen, device=self.device)  # fmt: skip
+                      rng=rng, device=self.device)  # fmt: skip
             out.update({"fid_kid": res["kid"], "fid_kid_se": res["kid_se"]})
         return out
 
@@ -348,22 +345,13 @@ class PRDC(FeatureMetric):
 
     def __init__(
         self,
-        features: Literal["inception", "classifier", "raw"] = "inception",
-        weights_path: str | None = None,
-        batch_size: int = 64,
-        device: str = "auto",
-        classifier_dataset: Literal["digits", "mnist"] = "digits",
-        classifier_seed: int = 0,
-        cache_dir: str | None = None,
-        pixel_range: Literal["-1,1", "0,255"] = "-1,1",
-        resize: Literal["pytorch-fid", "torch-fidelity", "clean-fid"] = "pytorch-fid",
         k: int = 3,
         knn_batch_size: int = 1024,
         distance_dtype: Literal["auto", "bfloat16", "float32", "float64"] = "auto",
         boundary: Literal["closed", "open"] = "closed",
+        **feature_options: Any,
     ) -> None:
-        super().__init__(features, weights_path, batch_size, device, classifier_dataset, classifier_seed, cache_dir,
-                         pixel_range, resize)  # fmt: skip
+        super().__init__(**feature_options)
         if k < 1 or knn_batch_size < 1:
             raise ConfigError(f"k and knn_batch_size must be positive integers, got {k}, {knn_batch_size}")
         self.k = k
@@ -378,21 +366,14 @@ class PRDC(FeatureMetric):
         sq_radii = kth_nn_sq_distances(feats, self.k, self.knn_batch_size, dtype=self.distance_dtype, device=self.device)
         return feats, sq_radii
 
-    def __call__(
-        self,
-        generated: np.ndarray,
-        real: np.ndarray,
-        *,
-        model: GenerativeModel | None = None,
-        rng: np.random.Generator | None = None,
-    ) -> dict[str, float]:
-        del model, rng
+    def _compare(self, feats: np.ndarray, real_side: tuple[np.ndarray, torch.Tensor], real: np.ndarray,
+                 rng: np.random.Generator) -> dict[str, float]:
+        del real, rng
         from genloop.metrics.prdc import prdc
 
-        generated = self._inputs(generated, "generated")
-        real_feats, sq_radii = self._real_side(real)
+        real_feats, sq_radii = real_side
         return prdc(
-            generated=self._generated_features(generated),
+            generated=feats,
             real=real_feats,
             k=self.k,
             batch_size=self.knn_batch_size,
@@ -415,20 +396,11 @@ class KID(FeatureMetric):
 
     def __init__(
         self,
-        features: Literal["inception", "classifier", "raw"] = "inception",
-        weights_path: str | None = None,
-        batch_size: int = 64,
-        device: str = "auto",
-        classifier_dataset: Literal["digits", "mnist"] = "digits",
-        classifier_seed: int = 0,
-        cache_dir: str | None = None,
-        pixel_range: Literal["-1,1", "0,255"] = "-1,1",
-        resize: Literal["pytorch-fid", "torch-fidelity", "clean-fid"] = "pytorch-fid",
         n_subsets: int = 100,
         subset_size: int | None = None,
+        **feature_options: Any,
     ) -> None:
-        super().__init__(features, weights_path, batch_size, device, classifier_dataset, classifier_seed, cache_dir,
-                         pixel_range, resize)  # fmt: skip
+        super().__init__(**feature_options)
         if n_subsets < 1 or (subset_size is not None and subset_size < 2):
             raise ConfigError(f"kid needs n_subsets >= 1 and subset_size >= 2, got {n_subsets}, {subset_size}")
         self.n_subsets = n_subsets
@@ -437,27 +409,19 @@ class KID(FeatureMetric):
     def _compute_real(self, real: np.ndarray, key: str) -> np.ndarray:
         return cached_features(self.extractor, real, key)
 
-    def __call__(
-        self,
-        generated: np.ndarray,
-        real: np.ndarray,
-        *,
-        model: GenerativeModel | None = None,
-        rng: np.random.Generator | None = None,
-    ) -> dict[str, float]:
-        del model
+    def _compare(self, feats: np.ndarray, real_side: np.ndarray, real: np.ndarray,
+                 rng: np.random.Generator) -> dict[str, float]:
+        del real
         from genloop.metrics.prdc import kid
 
-        generated = self._inputs(generated, "generated")
-        real_feats = self._real_side(real)
-        feats = self._generated_features(generated)
+        real_feats = real_side
         size = self.subset_size if self.subset_size is not None else min(1000, feats.shape[0], real_feats.shape[0])
         return kid(
             generated=feats,
             real=real_feats,
             n_subsets=self.n_subsets,
             subset_size=size,
-            rng=default_rng(rng),
+            rng=rng,
             device=self.device,
         )
 

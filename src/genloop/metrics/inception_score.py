@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from genloop.errors import ConfigError, DataError
+from genloop._validation import check_option
+from genloop.errors import DataError
 from genloop.metrics import register_metric
 from genloop.metrics.base import Metric
 
@@ -67,8 +68,7 @@ class InceptionScore(Metric):
         pixel_range: Literal["-1,1", "0,255"] = "-1,1",
         resize: Literal["pytorch-fid", "torch-fidelity", "clean-fid"] = "pytorch-fid",
     ) -> None:
-        if n_splits < 1:
-            raise ConfigError(f"n_splits must be >= 1, got {n_splits}")
+        check_option("n_splits", n_splits, ge=1)
         self.weights_path = weights_path
         self.batch_size = batch_size
         self.device = device

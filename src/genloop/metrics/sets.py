@@ -16,7 +16,8 @@ them may be
 
 Features default to ``raw`` when both inputs are feature vectors and to ``inception`` (local
 FID Inception weights, ``--weights``) for images. The statistics of image sets are cached by
-the files' names, sizes and modification times and the extractor (``<cache>/stats``, at most
+the files' names, sizes, modification times and inodes and the extractor (whose id holds a
+digest of the weights' content) (``<cache>/stats``, at most
 1 GiB, least recently used entries evicted); ``--no-cache`` skips the cache. ``--save-stats
 PATH.npz`` writes ``A``'s statistics in pytorch-fid's format.
 
@@ -113,7 +114,7 @@ def _folder_source(spec: str, folder: Path) -> Source:
                     )
             yield np.stack(arrs).astype(np.float32) / 127.5 - 1.0
 
-    stamp = "|".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+    stamp = "|".join(f"{p.name}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}" for p in files for st in (p.stat(),))
     return Source(spec, "images", len(files), batches, identity=f"folder:{folder.resolve()}|{stamp}",
                   shape=(len(files), *first.shape))  # fmt: skip
 
@@ -143,7 +144,7 @@ def _array_source(spec: str, arr: np.ndarray, identity: str, channels_last: bool
 
 def _file_identity(path: Path) -> str:
     st = path.stat()
-    return f"file:{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    return f"file:{path.resolve()}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
 
 
 def open_source(spec: str, *, channels_last: bool = False) -> Source:

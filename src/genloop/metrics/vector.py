@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
 import ot
 
-from genloop._validation import check_array
+from genloop._validation import check_array, check_positive_int
 from genloop.errors import ConfigError, DataError
 from genloop.metrics import register_metric
-from genloop.metrics._arrays import as_vectors, check_same_dim, default_rng, subsample
+from genloop.metrics._arrays import default_rng, subsample, vector_pair
 from genloop.metrics.base import Metric
 
 if TYPE_CHECKING:
@@ -31,18 +31,27 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def _pair(generated: object, real: object, min_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    g = as_vectors(generated, name="generated", min_samples=min_samples)
-    r = as_vectors(real, name="real", min_samples=min_samples)
-    check_same_dim(g, r)
-    return g, r
+class _SampleDistance(Metric):
+    """The one path of the sample distances: both sides as ``(n, d)`` vectors of one dimension
+    (at least :attr:`min_samples` each), the call's ``rng`` (a fixed stream when None), then
+    :meth:`_distance`."""
 
+    min_samples: ClassVar[int] = 1
 
-def _check_positive(name: str, value: int | None, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if value is None or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    def __call__(
+        self,
+        generated: np.ndarray,
+        real: np.ndarray,
+        *,
+        model: GenerativeModel | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> dict[str, float]:
+        del model
+        g, r = vector_pair(generated, real, min_samples=self.min_samples)
+        return self._distance(g, r, default_rng(rng))
+
+    def _distance(self, g: np.ndarray, r: np.ndarray, rng: np.random.Generator) -> dict[str, float]:
+        raise NotImplementedError
 
 
 # ---- exact and sliced Wasserstein-2 -------------------------------------------------------------
@@ -67,7 +76,7 @@ def wasserstein2(X: np.ndarray, Y: np.ndarray) -> float:
 
 
 @register_metric("w2")
-class W2(Metric):
+class W2(_SampleDistance):
     """Exact Wasserstein-2 distance between the generated and real empirical measures.
 
     Computed with POT's exact solver (``ot.emd2``, squared Euclidean cost; the square root of
@@ -78,29 +87,19 @@ class W2(Metric):
     """
 
     def __init__(self, max_exact: int = 2000, n_repeats: int = 1) -> None:
-        _check_positive("max_exact", max_exact)
-        _check_positive("n_repeats", n_repeats)
+        check_positive_int("max_exact", max_exact)
+        check_positive_int("n_repeats", n_repeats)
         self.max_exact = max_exact
         self.n_repeats = n_repeats
 
-    def __call__(
-        self,
-        generated: np.ndarray,
-        real: np.ndarray,
-        *,
-        model: GenerativeModel | None = None,
-        rng: np.random.Generator | None = None,
-    ) -> dict[str, float]:
+    def _distance(self, g: np.ndarray, r: np.ndarray, rng: np.random.Generator) -> dict[str, float]:
         """``w2``; when sets are subsampled and ``n_repeats > 1``, the mean over ``n_repeats``
         independent subsamples and ``w2_se`` = their std / sqrt(n_repeats) (the subsampling noise,
         ~0.015 on two moons at 1,000 points, shrinks by sqrt(n_repeats))."""
-        del model
-        g, r = _pair(generated, real)
-        gen = default_rng(rng)
         if max(g.shape[0], r.shape[0]) <= self.max_exact:
             return {"w2": wasserstein2(g, r)}
         logger.debug("w2: subsampling to %d samples per side, %d repeats", self.max_exact, self.n_repeats)
-        values = [wasserstein2(subsample(g, self.max_exact, gen), subsample(r, self.max_exact, gen))
+        values = [wasserstein2(subsample(g, self.max_exact, rng), subsample(r, self.max_exact, rng))
                   for _ in range(self.n_repeats)]  # fmt: skip
         out = {"w2": float(np.mean(values))}
         if self.n_repeats > 1:
@@ -109,7 +108,7 @@ class W2(Metric):
 
 
 @register_metric("sw2")
-class SW2(Metric):
+class SW2(_SampleDistance):
     """Sliced Wasserstein-2 distance (Rabin et al. 2011; Bonneel et al. 2015).
 
     ``SW2 = (E_theta W2^2(theta#generated, theta#real))^{1/2}`` over directions ``theta``
@@ -119,20 +118,11 @@ class SW2(Metric):
     """
 
     def __init__(self, n_projections: int = 200) -> None:
-        _check_positive("n_projections", n_projections)
+        check_positive_int("n_projections", n_projections)
         self.n_projections = n_projections
 
-    def __call__(
-        self,
-        generated: np.ndarray,
-        real: np.ndarray,
-        *,
-        model: GenerativeModel | None = None,
-        rng: np.random.Generator | None = None,
-    ) -> dict[str, float]:
-        del model
-        g, r = _pair(generated, real)
-        seed = int(default_rng(rng).integers(0, 2**31 - 1))
+    def _distance(self, g: np.ndarray, r: np.ndarray, rng: np.random.Generator) -> dict[str, float]:
+        seed = int(rng.integers(0, 2**31 - 1))
         value = ot.sliced_wasserstein_distance(g, r, n_projections=self.n_projections, p=2, seed=seed)
         return {"sw2": float(value)}
 
@@ -244,7 +234,7 @@ def mmd2_multiscale(
 
 
 @register_metric("mmd")
-class MMD(Metric):
+class MMD(_SampleDistance):
     """Unbiased squared MMD between generated and real samples, with its standard error.
 
     ``kernel="multiscale"`` (default): the sum of Gaussian kernels of :func:`mmd2_multiscale`
@@ -255,32 +245,24 @@ class MMD(Metric):
     ``mmd_bandwidth`` (the median distance ``h``).
     """
 
+    min_samples = 2
+
     def __init__(
         self,
         max_samples: int = 2000,
         kernel: Literal["multiscale", "median"] = "multiscale",
         scales: list[float] | None = None,
     ) -> None:
-        _check_positive("max_samples", max_samples)
+        check_positive_int("max_samples", max_samples)
         if kernel not in ("multiscale", "median"):
             raise ConfigError(f"kernel must be 'multiscale' or 'median', got {kernel!r}")
         self.max_samples = max_samples
         self.kernel = kernel
         self.scales = scales
 
-    def __call__(
-        self,
-        generated: np.ndarray,
-        real: np.ndarray,
-        *,
-        model: GenerativeModel | None = None,
-        rng: np.random.Generator | None = None,
-    ) -> dict[str, float]:
-        del model
-        g, r = _pair(generated, real, min_samples=2)
-        gen = default_rng(rng)
-        g = subsample(g, self.max_samples, gen)
-        r = subsample(r, self.max_samples, gen)
+    def _distance(self, g: np.ndarray, r: np.ndarray, rng: np.random.Generator) -> dict[str, float]:
+        g = subsample(g, self.max_samples, rng)
+        r = subsample(r, self.max_samples, rng)
         scales = (1.0,) if self.kernel == "median" else tuple(self.scales or DEFAULT_SCALES)
         value, se, h = mmd2_multiscale(g, r, scales=scales)
         return {"mmd": value, "mmd_se": se, "mmd_bandwidth": h}
@@ -357,19 +339,13 @@ def moment_drift(generated: np.ndarray, real: np.ndarray) -> dict[str, float]:
 
 
 @register_metric("moments")
-class Moments(Metric):
+class Moments(_SampleDistance):
     """Mean drift, covariance drift and mean standard-deviation ratio (see :func:`moment_drift`)."""
 
-    def __call__(
-        self,
-        generated: np.ndarray,
-        real: np.ndarray,
-        *,
-        model: GenerativeModel | None = None,
-        rng: np.random.Generator | None = None,
-    ) -> dict[str, float]:
-        del model, rng
-        g, r = _pair(generated, real, min_samples=2)
+    min_samples = 2
+
+    def _distance(self, g: np.ndarray, r: np.ndarray, rng: np.random.Generator) -> dict[str, float]:
+        del rng
         return moment_drift(g, r)
 
 

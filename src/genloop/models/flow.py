@@ -28,7 +28,7 @@ import torch
 import zuko
 from torch import nn
 
-from genloop._validation import check_array
+from genloop._validation import check_array, check_option
 from genloop.errors import ConfigError, DataError
 from genloop.models import register_model
 from genloop.models.neural.base import TorchGenerativeModel
@@ -87,14 +87,11 @@ class Flow(TorchGenerativeModel):
         train: TrainConfig = TrainConfig(samples=400_000, batch_size=256, lr=1e-3, grad_clip=5.0),
         sample_batch_size: int = 4096,
     ) -> None:
-        if transforms < 1:
-            raise ConfigError(f"transforms must be >= 1, got {transforms}")
+        check_option("transforms", transforms, ge=1)
         if not hidden_features or any(h < 1 for h in hidden_features):
             raise ConfigError(f"hidden_features must be a non-empty list of positive widths, got {hidden_features}")
-        if bins < 2:
-            raise ConfigError(f"bins must be >= 2, got {bins}")
-        if sample_batch_size < 1:
-            raise ConfigError(f"sample_batch_size must be >= 1, got {sample_batch_size}")
+        check_option("bins", bins, ge=2)
+        check_option("sample_batch_size", sample_batch_size, ge=1)
         self.kind = kind
         self.transforms = transforms
         self.hidden_features = tuple(hidden_features)

@@ -31,6 +31,7 @@ import torch
 import torchdiffeq
 from torch import nn
 
+from genloop._validation import check_option
 from genloop.errors import ConfigError
 from genloop.models import register_model
 from genloop.models.neural.base import TorchGenerativeModel
@@ -174,14 +175,11 @@ class _FlowMatching(TorchGenerativeModel):
         sample_batch_size: int = 4096,
         init: str | None = None,
     ) -> None:
-        if sigma < 0:
-            raise ConfigError(f"sigma must be >= 0, got {sigma}")
-        if steps < 1:
-            raise ConfigError(f"steps must be >= 1, got {steps}")
+        check_option("sigma", sigma, ge=0)
+        check_option("steps", steps, ge=1)
         if rtol <= 0 or atol <= 0:
             raise ConfigError(f"rtol and atol must be > 0, got rtol={rtol}, atol={atol}")
-        if sample_batch_size < 1:
-            raise ConfigError(f"sample_batch_size must be >= 1, got {sample_batch_size}")
+        check_option("sample_batch_size", sample_batch_size, ge=1)
         self.network = network
         self.train = train
         self.sigma = sigma

@@ -17,6 +17,7 @@ from scipy import linalg
 from scipy.stats import multivariate_normal
 from typing_extensions import Self
 
+from genloop._validation import check_option
 from genloop.errors import ConfigError, DataError
 from genloop.models import register_model
 from genloop.models._vectors import check_count, check_vectors, psd_factor, require_vector_data
@@ -52,8 +53,7 @@ class GaussianModel(GenerativeModel):
     def __init__(self, estimator: Literal["mle", "unbiased"] = "mle", reg_covar: float = 0.0) -> None:
         if estimator not in _DDOF:
             raise ConfigError(f"estimator must be 'mle' or 'unbiased', got {estimator!r}")
-        if not np.isfinite(reg_covar) or reg_covar < 0:
-            raise ConfigError(f"reg_covar must be a finite number >= 0, got {reg_covar!r}")
+        check_option("reg_covar", reg_covar, ge=0, finite=True)
         self.estimator = estimator
         self.reg_covar = reg_covar
 

@@ -23,6 +23,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 from typing_extensions import Self
 
+from genloop._validation import check_option
 from genloop.errors import ConfigError, DataError
 from genloop.models import register_model
 from genloop.models._vectors import check_count, check_vectors, require_vector_data
@@ -66,20 +67,15 @@ class GMMModel(GenerativeModel):
         n_init: int = 1,
         init_params: str = "kmeans",
     ) -> None:
-        if n_components < 1:
-            raise ConfigError(f"n_components must be >= 1, got {n_components}")
+        check_option("n_components", n_components, ge=1)
         if covariance_type not in ("full", "diag", "spherical", "tied"):
             raise ConfigError(
                 f"covariance_type must be one of full, diag, spherical, tied; got {covariance_type!r}"
             )
-        if max_iter < 1:
-            raise ConfigError(f"max_iter must be >= 1, got {max_iter}")
-        if not tol >= 0:
-            raise ConfigError(f"tol must be >= 0, got {tol}")
-        if not reg_covar >= 0:
-            raise ConfigError(f"reg_covar must be >= 0, got {reg_covar}")
-        if n_init < 1:
-            raise ConfigError(f"n_init must be >= 1, got {n_init}")
+        check_option("max_iter", max_iter, ge=1)
+        check_option("tol", tol, ge=0)
+        check_option("reg_covar", reg_covar, ge=0)
+        check_option("n_init", n_init, ge=1)
         if init_params not in _INIT_PARAMS:
             raise ConfigError(f"init_params must be one of {', '.join(_INIT_PARAMS)}; got {init_params!r}")
         self.n_components = n_components

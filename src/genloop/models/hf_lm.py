@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from typing_extensions import Self
 
+from genloop._validation import check_option
 from genloop.data.discrete import as_tokens
 from genloop.errors import ConfigError, DataError
 from genloop.models import register_model
@@ -120,12 +121,10 @@ class HFCausalLM(TransformerLM):
             )
         if config is not None and "model_type" not in config:
             raise ConfigError("hf-causal-lm config needs a model_type (e.g. gpt2, opt)")
-        if not np.isfinite(temperature) or temperature < 0:
-            raise ConfigError(f"temperature must be a finite number >= 0, got {temperature!r}")
+        check_option("temperature", temperature, ge=0, finite=True)
         if not 0 < top_p <= 1:
             raise ConfigError(f"top_p must be in (0, 1], got {top_p!r}")
-        if sample_batch_size < 1:
-            raise ConfigError(f"sample_batch_size must be >= 1, got {sample_batch_size}")
+        check_option("sample_batch_size", sample_batch_size, ge=1)
         self.config = config
         self.pretrained = pretrained
         self.bos_token_id = bos_token_id

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ import numpy as np
 from safetensors.numpy import load_file
 from safetensors.numpy import save as safetensors_bytes
 
+from genloop import _json as strict_json
 from genloop._fs import atomic_write_bytes
 from genloop.models.base import GenerativeModel
 
@@ -35,7 +35,7 @@ def save_model(model: GenerativeModel, folder: str | os.PathLike[str]) -> Path:
     # every other write, and the file gets the ordinary mode (safetensors' own writer: 0600).
     atomic_write_bytes(folder / ARRAYS, safetensors_bytes(arrays))
     doc = {"name": name, "params": model.get_params(), "state": meta}
-    atomic_write_bytes(folder / META, json.dumps(doc, indent=1, default=_json_default).encode())
+    atomic_write_bytes(folder / META, strict_json.dumps(doc, indent=1, default=_json_default).encode())
     return folder
 
 
@@ -47,7 +47,7 @@ def load_model(folder: str | os.PathLike[str]) -> GenerativeModel:
 
     folder = Path(folder)
     try:
-        doc = json.loads((folder / META).read_text(encoding="utf-8"))
+        doc = strict_json.loads((folder / META).read_text(encoding="utf-8"))
         name, params, state = doc["name"], doc["params"], doc["state"]
         arrays = load_file(str(folder / ARRAYS))
     except FileNotFoundError as exc:

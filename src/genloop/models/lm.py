@@ -19,7 +19,6 @@ codes themselves (no standardisation).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -29,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 from typing_extensions import Self
 
+from genloop._validation import check_option
 from genloop.data.discrete import as_tokens
 from genloop.errors import ConfigError
 from genloop.models import register_model
@@ -137,8 +137,7 @@ class TransformerLM(TorchGenerativeModel):
         top_p: float = 1.0,
         sample_batch_size: int = 1024,
     ) -> None:
-        if not math.isfinite(temperature) or temperature < 0:
-            raise ConfigError(f"temperature must be a finite number >= 0, got {temperature!r}")
+        check_option("temperature", temperature, ge=0, finite=True)
         if not 0 < top_p <= 1:
             raise ConfigError(f"top_p must be in (0, 1], got {top_p!r}")
         if vocab_size is not None and vocab_size < 1:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from typing_extensions import Self
 
+from genloop._validation import check_option
 from genloop.data.discrete import as_tokens
 from genloop.errors import ConfigError, DataError
 from genloop.models import register_model
@@ -51,8 +52,7 @@ class NGramModel(GenerativeModel):
     def __init__(self, order: int = 2, smoothing: float = 0.0, vocab_size: int | None = None) -> None:
         if isinstance(order, bool) or int(order) != order or order < 1:
             raise ConfigError(f"order must be an integer >= 1, got {order!r}")
-        if not np.isfinite(smoothing) or smoothing < 0:
-            raise ConfigError(f"smoothing must be a finite number >= 0, got {smoothing!r}")
+        check_option("smoothing", smoothing, ge=0, finite=True)
         if vocab_size is not None and vocab_size < 1:
             raise ConfigError(f"vocab_size must be >= 1, got {vocab_size}")
         if vocab_size is not None and float(vocab_size) ** max(order - 1, 1) >= 2.0**62:

@@ -26,6 +26,7 @@ import numpy as np
 from scipy import linalg
 from typing_extensions import Self
 
+from genloop._validation import check_option
 from genloop.errors import ConfigError, DataError
 from genloop.models import register_model
 from genloop.models._vectors import check_count, check_vectors, psd_factor
@@ -58,10 +59,9 @@ class RegressionModel(GenerativeModel):
     sigma_: float
 
     def __init__(self, alpha: float = 0.0, sigma: float | None = None, design: Design = "fixed") -> None:
-        if not np.isfinite(alpha) or alpha < 0:
-            raise ConfigError(f"alpha must be a finite number >= 0, got {alpha!r}")
-        if sigma is not None and (not np.isfinite(sigma) or sigma < 0):
-            raise ConfigError(f"sigma must be a finite number >= 0, got {sigma!r}")
+        check_option("alpha", alpha, ge=0, finite=True)
+        if sigma is not None:
+            check_option("sigma", sigma, ge=0, finite=True)
         if design not in ("fixed", "fresh"):
             raise ConfigError(f"design must be 'fixed' or 'fresh', got {design!r}")
         self.alpha = alpha

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genloop.results import summarize, tidy, verdicts
+from genloop.results import gap_header, summarize, tidy, verdicts
 
 
 def _lam_label(lam: float) -> str:
@@ -66,20 +66,27 @@ def section_aggregate(folder: Path, png: Callable[[str], Path], figure: Callable
         return "<p class=\"note\">no metric values recorded (yet)</p>"
     summary = summarize(data)
     parts = []
-    metrics = [m for m in dict.fromkeys(data["metric"]) if not str(m).endswith("_se")]
+    from genloop.report.plots import plotted_metrics
+
+    metrics = plotted_metrics(list(dict.fromkeys(data["metric"])))
     for metric in metrics:
         parts.append(figure(plot_aggregate(summary, metric, png(f"aggregate-{metric}")),
                             f"{metric}: mean over seeds per generation, band = 95% t-interval"))
+    vs = verdicts(data)
+    gap = gap_header(vs)
+    mixed = len({v.reference for v in vs}) > 1
     rows = [{"cell": v.cell or "-", "λ": _lam_label(v.lam), "verdict": v.verdict,
-             f"gap to λ=0 ({v.metric})": f"{v.gap:+.3g} [{v.gap_low:+.3g}, {v.gap_high:+.3g}]",
+             gap: f"{v.gap:+.3g} [{v.gap_low:+.3g}, {v.gap_high:+.3g}]",
+             **({"gap against": v.reference} if mixed else {}),
              "slope per generation": f"{v.slope:+.3g} [{v.slope_low:+.3g}, {v.slope_high:+.3g}]",
              "generations": f"{v.window[0]}–{v.window[1]}", "seeds": v.seeds,
-             **({"predicted (theory)": predicted.get(v.lam, "-")} if predicted else {})} for v in verdicts(data)]
+             **({"predicted (theory)": predicted.get(v.lam, "-")} if predicted else {})} for v in vs]
     if rows:
         parts.append("<h3>Stability verdict per λ</h3>")
-        parts.append("<p class=\"note\">collapsing: significantly worse than λ = 0 and still worsening; drifting: "
-                     "one of the two; stable: the 95% intervals exclude a material change (10% of the baseline); "
-                     "uncertain: intervals too wide to say. The rule is in genloop's docs/experiments.md.</p>")
+        parts.append("<p class=\"note\">collapsing: significantly worse than the reference (λ = 0; generation 0 "
+                     "in a cell without λ = 0) and still worsening; drifting: one of the two; stable: the 95% "
+                     "intervals exclude a material change (10% of the baseline); uncertain: intervals too wide to "
+                     "say. The rule is in genloop's docs/experiments.md.</p>")
         parts.append(table(rows))
     links = [name for name in ("results.csv", "results.parquet", "summary.csv") if (folder / name).exists()]
     if links:

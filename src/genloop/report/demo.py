@@ -1,4 +1,4 @@
-"""``genloop demo``: the paper's two small experiments on built-in data, in about two minutes.
+"""``genloop demo``: the paper's two small experiments on built-in data (about 3 min of CPU time).
 
 1. Gaussian collapse (Bertrand et al. 2024, §2.2): a 1-D Gaussian refitted (unbiased
    estimator) on n of its own samples, fully synthetic vs mixed with real data, against the
@@ -14,14 +14,17 @@ folders of the toy experiments (which ``genloop show`` reads).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from genloop import _json as strict_json
+from genloop._fs import atomic_write_text
 from genloop.config import parse_config
 from genloop.loop import run_loop
 from genloop.models import make_model
@@ -63,11 +66,36 @@ def toy_config(model: dict[str, Any], *, generations: int, n: int) -> dict[str, 
 TOPICS = ("all", "paper", "discrete")
 
 
-def run_demo(out: str | Path, *, quick: bool = False, jobs: int = 2, topic: str = "all") -> list[Path]:
+class _Steps:
+    """Progress lines of the demo's steps (``say`` is None: silent), each with its wall time."""
+
+    def __init__(self, say: Callable[[str], None] | None, total: int) -> None:
+        self.say, self.total, self.count = say, total, 0
+        self.start = self.last = time.perf_counter()
+
+    def begin(self, what: str) -> None:
+        self.count += 1
+        self.last = time.perf_counter()
+        if self.say is not None:
+            self.say(f"genloop demo: step {self.count}/{self.total}: {what} ...")
+
+    def end(self) -> None:
+        if self.say is not None:
+            now = time.perf_counter()
+            self.say(f"genloop demo: step {self.count}/{self.total} done in {now - self.last:.0f} s "
+                     f"({now - self.start:.0f} s in all)")
+
+
+def run_demo(out: str | Path, *, quick: bool = False, jobs: int = 2, topic: str = "all",
+             say: Callable[[str], None] | None = None, plain: bool = False) -> list[Path]:
     """Run the demo into ``out``; return the paths of what it wrote (results.md first).
 
     ``topic``: ``"paper"`` (Gaussian collapse and two moons), ``"discrete"`` (categorical tails
-    and regression, :mod:`genloop.report.demo_discrete`) or ``"all"`` (both).
+    and regression, :mod:`genloop.report.demo_discrete`) or ``"all"`` (both). ``say`` receives
+    one line as each step starts and ends (None: silent); with ``plain`` the two-moons runs
+    also report each finished generation (or run, with ``jobs > 1``) as a line instead of a bar
+    (:class:`genloop.sweep.progress.SweepProgress`), as ``genloop run`` does when stderr is not
+    a terminal.
     """
     from genloop.errors import ConfigError
 
@@ -75,28 +103,38 @@ def run_demo(out: str | Path, *, quick: bool = False, jobs: int = 2, topic: str 
         raise ConfigError(f"unknown demo topic {topic!r}; known topics: {', '.join(TOPICS)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    steps = _Steps(say, {"all": 4, "paper": 3, "discrete": 1}[topic])
     discrete_md = ""
     discrete_paths: list[Path] = []
     if topic in ("all", "discrete"):
         from genloop.report.demo_discrete import run_discrete_demo
 
+        steps.begin("discrete data: categorical tails and regression on its own labels")
         discrete_md, discrete_paths = run_discrete_demo(out, quick=quick)
+        steps.end()
     if topic == "discrete":
         results = out / "results.md"
         results.write_text("# genloop demo\n\n" + discrete_md)
         return [results, *discrete_paths]
-    return _run_paper_demo(out, quick=quick, jobs=jobs, extra_md=discrete_md, extra_paths=discrete_paths)
+    return _run_paper_demo(out, quick=quick, jobs=jobs, extra_md=discrete_md, extra_paths=discrete_paths,
+                           steps=steps, plain=plain)
 
 
-def _run_paper_demo(out: Path, *, quick: bool, jobs: int, extra_md: str = "", extra_paths: list[Path] | None = None) -> list[Path]:
+def _run_paper_demo(out: Path, *, quick: bool, jobs: int, extra_md: str = "", extra_paths: list[Path] | None = None,
+                    steps: _Steps | None = None, plain: bool = False) -> list[Path]:
     """The paper's two experiments (sections 1 and 2 of the module docstring), then ``extra_md``."""
+    from genloop.sweep.experiment import single_experiment
+    from genloop.sweep.progress import SweepProgress
     from genloop.theory.gaussian import expected_sigma_ratio, sigma_ratio_quantile
 
+    steps = steps or _Steps(None, 3)
     written: list[Path] = []
 
     # 1. Gaussian collapse --------------------------------------------------------------------
     n, gens, seeds = (20, 40, 20) if quick else (20, 200, 400)
+    steps.begin(f"Gaussian collapse: {seeds} seeds × 3 λ × {gens} generations")
     curves = gaussian_collapse(n=n, generations=gens, seeds=seeds, lambdas=[math.inf, 1.0, 0.5])
+    steps.end()
     t = np.arange(gens + 1)
     theory = {
         f"theory, fully synthetic: mean c4(n)^t, n = {n}": np.array([expected_sigma_ratio(n, int(g), "unbiased") for g in t]),
@@ -122,7 +160,15 @@ def _run_paper_demo(out: Path, *, quick: bool, jobs: int, extra_md: str = "", ex
     for model in ({"name": "gmm", "n_components": 8}, {"name": "kde", "bandwidth": 0.1}):
         cfg = parse_config(toy_config(model, generations=toy_gens, n=toy_n))
         folder = out / f"two_moons-{model['name']}"
-        run_experiment(cfg, folder, resume=True, jobs=jobs)
+        steps.begin(f"two moons with {model['name']}: {len(LAMBDAS_TOY)} λ × {toy_gens} generations")
+        bar = SweepProgress.for_experiment(single_experiment(cfg), folder, resume=True, parallel=jobs > 1,
+                                           quiet=steps.say is None, plain=plain, slots=jobs)
+        try:
+            run_experiment(cfg, folder, resume=True, jobs=jobs, progress=None if jobs > 1 else bar.generation_done,
+                           on_run_done=bar.run_done)
+        finally:
+            bar.close()
+        steps.end()
         for metric in ("w2", "mmd", "nll"):
             written.append(plot_metric_curves(folder, metric, out / f"two_moons-{model['name']}-{metric}.png",
                                               title=f"two moons, {model['name']}: {metric}"))
@@ -148,5 +194,6 @@ def _run_paper_demo(out: Path, *, quick: bool, jobs: int, extra_md: str = "", ex
         + "\n\n".join(toy_tables) + "\n"
         + ("\n" + extra_md if extra_md else "")
     )
-    (out / "gaussian_collapse.json").write_text(json.dumps({k: v.mean(axis=0).tolist() for k, v in curves.items()}))
+    atomic_write_text(out / "gaussian_collapse.json",
+                      strict_json.dumps({k: v.mean(axis=0).tolist() for k, v in curves.items()}))
     return [results, *written, *(extra_paths or [])]

@@ -215,8 +215,12 @@ def _section_summary(ctx: _Context) -> str:
 
 
 def _metric_names(ctx: _Context) -> list[str]:
+    """The recorded metrics; standard errors, bandwidths and other auxiliary keys are not plotted
+    as metrics (a ``<metric>_se`` becomes the error bars of its metric)."""
+    from genloop.report.plots import plotted_metrics
+
     skip = {"generation", "n_real", "n_synthetic"}
-    return list(dict.fromkeys(k for rows in ctx.metrics for row in rows for k in row if k not in skip))
+    return plotted_metrics(list(dict.fromkeys(k for rows in ctx.metrics for row in rows for k in row if k not in skip)))
 
 
 def _section_metrics(ctx: _Context) -> str:
@@ -231,8 +235,24 @@ def _section_metrics(ctx: _Context) -> str:
     for name in names:
         parts.append(_guard(f"plot of {name}", lambda name=name: _figure(
             plot_metric_curves(ctx.folder, name, ctx.png(f"metric-{name}"), title=f"{name} per generation"),
-            f"{name} per generation (mean over seeds, band ±1 sd)")))
+            _metric_caption(ctx, name))))
     return "\n".join(parts)
+
+
+def _metric_caption(ctx: _Context, name: str) -> str:
+    """What a metric figure draws, and only that."""
+    has_se = any(f"{name}_se" in row for rows in ctx.metrics for row in rows)
+    several = max((len(v) for v in _seeds_per_group(ctx).values()), default=1) > 1
+    return (f"{name} per generation: "
+            + ("one panel per grid cell, " if ctx.grid else "")
+            + "one line per λ" + (", the mean over seeds with a band of ±1 sd" if several else "")
+            + (f"; error bars: 95% interval of the plotted value from {name}_se" if has_se else ""))
+
+
+def _seeds_per_group(ctx: _Context) -> dict[tuple[str, str], list[Path]]:
+    from genloop.report.plots import run_groups
+
+    return run_groups(ctx.folder)
 
 
 def _section_aggregate(ctx: _Context) -> str:
@@ -245,9 +265,11 @@ def _section_aggregate(ctx: _Context) -> str:
 
 def _predicted_verdicts(ctx: _Context) -> dict[float, str]:
     """λ → the theory's verdict, where the theory covers this config (shared, cached computation)."""
+    if not ctx.theory or ctx.cfg is None:  # a grid (no one config) or --no-theory: no torch import
+        return {}
     from genloop.theory.report import SUPPORTED_MODELS
 
-    if not ctx.theory or ctx.cfg is None or ctx.cfg.model.name not in SUPPORTED_MODELS:
+    if ctx.cfg.model.name not in SUPPORTED_MODELS:
         return {}
     from genloop.theory.config_theory import config_theory
 
@@ -293,14 +315,17 @@ def _section_samples(ctx: _Context) -> str:
     if samples.ndim == 2 and samples.shape[1] == 2:
         if ctx.single and ctx.lam_of(ctx.runs[0]) == "?":
             raise ConfigError(f"{ctx.folder} is not inside a 'lam=<λ>' folder")
-        try:
-            real = ctx.train()
-        except _SECTION_ERRORS as exc:
-            log.info("scatter without real data: %s", exc)
-            real = None
-        path = plot_scatter_generations(ctx.folder, ctx.png("scatter"), generations=gens, real=real,
-                                        seed=None, title="samples per generation (grey: real training data)")
-        return _figure(path, "rows: λ (first seed of each); columns: generations; grey: real training data")
+        real = None
+        if not ctx.grid:  # a grid's cells have data of their own: no one real set to draw behind them
+            try:
+                real = ctx.train()
+            except _SECTION_ERRORS as exc:
+                log.info("scatter without real data: %s", exc)
+        rows = "grid cell and λ" if ctx.grid else "λ"
+        path = plot_scatter_generations(ctx.folder, ctx.png("scatter"), generations=gens, real=real, seed=None,
+                                        title="samples per generation" + (" (grey: real training data)" if real is not None else ""))  # fmt: skip
+        return _figure(path, f"rows: {rows} (first seed of each); columns: generations; blue: stored evaluation "
+                             "samples" + ("; grey: real training data" if real is not None else ""))
     if samples.ndim == 4:
         return _image_grids(ctx, gens)
     return _note(f"samples have shape {samples.shape[1:]} per sample: scatter grids are drawn for 2-D vectors, "
@@ -308,38 +333,42 @@ def _section_samples(ctx: _Context) -> str:
 
 
 def _image_grids(ctx: _Context, gens: list[int]) -> str:
-    """One grid per λ (first seed) and shown generation: the run's own ``grids/gen_XXXX.png``
+    """One grid per (grid cell,) λ (first seed) and shown generation: the run's own ``grids/gen_XXXX.png``
     when the store wrote one, else drawn from the stored samples."""
     from genloop.report.grids import save_sample_grid
 
+    from genloop.report.plots import run_groups
+    from genloop.store.run import RunStore
+
     first: dict[str, Any] = {}
-    for run, store in zip(ctx.runs, ctx.stores):
-        first.setdefault(ctx.lam_of(run), store)
+    for (cell, lam), runs in run_groups(ctx.folder).items():
+        first[f"{cell}, λ = {lam}" if cell else f"λ = {lam}"] = RunStore(runs[0])
     parts = []
-    for lam, store in first.items():
+    for label, store in first.items():  # label: the cell (in a grid) and λ
         for g in gens:
             stored = store.path / "grids" / f"gen_{g:04d}.png"
             if stored.exists():
-                parts.append(_figure(stored, f"λ = {lam}, generation {g}: stored sample grid"))
+                parts.append(_figure(stored, f"{label}, generation {g}: stored sample grid"))
                 continue
             try:
                 imgs = store.load_samples(g)[:32]
             except FileNotFoundError:
                 continue
             scale = max(1, 32 // int(imgs.shape[-1]))
-            path = save_sample_grid(imgs, ctx.png(f"grid-{lam}-{g}"), 8, scale=scale)
-            parts.append(_figure(path, f"λ = {lam}, generation {g}: {imgs.shape[0]} samples"))
+            path = save_sample_grid(imgs, ctx.png(f"grid-{len(parts)}-{g}"), 8, scale=scale)
+            parts.append(_figure(path, f"{label}, generation {g}: {imgs.shape[0]} samples"))
     return "\n".join(parts) if parts else _note("no image samples found")
 
 
 def _section_theory(ctx: _Context) -> str:
-    from genloop.report.trajectory import TRAJECTORY_MODELS
-    from genloop.theory.report import SUPPORTED_MODELS
-
     if not ctx.theory:
         return _note("theory section not requested")
     if ctx.cfg is None:
         return _note(f"no theory: the config could not be read ({ctx.cfg_error})")
+    # imported only here: the theory toolkit loads torch, which nothing else in a report needs
+    from genloop.report.trajectory import TRAJECTORY_MODELS
+    from genloop.theory.report import SUPPORTED_MODELS
+
     model = ctx.cfg.model.name
     if model not in SUPPORTED_MODELS:
         return _note(f"the theory toolkit does not cover model {model!r} (supported: {', '.join(SUPPORTED_MODELS)})")

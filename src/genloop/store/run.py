@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from genloop import _json as strict_json
 from genloop._fs import atomic_save_npy, atomic_write_text, file_mode, is_disk_full, sha256_file, sha256_text
 from genloop.errors import DataError, DiskFullError, RunLockedError
 from genloop.loop.engine import GenerationRecord, LoopState
@@ -60,11 +61,6 @@ __all__ = ["RunStore", "FolderLock", "RunCheck", "atomic_write_text", "is_disk_f
 
 #: The states a run's ``status.json`` can hold.
 STATES = ("running", "completed", "stopped")
-
-
-def _clean(value: float) -> float | None:
-    """JSON has no NaN/inf: store non-finite values as null."""
-    return float(value) if math.isfinite(value) else None
 
 
 class FolderLock:
@@ -255,7 +251,7 @@ class RunStore:
         doc.update(extra)
         if last_generation < 0:
             doc.pop("chain", None)
-        atomic_write_text(self.path / "status.json", json.dumps(doc, indent=1))
+        atomic_write_text(self.path / "status.json", strict_json.dumps(doc, indent=1))
 
     def mark_stopped(self, reason: str) -> None:
         """Record that the writer stopped before finishing (Ctrl-C, a signal, a full disk)."""
@@ -337,11 +333,11 @@ class RunStore:
             files[path.relative_to(self.path).as_posix()] = ""
         files = {name: digest or sha256_file(self.path / name) for name, digest in files.items()}
         line = {"generation": t, "n_real": record.n_real, "n_synthetic": record.n_synthetic}
-        line.update({k: _clean(v) for k, v in record.metrics.items()})
-        text = json.dumps(line)
+        line.update({k: float(v) for k, v in record.metrics.items()})
+        text = strict_json.dumps(line)  # non-finite values: null, flagged under "nonfinite"
         self._append_line("metrics.jsonl", text, t)
         self._append_line("timings.jsonl",
-                          json.dumps({"generation": t, "seconds": record.seconds, **record.timings}), t)
+                          strict_json.dumps({"generation": t, "seconds": record.seconds, **record.timings}), t)
         prev_chain = self.status().get("chain", "") if t > 0 else ""
         entry = {"generation": t, "metrics": sha256_text(text), "files": files}
         chain = _chain(prev_chain, entry)
@@ -523,12 +519,13 @@ class RunStore:
 
     # ---- reading ------------------------------------------------------------------------------
     def read_metrics(self) -> list[dict[str, Any]]:
-        """The per-generation metric lines (non-finite values come back as NaN).
+        """The per-generation metric lines (non-finite values come back as NaN, or ±inf where flagged).
 
         Only completed generations are read (a torn line of a killed writer is skipped); a line
         that is not JSON is a :class:`DataError` naming the file and line.
         """
         rows = _parse_lines(self.path / "metrics.jsonl", limit=self._limit())
+        rows = [strict_json.restore(row) for row in rows]
         return [{k: (math.nan if v is None else v) for k, v in row.items()} for row in rows]
 
     def read_timings(self) -> list[dict[str, Any]]:

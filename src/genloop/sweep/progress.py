@@ -68,11 +68,16 @@ def generation_work(cfg: RunConfig, lam: float, generation: int) -> float:
     return run_work(cfg, lam, generation, generation)
 
 
-def _line(text: str) -> None:
-    """One progress line on stderr (when there is no bar), through tqdm so it never tears a bar."""
+def progress_line(text: str) -> None:
+    """One progress line on stderr, through tqdm so it never tears a bar; flushed at once (a
+    file or pipe is block-buffered, and a line that arrives minutes late is no progress)."""
     from tqdm import tqdm
 
     tqdm.write(text, file=sys.stderr)
+    sys.stderr.flush()
+
+
+_line = progress_line
 
 
 @dataclass

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from genloop import _json as strict_json
 from genloop._fs import atomic_write_text
 from genloop.errors import ConfigError
 
@@ -90,7 +91,7 @@ class MlflowTracker:
             self._save()
 
     def _save(self) -> None:
-        atomic_write_text(self.state_path, json.dumps({"run_id": self.run_id, "logged_through": self.logged_through}))
+        atomic_write_text(self.state_path, strict_json.dumps({"run_id": self.run_id, "logged_through": self.logged_through}))
 
     def log_generation(self, generation: int, metrics: dict[str, float]) -> None:
         """Log one generation's metrics at ``step = generation`` (once per generation)."""

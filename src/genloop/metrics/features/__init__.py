@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from genloop._validation import check_positive_int
 from genloop.errors import ConfigError
 from genloop.metrics.features.base import FeatureExtractor, FeatureName
 
@@ -39,8 +40,7 @@ def make_extractor(
     ``classifier``; ``cache_dir`` overrides genloop's cache folder (weights, trained classifier);
     ``resize`` is the Inception resize convention (``pytorch-fid``, ``torch-fidelity``, ``clean-fid``).
     """
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive integer, got {batch_size}")
+    check_positive_int("batch_size", batch_size)
     if name == "raw":
         from genloop.metrics.features.raw import RawFeatures
 

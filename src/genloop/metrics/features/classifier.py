@@ -19,7 +19,6 @@ classifier's input size.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from genloop import _json as strict_json
 from genloop.errors import DataError
 from genloop.metrics._arrays import default_cache_dir, resolve_device
 from genloop.metrics.features.base import FeatureExtractor
@@ -155,7 +155,7 @@ def load_or_train_classifier(
     stem = folder / f"{dataset}-seed{seed}-v{VERSION}"
     weights, meta_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
     if weights.is_file() and meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
+        meta = strict_json.loads(meta_path.read_text())
         net = DigitCNN(int(meta["input_size"]))
         net.load_state_dict(load_file(str(weights)))
         return net.eval(), meta
@@ -165,7 +165,7 @@ def load_or_train_classifier(
 
     state = {k: v.contiguous() for k, v in net.state_dict().items()}
     atomic_write_with(weights, lambda tmp: save_file(state, str(tmp)))
-    atomic_write_text(meta_path, json.dumps(meta, indent=1))
+    atomic_write_text(meta_path, strict_json.dumps(meta, indent=1))
     return net, meta
 
 

@@ -10,9 +10,12 @@ Inception-v3 layout with the FID-specific blocks (average pooling without paddin
 ``load_state_dict`` accepts either file. torchvision is deliberately not a dependency.
 
 Input: images ``(n, C, H, W)`` in ``[-1, 1]`` with ``C = 1`` (replicated to 3 channels) or
-``C = 3``; they are resized to 299×299 with bilinear interpolation, ``align_corners=False``
-(exactly pytorch-fid's ``resize_input=True`` path; pytorch-fid then maps [0, 1] to [-1, 1],
-which our inputs already are). Output: the 2048-d global average of ``Mixed_7c`` ("pool3").
+``C = 3``; by default they are resized to 299×299 with bilinear interpolation,
+``align_corners=False`` (exactly pytorch-fid's ``resize_input=True`` path; pytorch-fid then maps
+[0, 1] to [-1, 1], which our inputs already are); :data:`RESIZES` lists the conventions of
+torch-fidelity and clean-fid, reproduced end to end. Output: the 2048-d global average of
+``Mixed_7c`` ("pool3"). Feature caches are keyed by a digest of the weights' content
+(:func:`weights_digest`).
 
 Weights are never downloaded. They are looked up, in order, at the ``weights_path`` option, the
 ``GENLOOP_INCEPTION_WEIGHTS`` environment variable, and ``<cache>/weights/`` (cache =
@@ -21,6 +24,7 @@ Weights are never downloaded. They are looked up, in order, at the ``weights_pat
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -218,10 +222,17 @@ class FIDInceptionV3(nn.Module):
         return torch.flatten(F.adaptive_avg_pool2d(x, (1, 1)), 1)
 
 
-#: resize conventions: pytorch-fid (bilinear, align_corners=False), torch-fidelity (the TF1
-#: ``resize_bilinear`` of the original code: align_corners=False without half-pixel centres, i.e.
-#: sample points ``i * in / out``), clean-fid (antialiased bicubic, as PIL's ``BICUBIC`` resize of
-#: 8-bit images; here on float values, without PIL's 8-bit rounding)
+#: the input conventions of three FID tools, each reproduced end to end from genloop's images in
+#: [-1, 1] (resize to 299×299, clipping, scaling to the network's input):
+#:
+#: * ``pytorch-fid`` — bilinear, ``align_corners=False``, on the float image, fed as [-1, 1]
+#:   (pytorch-fid maps [0, 1] to ``2x - 1``; a linear map commutes with the resize);
+#: * ``torch-fidelity`` — the 8-bit image torch-fidelity requires (``floor(127.5 x + 128)`` clipped
+#:   to [0, 255], the ``uint8`` conversion of EDM / StyleGAN), resized by TF1 ``resize_bilinear``
+#:   (no half-pixel centres: sample points ``i * in / out``) and fed as ``(u - 128) / 128``;
+#: * ``clean-fid`` — the image as floats in [0, 255] (``127.5 (x + 1)``, not quantised, as
+#:   clean-fid's generator path), resized per channel by PIL's antialiased bicubic on 32-bit
+#:   floats, clipped to [0, 255] and fed as ``(u - 128) / 128``.
 RESIZES = ("pytorch-fid", "torch-fidelity", "clean-fid")
 
 
@@ -241,29 +252,68 @@ def _resize_tf1(x: torch.Tensor, size: int) -> torch.Tensor:
     return top[..., c0] * (1 - fc) + top[..., c1] * fc
 
 
-def preprocess(x: torch.Tensor, resize: str = "pytorch-fid") -> torch.Tensor:
-    """Images ``(n, C, H, W)`` in [-1, 1], ``C`` in {1, 3} → ``(n, 3, 299, 299)``.
+def _to_uint8_values(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] → the 8-bit pixel values ``floor(127.5 x + 128)`` clipped to [0, 255] (as floats)."""
+    return torch.floor(x * 127.5 + 128).clamp(0, 255)
 
-    Gray images are replicated to three channels; the resize to 299×299 (skipped when already
-    that size) follows ``resize`` (:data:`RESIZES`): ``"pytorch-fid"`` (default) is bilinear with
-    ``align_corners=False``; ``"torch-fidelity"`` the original TF1 bilinear resize (no half-pixel
-    offset), ``"clean-fid"`` antialiased bicubic. FIDs computed with different resizes differ
-    (Parmar et al. 2022), so compare numbers only under one convention.
+
+def _tool_input(u: torch.Tensor) -> torch.Tensor:
+    """Pixels in [0, 255] → the network input of torch-fidelity and clean-fid, ``(u - 128) / 128``."""
+    return (u - 128) / 128
+
+
+def preprocess(x: torch.Tensor, resize: str = "pytorch-fid") -> torch.Tensor:
+    """Images ``(n, C, H, W)`` in [-1, 1], ``C`` in {1, 3} → the network input ``(n, 3, 299, 299)``.
+
+    Gray images are replicated to three channels. ``resize`` names the tool whose input
+    convention is reproduced (:data:`RESIZES`): ``"pytorch-fid"`` (default; bilinear with
+    ``align_corners=False``, input in [-1, 1]), ``"torch-fidelity"`` (8-bit quantisation, TF1
+    bilinear resize, ``(u - 128) / 128``) or ``"clean-fid"`` (antialiased bicubic on [0, 255]
+    floats, clipped to [0, 255], ``(u - 128) / 128``). FIDs computed under different conventions
+    differ (Parmar et al. 2022), so compare numbers only under one convention.
     """
     if x.ndim != 4 or x.shape[1] not in (1, 3):
         raise DataError(f"inception features need images (n, C, H, W) with C = 1 or 3, got shape {tuple(x.shape)}")
     if resize not in RESIZES:
         raise ConfigError(f"unknown resize {resize!r}; choose one of {', '.join(RESIZES)}")
-    if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
-        if resize == "pytorch-fid":
+    resized = x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE)
+    if resize == "pytorch-fid":
+        if resized:
             x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
-        elif resize == "torch-fidelity":
-            x = _resize_tf1(x, INPUT_SIZE)
-        else:
-            x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bicubic", align_corners=False, antialias=True)
+    elif resize == "torch-fidelity":
+        u = _to_uint8_values(x)
+        x = _tool_input(_resize_tf1(u, INPUT_SIZE) if resized else u)
+    else:
+        u = (x + 1) * 127.5
+        if resized:  # torch's antialiased bicubic (a = -0.5) is PIL's BICUBIC filter
+            u = F.interpolate(u, size=(INPUT_SIZE, INPUT_SIZE), mode="bicubic", align_corners=False, antialias=True)
+        x = _tool_input(u.clamp(0, 255))
     if x.shape[1] == 1:  # resize once, then replicate (a per-channel operation: same result)
         x = x.expand(-1, 3, -1, -1)
     return x
+
+
+_DIGESTS: dict[tuple[str, int, int, int], str] = {}
+
+
+def weights_digest(path: Path) -> str:
+    """SHA-256 of a weights file's content, computed once per (path, size, mtime_ns, inode).
+
+    Caches of features and statistics are keyed by it, so two different files with the same
+    name and size never share cached numbers.
+    """
+    import hashlib
+
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    digest = _DIGESTS.get(key)
+    if digest is None:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        digest = _DIGESTS[key] = h.hexdigest()
+    return digest
 
 
 def _strip_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -341,6 +391,9 @@ def batched_features(
     return np.concatenate(outs, axis=0)
 
 
+_CUSTOM_IDS = itertools.count()
+
+
 class InceptionFeatures(FeatureExtractor):
     """FID Inception-v3 pool3 features (2048-d) of images in [-1, 1].
 
@@ -371,14 +424,15 @@ class InceptionFeatures(FeatureExtractor):
             net = FIDInceptionV3()
             state = torch.load(path, map_location="cpu", weights_only=True)
             load_fid_state_dict(net, state, source=str(path))
-            self._id = f"inception-fid:{path.name}:{path.stat().st_size}"
+            self._id = f"inception-fid:{path.name}:sha256={weights_digest(path)[:32]}"
             logger.info("loaded FID Inception weights from %s", path)
-        else:
-            self._id = f"inception-fid:custom:{id(net):x}"  # a given network: never shares caches
+        else:  # a given network never shares caches (a counter: id(net) may be reused after collection)
+            self._id = f"inception-fid:custom:{next(_CUSTOM_IDS)}"
         self.net = net.eval().to(self.device)
 
     @property
     def id(self) -> str:
+        """``inception-fid:<file name>:sha256=<content digest>``, plus ``:resize=<tool>`` when not pytorch-fid."""
         return self._id if self.resize == "pytorch-fid" else f"{self._id}:resize={self.resize}"
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
@@ -388,7 +442,7 @@ class InceptionFeatures(FeatureExtractor):
         return batched_features(self.net, X, batch_size=self.batch_size, device=self.device, prep=self.prep)
 
     def prep(self, x: torch.Tensor) -> torch.Tensor:
-        """The resize of the chosen convention (:func:`preprocess`)."""
+        """The input convention of the chosen tool (:func:`preprocess`)."""
         return preprocess(x, self.resize)
 
     def logits(self, X: np.ndarray) -> np.ndarray:
@@ -414,5 +468,7 @@ __all__ = [
     "find_weights",
     "load_fid_state_dict",
     "preprocess",
+    "weights_digest",
     "FID_WEIGHTS_FILE",
+    "RESIZES",
 ]

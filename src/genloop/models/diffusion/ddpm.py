@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from typing_extensions import Self
 
+from genloop._validation import check_option
 from genloop.errors import ConfigError
 from genloop.models import register_model
 from genloop.models.base import GenerativeModel
@@ -59,10 +60,8 @@ class DDPM(TorchGenerativeModel):
             raise ConfigError(f"T (diffusion steps) must be >= 2, got {T}")
         if not 1 <= sample_steps <= T:
             raise ConfigError(f"sample_steps must be between 1 and T={T}, got {sample_steps}")
-        if eta < 0:
-            raise ConfigError(f"eta must be >= 0, got {eta}")
-        if sample_batch_size < 1:
-            raise ConfigError(f"sample_batch_size must be >= 1, got {sample_batch_size}")
+        check_option("eta", eta, ge=0)
+        check_option("sample_batch_size", sample_batch_size, ge=1)
         self.network = network
         self.train = train
         self.T = T

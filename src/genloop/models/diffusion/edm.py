@@ -14,6 +14,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from genloop._validation import check_option
 from genloop.errors import ConfigError
 from genloop.models import register_model
 from genloop.models.diffusion.augment import EDM_CIFAR10_AUGMENT, AugmentConfig, augment
@@ -76,20 +77,16 @@ class EDM(TorchGenerativeModel):
     ) -> None:
         if sigma_data != "auto" and sigma_data <= 0:
             raise ConfigError(f"sigma_data must be > 0, got {sigma_data}")
-        if P_std <= 0:
-            raise ConfigError(f"P_std must be > 0, got {P_std}")
+        check_option("P_std", P_std, gt=0)
         if not 0 < sigma_min < sigma_max:
             raise ConfigError(f"need 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}")
-        if rho <= 0:
-            raise ConfigError(f"rho must be > 0, got {rho}")
-        if num_steps < 1:
-            raise ConfigError(f"num_steps must be >= 1, got {num_steps}")
+        check_option("rho", rho, gt=0)
+        check_option("num_steps", num_steps, ge=1)
         if S_churn < 0 or S_noise <= 0 or S_min > S_max:
             raise ConfigError(
                 f"need S_churn >= 0, S_noise > 0, S_min <= S_max; got {S_churn}, {S_noise}, {S_min}, {S_max}"
             )
-        if sample_batch_size < 1:
-            raise ConfigError(f"sample_batch_size must be >= 1, got {sample_batch_size}")
+        check_option("sample_batch_size", sample_batch_size, ge=1)
         if network.kind == "songunet":
             from genloop.models.neural.paper_networks import resolve_preset
 

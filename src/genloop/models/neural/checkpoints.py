@@ -34,7 +34,6 @@ known of the architecture.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
 import pickle
@@ -47,7 +46,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from genloop._fs import atomic_write_with
+from genloop import _json as strict_json
+from genloop._fs import atomic_write_text, atomic_write_with
 from genloop.errors import ConfigError, DataError
 from genloop.models.neural import restricted_pickle as rp
 
@@ -350,7 +350,7 @@ def convert_edm_pickle(src: str | os.PathLike[str], dst: str | os.PathLike[str],
     tensors = {k: v.to(torch.float32 if v.is_floating_point() else v.dtype).contiguous() for k, v in state.items()}
     atomic_write_with(dst, lambda tmp: save_file(tensors, str(tmp)))  # ordinary mode (safetensors: 0600)
     sidecar = dst.with_suffix(".json")
-    sidecar.write_text(json.dumps(meta, indent=1))
+    atomic_write_text(sidecar, strict_json.dumps(meta, indent=1))
     return dst, sidecar
 
 
@@ -419,7 +419,7 @@ def read_network_weights(path: str | os.PathLike[str], *, key: str | None = None
         if not (path / "model.json").is_file():
             raise DataError(f"{path} is a folder without model.json (not a genloop generation checkpoint)")
         try:
-            doc = json.loads((path / "model.json").read_text())
+            doc = strict_json.loads((path / "model.json").read_text())
             arrays = load_file(str(path / "model.safetensors"))
         except Exception as exc:  # noqa: BLE001 - OSError, JSON and safetensors errors alike
             raise DataError(f"{path} is not a readable genloop generation checkpoint: {_one_line(exc)}") from None
@@ -439,7 +439,7 @@ def read_network_weights(path: str | os.PathLike[str], *, key: str | None = None
             raise DataError(f"{path} is not a readable safetensors file: {_one_line(exc)}") from None
         sidecar = path.with_suffix(".json")
         try:
-            meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+            meta = strict_json.loads(sidecar.read_text()) if sidecar.is_file() else {}
         except (OSError, ValueError) as exc:
             raise DataError(f"{sidecar}, the sidecar of {path}, is not readable JSON: {_one_line(exc)}") from None
         if not isinstance(meta, dict):

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from genloop import _json as strict_json
 from genloop._fs import atomic_write_with
 from genloop.errors import ConfigError
 
@@ -149,7 +150,7 @@ def save_train_checkpoint(
     st_path = directory / f"{stem}.safetensors"
     atomic_write_with(st_path, lambda tmp: save_file(tensors, str(tmp)))
     doc = {"format": FORMAT, "step": int(step), "tensors": st_path.name, "tensors_bytes": st_path.stat().st_size, **meta}
-    data = json.dumps(doc, indent=1).encode()
+    data = strict_json.dumps(doc, indent=1).encode()
 
     def write_json(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
@@ -198,7 +199,7 @@ def load_latest(ckpt: TrainCheckpointing) -> tuple[dict[str, torch.Tensor], dict
     for step in reversed(_complete(ckpt.directory)):
         path = ckpt.directory / f"step-{step:09d}.json"
         try:
-            meta = json.loads(path.read_text())
+            meta = strict_json.loads(path.read_text())
             st_path = ckpt.directory / meta["tensors"]
             if meta.get("format") != FORMAT or st_path.stat().st_size != meta["tensors_bytes"]:
                 raise ValueError("format or size mismatch")
