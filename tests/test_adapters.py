@@ -48,15 +48,18 @@ def test_torch_module_network_init_is_reproducible_and_leaves_global_rng_alone()
 
 def test_torch_module_custom_sampler_is_the_users_function() -> None:
     """With a module:function sampler, samples are that function of the EMA network and a torch
-    generator seeded from rng, mapped back from model space (x = shift + scale · z)."""
+    generator seeded from rng (batch 0's stream: ``batch_seed(seed, 0)``), mapped back from model
+    space (x = shift + scale · z)."""
     from own_nets import one_step_sampler
+
+    from genloop.models.neural.base import batch_seed
 
     model = _torch_module(objective="own_nets:denoising_loss", sampler="own_nets:one_step_sampler",
                           objective_options=None).fit(_moons(), rng=np.random.default_rng(1))
     rng_seed = np.random.default_rng(9)
     x = model.sample(50, rng=np.random.default_rng(9))
     with torch.no_grad():
-        z = one_step_sampler(model.sampling_net.eval(), 50, (2,), torch.Generator().manual_seed(torch_seed(rng_seed)))
+        z = one_step_sampler(model.sampling_net.eval(), 50, (2,), torch.Generator().manual_seed(batch_seed(torch_seed(rng_seed), 0)))
     np.testing.assert_array_equal(x, model.shift_ + model.scale_ * z.to(torch.float64).numpy())
 
 
