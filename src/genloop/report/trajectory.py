@@ -332,7 +332,7 @@ def _read_runs(folder: str | Path) -> list[_Run]:
                 models.append(store.load_model(t))
             except (FileNotFoundError, DataError):
                 raise ConfigError(
-                    f"{path} has no checkpoint of generation {t} (output.checkpoints: last?): "
+                    f"{path} has no checkpoint of generation {t} (output.checkpoints: last or every: k?): "
                     "trajectories need every generation's checkpoint"
                 ) from None
         seed = int(path.name.split("=", 1)[1]) if path.name.startswith("seed=") else int(cfg.loop.seeds[0])
