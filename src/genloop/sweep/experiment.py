@@ -17,6 +17,7 @@ the old ones; cells no longer in the grid are reported, never deleted.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -131,15 +132,24 @@ def run_grid(
             raise ConfigError(f"grid cell {plan.cell.label}: {exc}") from None
     for uri_cfg in {p.cfg.tracking.uri: p.cfg for p in exp.cells}.values():
         check_tracking(uri_cfg, out)
-    make_folder(out)
-    with experiment_lock(out):
-        if exp.is_grid:
-            tasks = prepare_grid(exp, out, resume=resume)
-        else:
-            tasks = [(cfg, spec) for spec in prepare_experiment(cfg, out, resume=resume)]
-        run_tasks(tasks, jobs=jobs, threads_per_job=threads_per_job, progress=progress, on_run_done=on_run_done,
-                  check_disk=check_resources, executor=executor, address=address)
+    with _executor_session(executor, address, exp):  # Ray is joined (and checked) before anything is written
+        make_folder(out)
+        with experiment_lock(out):
+            if exp.is_grid:
+                tasks = prepare_grid(exp, out, resume=resume)
+            else:
+                tasks = [(cfg, spec) for spec in prepare_experiment(cfg, out, resume=resume)]
+            run_tasks(tasks, jobs=jobs, threads_per_job=threads_per_job, progress=progress, on_run_done=on_run_done,
+                      check_disk=check_resources, executor=executor, address=address)
     return tasks
+
+
+def _executor_session(executor: str, address: str | None, exp: Experiment) -> Any:
+    if executor != "ray":
+        return contextlib.nullcontext()
+    from genloop.sweep.executors.ray import ray_session
+
+    return ray_session(address, [(p.cfg.resources.num_cpus, p.cfg.resources.num_gpus) for p in exp.cells])
 
 
 def run_experiment(cfg: RunConfig, out: str | Path, **options: Any) -> list[RunSpec]:
