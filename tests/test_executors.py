@@ -122,3 +122,16 @@ def test_mlflow_tracking_logs_and_resumes_the_same_run(tmp_path):
     assert steps == [0, 1, 2, 3, 4]
     experiments = [e.name for e in client.search_experiments()]
     assert "exp" in experiments
+
+
+@pytest.mark.slow
+@needs_ray
+def test_ray_run_asking_for_missing_gpus_is_refused_before_writing(tmp_path, capsys):
+    """A run asking for more GPUs than the cluster has would wait for ever: refused (exit 2,
+    one line) after joining Ray and before the experiment folder exists."""
+    doc = {**GRID, "model": {"name": "gmm"}, "data": {"name": "two_moons", "n": 60}, "resources": {"num_gpus": 64}}
+    code = main(["run", _write(tmp_path, doc), "--out", str(tmp_path / "g"), "--executor", "ray"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "would never start" in err and "Traceback" not in err, err
+    assert not (tmp_path / "g").exists()

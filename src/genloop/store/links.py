@@ -33,6 +33,7 @@ RUN_FILES = ("config.yaml", "status.json", "manifest.jsonl", "metrics.jsonl", "t
 RUN_FOLDERS = ("checkpoints", "samples", "synthetic", "grids", "losses", "training")
 
 _GEN = re.compile(r"^gen_(\d{4,})(\.[A-Za-z0-9.]+)?$")
+_TEMPORARY = re.compile(r"\.tmp(\.[A-Za-z0-9]+)?$")
 
 
 def generation_of(name: str) -> int | None:
@@ -43,8 +44,8 @@ def generation_of(name: str) -> int | None:
 
 def is_temporary(name: str) -> bool:
     """Whether ``name`` is a temporary file or folder of genloop's atomic writers
-    (``.NAME.XXXX.tmp``, ``.NAME.XXXX.tmp.npy``, ``.gen_NNNN.PID.tmp``)."""
-    return name.startswith(".") and (name.endswith(".tmp") or name.endswith(".tmp.npy"))
+    (``.NAME.XXXX.tmp``, ``.NAME.XXXX.tmp.npy``, ``.NAME.XXXX.tmp.png``, ``.gen_NNNN.PID.tmp``)."""
+    return name.startswith(".") and _TEMPORARY.search(name) is not None
 
 
 def is_link(path: Path) -> bool:

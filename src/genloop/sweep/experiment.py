@@ -17,6 +17,7 @@ the old ones; cells no longer in the grid are reported, never deleted.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -140,20 +141,29 @@ def run_grid(
         check_tracking(uri_cfg, out)
     if group is not None and not group.is_main:
         return _follow_grid(exp, out, progress=progress, on_run_done=on_run_done)
-    make_folder(out)
-    with experiment_lock(out):
-        try:
-            if exp.is_grid:
-                tasks = prepare_grid(exp, out, resume=resume)
-            else:
-                tasks = [(cfg, spec) for spec in prepare_experiment(cfg, out, resume=resume)]
-        except BaseException as exc:
-            tell_followers(False, message=str(exc))
-            raise
-        tell_followers(True)
-        run_tasks(tasks, jobs=jobs, threads_per_job=threads_per_job, progress=progress, on_run_done=on_run_done,
-                  check_disk=check_resources, executor=executor, address=address)
+    with _executor_session(executor, address, exp):  # Ray is joined (and checked) before anything is written
+        make_folder(out)
+        with experiment_lock(out):
+            try:
+                if exp.is_grid:
+                    tasks = prepare_grid(exp, out, resume=resume)
+                else:
+                    tasks = [(cfg, spec) for spec in prepare_experiment(cfg, out, resume=resume)]
+            except BaseException as exc:
+                tell_followers(False, message=str(exc))
+                raise
+            tell_followers(True)
+            run_tasks(tasks, jobs=jobs, threads_per_job=threads_per_job, progress=progress, on_run_done=on_run_done,
+                      check_disk=check_resources, executor=executor, address=address)
     return tasks
+
+
+def _executor_session(executor: str, address: str | None, exp: Experiment) -> Any:
+    if executor != "ray":
+        return contextlib.nullcontext()
+    from genloop.sweep.executors.ray import ray_session
+
+    return ray_session(address, [(p.cfg.resources.num_cpus, p.cfg.resources.num_gpus) for p in exp.cells])
 
 
 def run_experiment(cfg: RunConfig, out: str | Path, **options: Any) -> list[RunSpec]:

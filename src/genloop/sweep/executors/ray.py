@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from genloop.errors import ConfigError, GenloopError, RunFailedError
@@ -48,22 +49,54 @@ def _ray() -> Any:
     return ray
 
 
+@contextmanager
+def ray_session(address: str | None, requests: list[tuple[float, float]]) -> Iterator[None]:
+    """Start or join Ray for one experiment, before its folder is written, and shut down at the
+    end what was started here.
+
+    ``requests`` are the runs' ``(num_cpus, num_gpus)``; a run asking for more CPUs or GPUs
+    than the whole cluster has would wait for ever, so it is refused here (a
+    :class:`ConfigError`) instead.
+    """
+    ray = _ray()
+    started_here = not ray.is_initialized()
+    if started_here:
+        _init(ray, address)
+    try:
+        total = ray.cluster_resources()
+        for cpus, gpus in requests:
+            for name, need in (("CPU", cpus), ("GPU", gpus)):
+                if need > total.get(name, 0.0):
+                    raise ConfigError(
+                        f"a run asks for resources.num_{name.lower()}s={need:g} but the Ray cluster has "
+                        f"{total.get(name, 0.0):g} {name}s in all: it would never start; lower it or add nodes"
+                    )
+        yield
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _init(ray: Any, address: str | None) -> None:
+    kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    if address:
+        kwargs["address"] = address
+    else:  # a local instance sized to this machine, with a modest object store (runs pass no data)
+        kwargs.update(num_cpus=os.cpu_count() or 1, object_store_memory=128 * 2**20)
+    try:
+        ray.init(**kwargs)
+    except (ConnectionError, TimeoutError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {first}") from None
+
+
 def run_on_ray(tasks: list[Task], *, address: str | None = None,
                on_run_done: Callable[[RunSpec], None] | None = None, check_disk: bool = True) -> None:
     """Submit every run as a Ray task and wait for all of them (see the module docs)."""
     ray = _ray()
     started_here = not ray.is_initialized()
     if started_here:
-        kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
-        if address:
-            kwargs["address"] = address
-        else:  # a local instance sized to this machine, with a modest object store (runs pass no data)
-            kwargs.update(num_cpus=os.cpu_count() or 1, object_store_memory=128 * 2**20)
-        try:
-            ray.init(**kwargs)
-        except (ConnectionError, TimeoutError, ValueError, RuntimeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {first}") from None
+        _init(ray, address)
     remote = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=False)(_execute)
     pending: dict[Any, RunSpec] = {}
     try:
