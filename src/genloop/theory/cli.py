@@ -19,7 +19,17 @@ import numpy as np
 from genloop.errors import ConfigError
 from genloop.rng import stage_rng
 from genloop.theory import gaussian
-from genloop.theory.report import LEGEND, SUPPORTED_MODELS, TheoryResult, _ascii, format_theory_table, theory_analysis
+from genloop.theory.laws import LAW_MODELS, LawTheoryResult, law_analysis
+from genloop.theory.report import (
+    LEGEND,
+    SUPPORTED_MODELS,
+    THEORY_MODELS,
+    TheoryResult,
+    _ascii,
+    format_law_text,
+    format_theory_table,
+    theory_analysis,
+)
 
 if TYPE_CHECKING:
     from genloop.config import RunConfig
@@ -31,7 +41,7 @@ def _key(cfg: RunConfig) -> str:
     return json.dumps([cfg.model_dump(mode="json"), cfg.data.options, cfg.model.options], sort_keys=True, default=repr)
 
 
-def config_theory(cfg: RunConfig, *, progress: bool = False) -> TheoryResult:
+def config_theory(cfg: RunConfig, *, progress: bool = False) -> TheoryResult | LawTheoryResult:
     """The theory of a config's run (its first seed), computed once per process.
 
     Raises :class:`ConfigError` for a model the theory toolkit does not support (the message
@@ -39,9 +49,9 @@ def config_theory(cfg: RunConfig, *, progress: bool = False) -> TheoryResult:
     """
     from genloop.sweep.local import real_data
 
-    if cfg.model.name not in SUPPORTED_MODELS:
+    if cfg.model.name not in THEORY_MODELS:
         raise ConfigError(
-            f"genloop theory does not support model {cfg.model.name!r}; supported models: {', '.join(SUPPORTED_MODELS)} "
+            f"genloop theory does not support model {cfg.model.name!r}; supported models: {', '.join(THEORY_MODELS)} "
             "(neural families fine-tune for a fixed budget, a map the theory does not model: no prediction)"
         )
     variant = _variant_description(cfg)
@@ -58,6 +68,12 @@ def config_theory(cfg: RunConfig, *, progress: bool = False) -> TheoryResult:
     seed = cfg.loop.seeds[0]
     _, split = real_data(cfg, seed)
     real = np.asarray(split.train, dtype=np.float64)
+    if cfg.model.name in LAW_MODELS:
+        law = law_analysis(cfg.model.name, cfg.model.options, cfg.data.name, cfg.data.options, real,
+                           list(cfg.loop.lambdas), real.shape[0], scheme=cfg.loop.scheme,
+                           generations=cfg.loop.generations)
+        _CACHE[key] = law
+        return law
     if real.ndim != 2:
         raise ConfigError(f"genloop theory needs vector data of shape (n, d), data {cfg.data.name!r} has {real.shape}")
     result = theory_analysis(
@@ -92,6 +108,9 @@ def theory_text(
     res = config_theory(cfg, progress=progress)
     uni = terminal_unicode() if unicode is None else unicode
     seed = cfg.loop.seeds[0]
+    if isinstance(res, LawTheoryResult):
+        return format_law_text(res, f"theory for {cfg.name or cfg.model.name}: model {cfg.model.name}, data "
+                               f"{cfg.data.name}, seed {seed}", unicode=uni, legend=legend)
     r0 = res.rows[0]
     w1 = res.w1
     eps_word = ("consistent with no misspecification" if w1["eps_consistent"]

@@ -106,19 +106,20 @@ def bigram_kl_drift(P: object, n: int, seq_len: int, generations: int, *, m: int
     return c * bigram_kl_generation0(P, n, seq_len)
 
 
-def expected_lost_transitions(P: object, n: int, seq_len: int, generations: int) -> np.ndarray:
-    """E[#transitions (i, j) with P_ij > 0 lost by generation t], t = 0 … generations, in the
-    fully synthetic replace loop (each row a Wright–Fisher chain of N_i = round(n(L−1)π_i)
-    draws started from the real data; an approximation: N_i is random in the loop)."""
+def expected_lost_transitions(P: object, n: int, seq_len: int, generation: int) -> float:
+    """E[#transitions (i, j) with P_ij > 0 lost by ``generation``] in the fully synthetic replace
+    loop (generation 0: unseen in the real data). Each row is a Wright–Fisher chain of
+    N_i = round(n(L−1)π_i) draws started from the real data — an approximation: N_i is random
+    in the loop; rows with N_i > 400 use Kimura's diffusion solution)."""
     P = _check_chain(P)
     pi = stationary_law(P)
-    out = np.zeros(int(generations) + 1)
+    total = 0.0
     for i in range(P.shape[0]):
         N = max(1, round(n * (int(seq_len) - 1) * pi[i]))
         probs = P[i][P[i] > 0]
-        for t in range(int(generations) + 1):
-            out[t] += float(np.sum(loss_probability(probs, N, t, from_real=True)))
-    return out
+        method = "exact" if N <= 400 else "diffusion"  # Kimura's diffusion is O(1/N) off; the exact chain costs N²
+        total += float(np.sum(loss_probability(probs, N, int(generation), from_real=True, method=method)))
+    return total
 
 
 def sequence_kl_per_token(P: object, first: np.ndarray, Q: np.ndarray, seq_len: int) -> float:

@@ -51,10 +51,13 @@ from genloop.theory.jacobian import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SUPPORTED_MODELS", "TheoryResult", "density_for", "theory_analysis", "theory_rows",
+__all__ = ["SUPPORTED_MODELS", "THEORY_MODELS", "TheoryResult", "format_law_text", "LAW_LEGEND", "density_for", "theory_analysis", "theory_rows",
            "format_theory_table", "LEGEND"]
 
 SUPPORTED_MODELS: tuple[str, ...] = ("gaussian", "gmm", "student_t")
+#: Every family ``genloop theory`` predicts: the continuous ones here, the closed-form laws of
+#: :mod:`genloop.theory.laws`.
+THEORY_MODELS: tuple[str, ...] = SUPPORTED_MODELS + ("categorical", "ngram", "regression")
 
 
 def density_for(model_name: str, model_options: dict[str, Any], d: int) -> ParametricDensity:
@@ -558,6 +561,33 @@ Thm 2 radius  the paper's radius with constants from one retraining step (delta 
 Verdicts are linearised statements near θ*; the Gaussian rows are exact for every n."""
 
 
+LAW_LEGEND = """\
+m             ⌊λn⌋ synthetic samples per generation next to the n real ones (n for λ = ∞, no real data).
+rate          the factor by which one generation shrinks an error of the previous model: m/(n+m) for a
+              pooled-frequency fit (frequencies, bigram counts, OLS per copy of the design); ‖J‖₂ = rate
+              and max‖Jᵗ‖ = 1 (J = rate·I: no transient growth). An accumulating pool has no single rate.
+sd at T       RMS distance of the fitted law to the generation-0 fit at the last generation T
+              (categorical: ‖p̂_T − p̂_real‖; with scheme fresh: to the true law).
+stationary sd its limit as T → ∞ (inf: no real data pulls the fit back).
+E[…] at T     the family's law of the metric the run records, at the last generation T; "limit": T → ∞.
+Verdicts: "stable" contracts at the rate, "bounded" stays within the accumulate limit, "drifts" is a
+random walk with no pull back (λ = ∞); "no prediction" names the reason."""
+
+
+def format_law_text(res: Any, title: str, *, unicode: bool = True, legend: bool = True) -> str:
+    """The text of ``genloop theory`` for a :class:`genloop.theory.laws.LawTheoryResult`."""
+    lines = [f"{title} (n = {res.n}), scheme {res.scheme}, {res.generations} generations",
+             f"learner: {res.learner}", f"law: {res.law}"]
+    lines += [f"note: {note}" for note in res.notes]
+    table = format_theory_table(res.rows, compact=True, unicode=unicode,
+                                extra=[("law_T", res.law_title), ("law_inf", res.limit_title)])
+    text = "\n".join(lines) + "\n\n" + table
+    if legend:
+        text += "\n\n" + LAW_LEGEND
+    text += f"\n\n(computed in {res.seconds:.1f} s)"
+    return text if unicode else _ascii(text)
+
+
 def _ascii(text: str) -> str:
     table = {"λ": "lambda", "κ": "kappa", "ρ": "rho", "θ": "theta", "α": "alpha", "ε": "eps", "‖": "|",
              "₂": "_2", "ᵗ": "^t", "≥": ">=", "≤": "<=", "−": "-", "μ": "mu", "Σ": "Sigma", "σ": "sigma",
@@ -568,7 +598,8 @@ def _ascii(text: str) -> str:
     return text.encode("ascii", "replace").decode("ascii")
 
 
-def format_theory_table(rows: Sequence[dict[str, Any]], *, compact: bool = False, unicode: bool = True) -> str:
+def format_theory_table(rows: Sequence[dict[str, Any]], *, compact: bool = False, unicode: bool = True,
+                        extra: Sequence[tuple[str, str]] = ()) -> str:
     """A Markdown table of :func:`theory_rows` output (one line per row).
 
     ``compact`` drops the columns that are the same for every λ of a model (κ_max, α, L, ε, the
@@ -578,8 +609,14 @@ def format_theory_table(rows: Sequence[dict[str, Any]], *, compact: bool = False
     if not rows:
         return ""
     columns = [c for c in _columns(unicode) if not (compact and c[0] in _PER_MODEL)]
+    if extra:  # a family's own law of its metric, before the verdict
+        at = next(i for i, c in enumerate(columns) if c[0] == "verdict")
+        columns = columns[:at] + list(extra) + columns[at:]
     if compact and all(r.get("em_k") is None for r in rows):
         columns = [c for c in columns if c[0] != "maximiser_rate"]
+    if compact:  # columns no row fills (the paper's theorems for the closed-form families)
+        columns = [c for c in columns if c[0] in ("model", "lam", "m", "verdict") or
+                   any(r.get(c[0]) is not None for r in rows)]
     header = [title for _, title in columns]
     body = [[_fmt(row.get(key)) for key, _ in columns] for row in rows]
     if not unicode:
