@@ -365,7 +365,10 @@ def summary_text(folder: str | Path, metric: str | None = None) -> str:
         if not any(r["cell"] != "-" for r in vrows):
             for r in vrows:
                 del r["cell"]
-        parts += ["", f"stability verdict on {vs[0].metric} (rule: docs/experiments.md)", format_table(vrows)]
+        parts += ["", f"stability verdict on {vs[0].metric} (rule: docs/experiments.md)", format_table(vrows),
+                  "gap: last generation minus λ = 0, paired by seed [95% t-interval]; slope: per generation over the "
+                  "last generations; diverged: seeds whose metric is non-finite at the last generation, d/k [95% "
+                  "Clopper-Pearson] (more than at λ = 0 makes the verdict collapsing)"]
     return "\n".join(parts)
 
 

@@ -66,7 +66,7 @@ def config_theory(cfg: RunConfig, *, progress: bool = False) -> TheoryResult | L
     if key in _CACHE:
         return _CACHE[key]
     seed = cfg.loop.seeds[0]
-    _, split = real_data(cfg, seed)
+    source, split = real_data(cfg, seed)
     real = np.asarray(split.train, dtype=np.float64)
     if cfg.model.name in LAW_MODELS:
         law = law_analysis(cfg.model.name, cfg.model.options, cfg.data.name, cfg.data.options, real,
@@ -79,7 +79,7 @@ def config_theory(cfg: RunConfig, *, progress: bool = False) -> TheoryResult | L
     result = theory_analysis(
         cfg.model.name, cfg.model.options, real, list(cfg.loop.lambdas), real.shape[0],
         rng=stage_rng(seed, 0, "theory"), scheme=cfg.loop.scheme, generations=cfg.loop.generations, seed=seed,
-        progress=progress,
+        progress=progress, retrain=cfg.loop.retrain, data_cov=getattr(source, "cov_", None),
     )
     _CACHE[key] = result
     return result
