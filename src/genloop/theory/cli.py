@@ -22,7 +22,6 @@ from genloop.theory import gaussian
 from genloop.theory.laws import LAW_MODELS, LawTheoryResult, law_analysis
 from genloop.theory.report import (
     LEGEND,
-    SUPPORTED_MODELS,
     THEORY_MODELS,
     TheoryResult,
     _ascii,

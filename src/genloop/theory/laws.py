@@ -30,7 +30,12 @@ import numpy as np
 
 from genloop.errors import ConfigError
 from genloop.loop.schemes import SCHEMES, parse_lambda, synthetic_count
-from genloop.theory.pooled import POOLED_SCHEMES, pooled_rate, pooled_stationary_factor, pooled_variance_factor
+from genloop.theory.pooled import (
+    POOLED_SCHEMES,
+    pooled_rate,
+    pooled_stationary_factor,
+    pooled_variance_factor,
+)
 
 __all__ = ["LAW_MODELS", "LawTheoryResult", "law_analysis"]
 
@@ -73,7 +78,7 @@ def _verdict(lam: float, m: int, rate: float | None, scheme: str, drift: str) ->
     return f"stable: contracts at {rate:.3g}/generation"
 
 
-def _source(data_name: str, data_options: dict[str, Any]):  # noqa: ANN202 - a DataSource
+def _source(data_name: str, data_options: dict[str, Any]):
     from genloop.data import make_data
 
     return make_data(data_name, **data_options)
@@ -106,7 +111,7 @@ def law_analysis(
 
 
 # ---- categorical -----------------------------------------------------------------------------------
-def _categorical(model, source, real, lams, n, scheme, T) -> LawTheoryResult:  # noqa: ANN001
+def _categorical(model, source, real, lams, n, scheme, T) -> LawTheoryResult:
     from genloop.theory.discrete import (
         categorical_covariance,
         expected_support,
@@ -183,8 +188,12 @@ def _categorical(model, source, real, lams, n, scheme, T) -> LawTheoryResult:  #
 
 
 # ---- n-gram (bigram) on a Markov source ---------------------------------------------------------------
-def _ngram(model, source, real, lams, n, scheme, T) -> LawTheoryResult:  # noqa: ANN001
-    from genloop.theory.ngram import bigram_kl_drift, bigram_kl_generation0, expected_lost_transitions
+def _ngram(model, source, real, lams, n, scheme, T) -> LawTheoryResult:
+    from genloop.theory.ngram import (
+        bigram_kl_drift,
+        bigram_kl_generation0,
+        expected_lost_transitions,
+    )
 
     reasons = []
     if int(model.order) != 2:
@@ -232,8 +241,11 @@ def _ngram(model, source, real, lams, n, scheme, T) -> LawTheoryResult:  # noqa:
 
 
 # ---- linear regression on its own labels -----------------------------------------------------------------
-def _regression(model, source, real, lams, n, scheme, T) -> LawTheoryResult:  # noqa: ANN001
-    from genloop.theory.regression import fresh_design_excess_risk, linear_loop_excess_risk
+def _regression(model, source, real, lams, n, scheme, T) -> LawTheoryResult:
+    from genloop.theory.regression import (
+        fresh_design_excess_risk,
+        linear_loop_excess_risk,
+    )
 
     X = real[:, :-1]
     d = X.shape[1]

@@ -49,8 +49,14 @@ from genloop.errors import ConfigError
 from genloop.theory.discrete import loss_probability
 from genloop.theory.pooled import pooled_variance_factor
 
-__all__ = ["unigram_covariance", "bigram_kl_generation0", "bigram_kl_drift", "expected_lost_transitions",
-           "sequence_kl_per_token", "stationary_law"]
+__all__ = [
+    "bigram_kl_drift",
+    "bigram_kl_generation0",
+    "expected_lost_transitions",
+    "sequence_kl_per_token",
+    "stationary_law",
+    "unigram_covariance",
+]
 
 
 def _check_chain(P: object) -> np.ndarray:

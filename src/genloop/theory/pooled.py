@@ -32,7 +32,7 @@ import numpy as np
 
 from genloop.errors import ConfigError
 
-__all__ = ["POOLED_SCHEMES", "pooled_rate", "pooled_variance_factor", "pooled_stationary_factor"]
+__all__ = ["POOLED_SCHEMES", "pooled_rate", "pooled_stationary_factor", "pooled_variance_factor"]
 
 #: Schemes with a pooled-frequency law (``accumulate-subsample`` draws a random subset: no law here).
 POOLED_SCHEMES: tuple[str, ...] = ("replace", "accumulate", "fresh")
