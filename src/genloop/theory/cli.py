@@ -54,12 +54,13 @@ def config_theory(cfg: RunConfig, *, progress: bool = False) -> TheoryResult | L
             "(neural families fine-tune for a fixed budget, a map the theory does not model: no prediction)"
         )
     variant = _variant_description(cfg)
-    if variant:
+    scheduled = _schedule_only(cfg) and cfg.model.name == "gaussian" and cfg.loop.scheme in ("replace", "fresh")
+    if variant and not scheduled:
         # The plain loop's numbers would describe another run than the one configured.
         raise ConfigError(
             f"no prediction: this config runs {variant}, which changes the retraining map; genloop theory "
-            "predicts the paper's loop (every scheme, no variant). The Gaussian laws of the variants are in "
-            "genloop.theory.variants (docs/variants.md)"
+            "predicts the paper's loop (every scheme) and λ schedules of the gaussian model. The Gaussian laws of "
+            "the variants are in genloop.theory.variants (docs/variants.md)"
         )
     key = _key(cfg)
     if key in _CACHE:
@@ -67,6 +68,16 @@ def config_theory(cfg: RunConfig, *, progress: bool = False) -> TheoryResult | L
     seed = cfg.loop.seeds[0]
     source, split = real_data(cfg, seed)
     real = np.asarray(split.train, dtype=np.float64)
+    if scheduled:
+        from genloop.theory.schedule import gaussian_schedule_analysis
+
+        opts = cfg.model.options
+        sched = gaussian_schedule_analysis(
+            real, list(cfg.loop.lambdas), cfg.loop.generations, cfg.loop.variant.lam_at, scheme=cfg.loop.scheme,
+            estimator=str(opts.get("estimator", "mle")), reg_covar=float(opts.get("reg_covar", 0.0)),
+            data_cov=getattr(source, "cov_", None))
+        _CACHE[key] = sched
+        return sched
     if cfg.model.name in LAW_MODELS:
         law = law_analysis(cfg.model.name, cfg.model.options, cfg.data.name, cfg.data.options, real,
                            list(cfg.loop.lambdas), real.shape[0], scheme=cfg.loop.scheme,
@@ -135,6 +146,13 @@ def theory_text(
         text += "\n\n" + LEGEND
     text += f"\n\n(computed in {res.seconds:.1f} s)"
     return text if uni else _ascii(text)
+
+
+def _schedule_only(cfg: RunConfig) -> bool:
+    """A plain loop whose only change is a λ schedule (the Gaussian has a law for it)."""
+    variant = getattr(cfg.loop, "variant", None)
+    return (variant is not None and getattr(variant, "kind", "plain") == "plain"
+            and getattr(variant, "lam_schedule", None) is not None)
 
 
 def _variant_description(cfg: RunConfig) -> str:
