@@ -189,3 +189,26 @@ def test_genloop_theory_prints_the_law_per_lambda(example, capsys):
         rate = 1.0 if str(lam) == "inf" else m / (cfg.data.n + m)
         assert float(cells[3]) == pytest.approx(rate, rel=1e-3)
         assert ("drifts" in cells[-1]) == (str(lam) == "inf")
+
+
+def test_report_shows_the_law_table_and_predicted_verdicts(tmp_path):
+    """`genloop report` on a categorical experiment: the theory section holds the law table and
+    legend, and the verdict table carries the predicted verdict per λ."""
+    import yaml
+
+    from genloop.cli import main
+    from genloop.theory import cli as theory_cli
+
+    doc = {"data": {"name": "categorical", "n": 40, "n_heldout": 100, "law": "zipf", "n_categories": 8},
+           "model": {"name": "categorical"},
+           "loop": {"generations": 3, "lambdas": [0, 1, "inf"], "seeds": [0, 1]},
+           "metrics": [{"name": "discrete", "data": {"name": "categorical", "n_categories": 8}}],
+           "output": {"checkpoints": "last", "keep_samples": 0}}
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(doc))
+    theory_cli._CACHE.clear()
+    assert main(["run", str(cfg), "--out", str(tmp_path / "exp")]) == 0
+    assert main(["report", str(tmp_path / "exp")]) == 0
+    text = (tmp_path / "exp" / "report.html").read_text()
+    assert "E[support] at T" in text and "pooled-frequency fit" in text
+    assert "predicted (theory)" in text and "drifts: no real data pulls it back" in text
