@@ -45,14 +45,14 @@ def main() -> int:
     args = parser.parse_args()
     import yaml
 
-    from genloop.theory.report import SUPPORTED_MODELS
+    from genloop.theory.report import THEORY_MODELS
 
     configs = sorted((ROOT / "examples").glob("*.yaml"))
     print(f"{'config':<28} {'model':<10} {'wall s':>7} {'rc':>3}  result")
     slow = 0
     for path in configs:
         model = (yaml.safe_load(path.read_text()) or {}).get("model", {}).get("name", "?")
-        supported = model in SUPPORTED_MODELS
+        supported = model in THEORY_MODELS
         if args.quick and not supported:
             continue
         seconds, rc, tail = time_config(path, args.repeats)

@@ -84,3 +84,79 @@ def test_summary_is_grouped_per_cell_lambda_generation_metric():
     values = table[(table["lam"] == 0.5) & (table["generation"] == 1)]["value"]
     assert row["mean"] == pytest.approx(values.mean()) and row["seeds"] == 4
     assert row["se"] == pytest.approx(values.std(ddof=1) / 2)
+
+
+def _bigram_table(diverged: int, seeds: int = 6, generations: int = 10) -> pd.DataFrame:
+    """The fully synthetic bigram case: λ = 0 at the chain's perplexity, λ = ∞ a little
+    above it, and ``diverged`` of the λ = ∞ seeds losing a transition at generation 6 (infinite
+    perplexity from then on, stored as null: NaN in the table)."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for seed in range(seeds):
+        for g in range(generations + 1):
+            rows.append({"cell": "", "lam": 0.0, "seed": seed, "generation": g, "metric": "perplexity",
+                         "value": 3.0 + 0.002 * rng.standard_normal()})
+            value = 3.018 + 0.002 * rng.standard_normal()
+            if seed < diverged and g >= 6:
+                value = math.nan
+            rows.append({"cell": "", "lam": math.inf, "seed": seed, "generation": g, "metric": "perplexity",
+                         "value": value})
+    return pd.DataFrame(rows)
+
+
+def test_diverged_seeds_are_a_collapse_signal_not_dropped():
+    """3 of 6 seeds with infinite perplexity: the finite seeds alone would read stable (gap
+    ≈ +0.018 ≪ tol = 0.3); the verdict counts all 6 seeds, reports 3 diverged with the exact
+    Clopper–Pearson interval and calls the λ collapsing."""
+    finite_only = {v.lam: v for v in verdicts(_bigram_table(diverged=0))}
+    assert finite_only[math.inf].verdict == "stable"  # the same law without divergences
+    v = {v.lam: v for v in verdicts(_bigram_table(diverged=3))}[math.inf]
+    assert v.verdict == "collapsing"
+    assert v.seeds == 6 and v.diverged == 3 and v.diverged_fraction == pytest.approx(0.5)
+    assert v.diverged_low == pytest.approx(stats.beta.ppf(0.025, 3, 4))
+    assert v.diverged_high == pytest.approx(stats.beta.ppf(0.975, 4, 3))
+    # as many divergences in the baseline as at λ: no divergence signal, never "stable" though
+    table = _bigram_table(diverged=3)
+    lost = (table["lam"] == 0.0) & (table["seed"] < 3) & (table["generation"] >= 6)
+    table.loc[lost, "value"] = math.nan
+    assert {v.lam: v.verdict for v in verdicts(table)}[math.inf] != "stable"
+    # the summary says how many seeds its mean leaves out
+    last = summarize(_bigram_table(diverged=3))
+    row = last[(last["lam"] == math.inf) & (last["generation"] == 10)].iloc[0]
+    assert row["seeds"] == 3 and row["nonfinite"] == 3
+
+
+def test_verdicts_json_is_strict_json(tmp_path):
+    """λ = ∞ and non-finite intervals are written as null with a ``nonfinite`` flag: the file
+    parses with a strict JSON reader (no Infinity / NaN)."""
+    import json
+
+    from genloop.results import json_record
+
+    rec = json_record({"lam": math.inf, "gap": math.nan, "slope": -math.inf, "seeds": 3, "window": (1, 4)})
+    text = json.dumps(rec, allow_nan=False)
+    back = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    assert back == {"lam": None, "gap": None, "slope": None, "seeds": 3, "window": [1, 4],
+                    "nonfinite": {"lam": "inf", "gap": "nan", "slope": "-inf"}}
+
+
+def test_verdicts_json_of_a_real_run_is_strict(tmp_path):
+    """A run with λ = ∞ (a bigram LM on a Markov chain) writes verdicts.json without Infinity."""
+    import json
+
+    from genloop.config import RunConfig
+    from genloop.results import write_tables
+    from genloop.sweep import run_experiment
+
+    cfg = RunConfig.model_validate({
+        "data": {"name": "markov", "n": 60, "n_heldout": 100, "seq_len": 8, "n_states": 3, "matrix_seed": 0},
+        "model": {"name": "ngram", "order": 2},
+        "loop": {"generations": 3, "lambdas": [0, "inf"], "scheme": "replace", "seeds": [0, 1]},
+        "metrics": [{"name": "perplexity", "data": {"name": "markov", "seq_len": 8, "n_states": 3, "matrix_seed": 0}}],
+        "output": {"checkpoints": "last", "keep_samples": 0}})
+    run_experiment(cfg, tmp_path / "out")
+    write_tables(tmp_path / "out")
+    text = (tmp_path / "out" / "verdicts.json").read_text()
+    records = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    inf_row = next(r for r in records if r["lam"] is None)
+    assert inf_row["nonfinite"]["lam"] == "inf"

@@ -57,11 +57,14 @@ def test_report_shows_the_numbers_of_genloop_theory(tmp_path, capsys) -> None:
 
 
 def test_a_loop_variant_gets_no_prediction() -> None:
-    """The plain loop's numbers would describe another run: a variant or a λ schedule is refused."""
+    """The plain loop's numbers would describe another run: a variant without a law is refused;
+    a λ schedule of the gaussian model gets the scheduled law (tests/test_theory_schemes.py)."""
     from genloop.errors import ConfigError
 
-    for variant in ({"kind": "plain", "lam_schedule": [0.5, 1.0]}, {"kind": "biased", "temperature": 0.8}):
+    for variant in ({"kind": "biased", "temperature": 0.8},):
         doc = {**DOC, "loop": {**DOC["loop"], "variant": variant}}
         with pytest.raises(ConfigError, match="no prediction"):
             theory_cli.theory_text(parse_config(doc), legend=False)
+    doc = {**DOC, "loop": {**DOC["loop"], "variant": {"kind": "plain", "lam_schedule": [0.5, 1.0]}}}
+    assert "product of the per-generation maps" in theory_cli.theory_text(parse_config(doc), legend=False)
     assert "no prediction" not in theory_cli.theory_text(parse_config(DOC), legend=False)

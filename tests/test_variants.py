@@ -35,6 +35,7 @@ from genloop.theory.variants import (
     tempered_variance_fixed_point,
     tilted_gaussian,
     top_curated_moments,
+    top_curated_moments_exact,
 )
 
 Z = 4.0  # tolerance in standard errors
@@ -215,6 +216,49 @@ def test_ot_self_correction_contracts_at_the_exact_rate(lam: float | str) -> Non
         _within(np.array(ratios), corrected_rate(lam_f, gamma), f"contraction at γ={gamma}")
         measured[gamma] = float(np.mean(ratios))
     assert measured[0.0] > measured[0.3] > measured[0.7]  # the rate shrinks with γ
+
+
+def test_ot_self_correction_rate_at_finite_m() -> None:
+    """n = 7, λ = 0.5: the loop mixes k = ⌊λn⌋ = 3 corrected samples with 7 real ones, so the
+    mean deviation contracts at k(1 − γ)/(n + k) = 0.21 at γ = 0.3, not λ(1 − γ)/(1 + λ) = 0.233
+    (300 seeds, offset δ = 10: the standard error is ~0.001)."""
+    delta, seeds, n, gamma = 10.0, 300, 7, 0.3
+    ratios = []
+    for seed in range(seeds):
+        real = np.random.default_rng(seed).normal(0.0, 1.0, size=(n, 1))
+        xbar, s2 = float(real.mean()), float(real.var(ddof=1))
+        start = LoopState(0, _gauss(xbar + delta, 1.5 * s2))
+        (rec,) = run_loop(make_model("gaussian"), real, lam=0.5, generations=1, seed=seed, resume=start,
+                          variant={"kind": "corrected", "gamma": gamma, "correction": "ot-gaussian"})
+        ratios.append((rec.model.mean_[0] - xbar) / delta)
+    _within(np.array(ratios), corrected_rate(0.5, gamma, n), "contraction at m = ⌊λn⌋")
+    assert corrected_rate(0.5, gamma, n) == pytest.approx(3 * 0.7 / 10)
+    se = np.std(ratios, ddof=1) / math.sqrt(seeds)
+    assert abs(np.mean(ratios) - corrected_rate(0.5, gamma)) > Z * se  # the n → ∞ form is refuted
+
+
+def test_top_fraction_curation_exact_finite_n_law_on_the_loop() -> None:
+    """Fully synthetic, m = 30 kept of N = ⌈30/0.3⌉ = 100 candidates: E[μ̂_1] and E[σ̂²_1] of the
+    loop's MLE fit equal the exact order-statistic law of the top 30 of 100 (400 seeds)."""
+    variant = {**CURATED, "select": "top", "fraction": 0.3}
+    rows = []
+    for seed in range(400):
+        real = np.random.default_rng(seed).normal(0.0, 1.0, size=(30, 1))
+        recs = list(run_loop(make_model("gaussian", estimator="mle"), real, lam="inf", generations=1,
+                             seed=seed, variant=variant))
+        m0, v0 = float(recs[0].model.mean_[0]), float(recs[0].model.covariance_[0, 0])
+        mq, _, v_fit = top_curated_moments_exact(m0, math.sqrt(v0), kept=30, candidates=100, center=1.5)
+        rows.append([recs[1].model.mean_[0] - mq, recs[1].model.covariance_[0, 0] - v_fit])
+    _within(np.array(rows), np.zeros(2), "top-fraction fit minus the exact finite-N law")
+
+
+def test_top_fraction_exact_law_tends_to_the_truncated_normal() -> None:
+    """As N grows with k/N fixed the exact law tends to the N → ∞ truncated normal; k = N is the
+    plain law."""
+    m_inf, v_inf = top_curated_moments(0.7, 1.2, fraction=0.3)
+    m, v, _ = top_curated_moments_exact(0.7, 1.2, kept=3000, candidates=10_000)
+    assert m == pytest.approx(m_inf, abs=2e-3) and v == pytest.approx(v_inf, rel=5e-3)
+    assert top_curated_moments_exact(0.7, 1.2, kept=5, candidates=5)[:2] == pytest.approx((0.7, 1.44))
 
 
 def test_ot_self_correction_variance_map_fully_synthetic() -> None:

@@ -96,16 +96,21 @@ def t_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[floa
 
 
 def summarize(table: pd.DataFrame, confidence: float = CONFIDENCE) -> pd.DataFrame:
-    """Mean, standard error and t-interval over seeds per (cell, λ, generation, metric)."""
+    """Mean, standard error and t-interval over seeds per (cell, λ, generation, metric).
+
+    ``seeds`` counts the finite values the mean is over; ``nonfinite`` the seeds whose value is
+    non-finite (null: diverged), which the mean does not include and the table says so."""
     import pandas as pd
 
     keys = [c for c in table.columns if c not in ("seed", "value")]
     out = []
     for group, sub in table.groupby(keys, sort=True, dropna=False):
         mean, se, low, high = t_interval(sub["value"].to_numpy(), confidence)
-        out.append({**dict(zip(keys, group)), "seeds": int(sub["value"].notna().sum()), "mean": mean, "se": se,
-                    "ci_low": low, "ci_high": high})
-    return pd.DataFrame(out, columns=[*keys, "seeds", "mean", "se", "ci_low", "ci_high"])
+        values = sub["value"].to_numpy(float)
+        finite = int(np.isfinite(values).sum())
+        out.append({**dict(zip(keys, group)), "seeds": finite, "nonfinite": int(values.size - finite), "mean": mean,
+                    "se": se, "ci_low": low, "ci_high": high})
+    return pd.DataFrame(out, columns=[*keys, "seeds", "nonfinite", "mean", "se", "ci_low", "ci_high"])
 
 
 @dataclass(frozen=True)
@@ -128,13 +133,50 @@ class Verdict:
     #: what the gap is measured against: "λ = 0" (the cell's real-data-only run, same seed) or,
     #: when the cell has no λ = 0 run, "generation 0" (the same run's first generation)
     reference: str = "λ = 0"
+    #: Seeds whose metric is non-finite at the last generation (stored as null: e.g. an
+    #: infinite perplexity after a lost transition). They count in ``seeds``; ``gap`` and
+    #: ``slope`` are over the finite seeds and say so through this count.
+    diverged: int = 0
+    #: The fraction ``diverged / seeds`` and its 95 % Clopper–Pearson interval.
+    diverged_fraction: float = 0.0
+    diverged_low: float = 0.0
+    diverged_high: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
+        """Plain fields; a non-finite float (λ = ∞, an infinite gap) stays a float here — use
+        :func:`json_record` for strict JSON."""
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
+def json_record(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` made strict JSON: every non-finite float becomes ``null`` and is named, with its
+    value as text, under ``"nonfinite"`` (e.g. ``{"lam": null, ..., "nonfinite": {"lam": "inf"}}``)."""
+    out: dict[str, Any] = {}
+    flags: dict[str, str] = {}
+    for key, value in record.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            out[key] = None
+            flags[key] = "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+        elif isinstance(value, tuple):
+            out[key] = list(value)
+        else:
+            out[key] = value
+    if flags:
+        out["nonfinite"] = flags
+    return out
+
+
+def diverged_interval(diverged: int, seeds: int, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """(fraction, low, high): the fraction of seeds that diverged with its exact (Clopper–Pearson)
+    interval, low = B((1−c)/2; d, k−d+1), high = B((1+c)/2; d+1, k−d) (B: the beta quantile)."""
+    if seeds <= 0:
+        return (math.nan,) * 3
+    ci = stats.binomtest(diverged, seeds).proportion_ci(confidence_level=confidence, method="exact")
+    return diverged / seeds, float(ci.low), float(ci.high)
+
+
 def verdict(gap: tuple[float, float, float], slope: tuple[float, float, float], baseline: float, *,
-            window: int, relative_gap: float = RELATIVE_GAP) -> str:
+            window: int, relative_gap: float = RELATIVE_GAP, diverged: tuple[int, int] = (0, 0)) -> str:
     """The rule: ``collapsing``, ``drifting``, ``stable`` or ``uncertain``.
 
     Both inputs are oriented so that positive means worse (the caller flips the sign of a
@@ -150,7 +192,16 @@ def verdict(gap: tuple[float, float, float], slope: tuple[float, float, float], 
       bound is at most tol and the slope's upper bound times ``window`` is at most tol;
     * ``uncertain`` = neither, but the intervals are too wide to say (or there is no
       interval: a single seed).
+
+    ``diverged`` = (seeds of this λ whose metric is non-finite at the last generation, the same
+    count for the baseline). A non-finite value is a collapse signal, not a missing one: when
+    more seeds diverged than in the baseline the mean over seeds is infinite (worse) and a
+    divergence does not come back (growing), so the verdict is ``collapsing`` whatever the finite
+    seeds say; it can never be ``stable`` while any seed diverged.
     """
+    d, d_base = diverged
+    if d > d_base:
+        return "collapsing"
     tol = relative_gap * abs(baseline) if math.isfinite(baseline) and baseline != 0 else relative_gap
     _, g_low, g_high = gap
     _, s_low, s_high = slope
@@ -161,7 +212,7 @@ def verdict(gap: tuple[float, float, float], slope: tuple[float, float, float], 
         return "collapsing"
     if worse or growing:
         return "drifting"
-    if g_high <= tol and s_high * window <= tol:
+    if g_high <= tol and s_high * window <= tol and d == 0:
         return "stable"
     return "uncertain"
 
@@ -190,6 +241,11 @@ def verdicts(table: pd.DataFrame, metric: str | None = None, *, window: int | No
     slope is fitted per seed over the last ``window`` generations (default ⌈G/4⌉, at least 3)
     and both are averaged over seeds with the t-interval of :func:`t_interval`. Without a
     λ = 0 run in a cell, the baseline is the same run's generation 0.
+
+    A seed whose value at the last generation is non-finite (null in ``metrics.jsonl``) has
+    *diverged*: it counts in ``seeds`` and in ``diverged`` (with its Clopper–Pearson interval),
+    the gap and slope are over the finite seeds only, and :func:`verdict` calls the λ
+    ``collapsing`` when more of its seeds diverged than the baseline's.
     """
     metric = metric or default_metric(table)
     if metric is None:
@@ -204,34 +260,47 @@ def verdicts(table: pd.DataFrame, metric: str | None = None, *, window: int | No
         w = window or max(3, math.ceil(last / 4))
         first = max(0, last - w + 1)
         has_baseline = (cell_rows["lam"] == 0).any()
+        base_runs = {seed: run.set_index("generation")["value"]
+                     for seed, run in cell_rows[cell_rows["lam"] == 0].groupby("seed")} if has_baseline else {}
+        base_diverged = sum(1 for b in base_runs.values() if last in b.index and not math.isfinite(float(b[last])))
         for lam, rows in cell_rows.groupby("lam", sort=True):
             gaps, slopes, bases = [], [], []
+            seeds = diverged = 0
             for seed, run in rows.groupby("seed"):
                 run = run.set_index("generation")["value"]
                 if last not in run.index:
                     continue
                 if has_baseline:
-                    base = cell_rows[(cell_rows["lam"] == 0) & (cell_rows["seed"] == seed)].set_index("generation")["value"]
-                    if last not in base.index:
+                    base = base_runs.get(seed)
+                    if base is None or last not in base.index:
                         continue
                     b = float(base[last])
                 else:
                     b = float(run.get(0, math.nan))
-                bases.append(b)
-                gaps.append(sign * (float(run[last]) - b))
+                seeds += 1
+                if not math.isfinite(float(run[last])):
+                    diverged += 1
+                    continue
+                if math.isfinite(b):
+                    bases.append(b)
+                    gaps.append(sign * (float(run[last]) - b))
                 tail = run[(run.index >= first) & (run.index <= last)]
+                tail = tail[np.isfinite(tail.to_numpy(float))]
                 if len(tail) >= 2:
                     slopes.append(sign * float(np.polyfit(tail.index.to_numpy(float), tail.to_numpy(float), 1)[0]))
-            if not gaps:
+            if not seeds:
                 continue
             g = t_interval(np.array(gaps), confidence)
             s = t_interval(np.array(slopes), confidence) if slopes else (math.nan,) * 4
-            baseline = float(np.nanmean(bases))
+            baseline = float(np.mean(bases)) if bases else math.nan
+            frac = diverged_interval(diverged, seeds, confidence)
             name = "baseline" if (has_baseline and lam == 0) else verdict(
-                (g[0], g[2], g[3]), (s[0], s[2], s[3]), baseline, window=last - first + 1, relative_gap=relative_gap)
+                (g[0], g[2], g[3]), (s[0], s[2], s[3]), baseline, window=last - first + 1, relative_gap=relative_gap,
+                diverged=(diverged, base_diverged if has_baseline else 0))
             out.append(Verdict(cell=str(cell), lam=float(lam), metric=metric, verdict=name, gap=g[0], gap_low=g[2],
                                gap_high=g[3], slope=s[0], slope_low=s[2], slope_high=s[3], baseline=baseline,
-                               seeds=len(gaps), window=(first, last),
+                               seeds=seeds, window=(first, last), diverged=diverged, diverged_fraction=frac[0],
+                               diverged_low=frac[1], diverged_high=frac[2],
                                reference="λ = 0" if has_baseline else "generation 0"))
     return out
 
@@ -248,7 +317,8 @@ def write_tables(folder: str | Path) -> dict[str, Path]:
              "verdicts.json": folder / "verdicts.json"}
     atomic_write_text(paths["results.csv"], table.to_csv(index=False))
     atomic_write_text(paths["summary.csv"], summary.to_csv(index=False))
-    atomic_write_text(paths["verdicts.json"], json.dumps([v.as_dict() for v in verdicts(table)], indent=1, default=str))
+    atomic_write_text(paths["verdicts.json"], json.dumps([json_record(v.as_dict()) for v in verdicts(table)], indent=1,
+                                                          allow_nan=False))
     try:
         import pyarrow  # noqa: F401
     except ImportError:
@@ -275,12 +345,15 @@ def summary_text(folder: str | Path, metric: str | None = None) -> str:
     rows = []
     for (cell, lam), sub in last.groupby(["cell", "lam"], sort=True):
         row: dict[str, Any] = {"cell": cell or "-", "lam": "inf" if math.isinf(lam) else lam,
-                               "gen": int(sub["generation"].iloc[0]), "seeds": int(sub["seeds"].max())}
+                               "gen": int(sub["generation"].iloc[0]),
+                               "seeds": int((sub["seeds"] + sub["nonfinite"]).max())}
         for _, r in sub.iterrows():
             if str(r["metric"]).endswith("_se"):
                 continue
             ci = "" if not math.isfinite(r["ci_low"]) else f" [{r['ci_low']:.4g}, {r['ci_high']:.4g}]"
-            row[r["metric"]] = f"{r['mean']:.4g}{ci}"
+            lost = f" ({int(r['nonfinite'])} of {int(r['seeds']) + int(r['nonfinite'])} seeds non-finite)" \
+                if r["nonfinite"] else ""
+            row[r["metric"]] = f"{r['mean']:.4g}{ci}{lost}"
         rows.append(row)
     if not any(r["cell"] != "-" for r in rows):
         for r in rows:
@@ -292,12 +365,16 @@ def summary_text(folder: str | Path, metric: str | None = None) -> str:
         vrows = [{"cell": v.cell or "-", "lam": "inf" if math.isinf(v.lam) else v.lam, "verdict": v.verdict,
                   gap: _interval(v.gap, v.gap_low, v.gap_high),
                   **({} if _one_reference(vs) else {"gap against": v.reference}),
-                  "slope/gen (last gens)": _interval(v.slope, v.slope_low, v.slope_high), "seeds": v.seeds}
+                  "slope/gen (last gens)": _interval(v.slope, v.slope_low, v.slope_high), "seeds": v.seeds,
+                  "diverged": _diverged(v)}
                  for v in vs]
         if not any(r["cell"] != "-" for r in vrows):
             for r in vrows:
                 del r["cell"]
-        parts += ["", f"stability verdict on {vs[0].metric} (rule: docs/experiments.md)", format_table(vrows)]
+        parts += ["", f"stability verdict on {vs[0].metric} (rule: docs/experiments.md)", format_table(vrows),
+                  "gap: last generation minus λ = 0, paired by seed [95% t-interval]; slope: per generation over the "
+                  "last generations; diverged: seeds whose metric is non-finite at the last generation, d/k [95% "
+                  "Clopper-Pearson] (more than at λ = 0 makes the verdict collapsing)"]
     return "\n".join(parts)
 
 
@@ -314,6 +391,13 @@ def gap_header(vs: list[Verdict]) -> str:
     if _one_reference(vs):
         return f"change since generation 0 ({metric})"
     return f"gap ({metric})"
+
+
+def _diverged(v: Verdict) -> str:
+    """``d/k [low, high]``: seeds with a non-finite metric and the fraction's 95 % interval."""
+    if not v.diverged:
+        return "0"
+    return f"{v.diverged}/{v.seeds} [{v.diverged_low:.2f}, {v.diverged_high:.2f}]"
 
 
 def _interval(est: float, low: float, high: float) -> str:

@@ -6,7 +6,7 @@ A = −E_data[∇²log p_θ*] ≠ B (the Fisher information): the case where the
 retraining λκ_max/(1+λκ_max) differs from λ/(1+λ) (docs/theory.md §3).
 
 ``fit`` maximises the likelihood to convergence (damped Newton on θ, the maximiser
-:class:`genloop.theory.jacobian.StudentTDensity` uses), so the learner run by the loop *is* the
+:class:`genloop.models._parametric.StudentTDensity` uses), so the learner run by the loop *is* the
 map G_λ the theory describes: ``genloop theory`` predicts this family without approximation of
 the learning procedure.
 """
@@ -54,7 +54,7 @@ class StudentTModel(GenerativeModel):
         self.learn_dof = learn_dof
 
     def _density(self) -> Any:
-        from genloop.theory.jacobian import StudentTDensity
+        from genloop.models._parametric import StudentTDensity
 
         return StudentTDensity(dof=self.dof, learn_dof=self.learn_dof)
 

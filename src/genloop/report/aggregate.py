@@ -80,13 +80,17 @@ def section_aggregate(folder: Path, png: Callable[[str], Path], figure: Callable
              **({"gap against": v.reference} if mixed else {}),
              "slope per generation": f"{v.slope:+.3g} [{v.slope_low:+.3g}, {v.slope_high:+.3g}]",
              "generations": f"{v.window[0]}–{v.window[1]}", "seeds": v.seeds,
+             "diverged (non-finite)": (f"{v.diverged}/{v.seeds} [{v.diverged_low:.2f}, {v.diverged_high:.2f}]"
+                                       if v.diverged else "0"),
              **({"predicted (theory)": predicted.get(v.lam, "-")} if predicted else {})} for v in vs]
     if rows:
         parts.append("<h3>Stability verdict per λ</h3>")
         parts.append("<p class=\"note\">collapsing: significantly worse than the reference (λ = 0; generation 0 "
                      "in a cell without λ = 0) and still worsening; drifting: one of the two; stable: the 95% "
                      "intervals exclude a material change (10% of the baseline); uncertain: intervals too wide to "
-                     "say. The rule is in genloop's docs/experiments.md.</p>")
+                     "say. diverged: seeds whose metric is non-finite at the last generation (e.g. infinite "
+                     "perplexity), with the fraction's 95% Clopper-Pearson interval; more diverged seeds than at the "
+                     "reference make the verdict collapsing. The rule is in genloop's docs/experiments.md.</p>")
         parts.append(table(rows))
     links = [name for name in ("results.csv", "results.parquet", "summary.csv") if (folder / name).exists()]
     if links:

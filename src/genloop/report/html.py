@@ -267,9 +267,9 @@ def _predicted_verdicts(ctx: _Context) -> dict[float, str]:
     """λ → the theory's verdict, where the theory covers this config (shared, cached computation)."""
     if not ctx.theory or ctx.cfg is None:  # a grid (no one config) or --no-theory: no torch import
         return {}
-    from genloop.theory.report import SUPPORTED_MODELS
+    from genloop.theory.report import THEORY_MODELS
 
-    if ctx.cfg.model.name not in SUPPORTED_MODELS:
+    if ctx.cfg.model.name not in THEORY_MODELS:
         return {}
     from genloop.theory.config_theory import config_theory
 
@@ -367,11 +367,11 @@ def _section_theory(ctx: _Context) -> str:
         return _note(f"no theory: the config could not be read ({ctx.cfg_error})")
     # imported only here: the theory toolkit loads torch, which nothing else in a report needs
     from genloop.report.trajectory import TRAJECTORY_MODELS
-    from genloop.theory.report import SUPPORTED_MODELS
+    from genloop.theory.report import THEORY_MODELS
 
     model = ctx.cfg.model.name
-    if model not in SUPPORTED_MODELS:
-        return _note(f"the theory toolkit does not cover model {model!r} (supported: {', '.join(SUPPORTED_MODELS)})")
+    if model not in THEORY_MODELS:
+        return _note(f"the theory toolkit does not cover model {model!r} (supported: {', '.join(THEORY_MODELS)})")
     parts = ["<h3>Predicted stability per λ</h3>", _guard("theory table", lambda: _theory_table(ctx))]
     if model in TRAJECTORY_MODELS:
         parts.append("<h3>Distance of the parameters to θ*: predicted vs observed</h3>")
@@ -410,6 +410,16 @@ def _theory_table(ctx: _Context) -> str:
 
     # the numbers of `genloop theory CONFIG` (same stream), computed once per process, with progress
     res = config_theory(ctx.cfg, progress=bool(getattr(sys.stderr, "isatty", lambda: False)()))
+    if not hasattr(res, "w1"):  # a family with a closed-form law (genloop.theory.laws)
+        from genloop.theory.report import LAW_LEGEND
+
+        cols = [("lam", "λ"), ("m", "m = ⌊λn⌋"), ("rate", "rate"), ("sd_T", "sd at T"),
+                ("stationary_sd", "stationary sd"), ("law_T", res.law_title), ("law_inf", res.limit_title),
+                ("verdict", "verdict")]
+        notes = "".join(f"<p>{html.escape(n)}</p>" for n in res.notes)
+        return (html_table(res.rows, [k for k, _ in cols], [t for _, t in cols])
+                + f"<p>Learner: {html.escape(res.learner)}.</p><p>Law: {html.escape(res.law)}.</p>" + notes
+                + "<pre>" + html.escape(LAW_LEGEND) + "</pre>")
     keys = [k for k, _ in _THEORY_COLUMNS]
     w1 = res.w1
     eps = ("consistent with no misspecification" if w1["eps_consistent"]

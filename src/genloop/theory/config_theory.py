@@ -19,7 +19,16 @@ import numpy as np
 from genloop.errors import ConfigError
 from genloop.rng import stage_rng
 from genloop.theory import gaussian
-from genloop.theory.report import LEGEND, SUPPORTED_MODELS, TheoryResult, _ascii, format_theory_table, theory_analysis
+from genloop.theory.laws import LAW_MODELS, LawTheoryResult, law_analysis
+from genloop.theory.report import (
+    LEGEND,
+    THEORY_MODELS,
+    TheoryResult,
+    _ascii,
+    format_law_text,
+    format_theory_table,
+    theory_analysis,
+)
 
 if TYPE_CHECKING:
     from genloop.config import RunConfig
@@ -31,7 +40,7 @@ def _key(cfg: RunConfig) -> str:
     return json.dumps([cfg.model_dump(mode="json"), cfg.data.options, cfg.model.options], sort_keys=True, default=repr)
 
 
-def config_theory(cfg: RunConfig, *, progress: bool = False) -> TheoryResult:
+def config_theory(cfg: RunConfig, *, progress: bool = False) -> TheoryResult | LawTheoryResult:
     """The theory of a config's run (its first seed), computed once per process.
 
     Raises :class:`ConfigError` for a model the theory toolkit does not support (the message
@@ -39,31 +48,48 @@ def config_theory(cfg: RunConfig, *, progress: bool = False) -> TheoryResult:
     """
     from genloop.config import real_data
 
-    if cfg.model.name not in SUPPORTED_MODELS:
+    if cfg.model.name not in THEORY_MODELS:
         raise ConfigError(
-            f"genloop theory does not support model {cfg.model.name!r}; supported models: {', '.join(SUPPORTED_MODELS)} "
+            f"genloop theory does not support model {cfg.model.name!r}; supported models: {', '.join(THEORY_MODELS)} "
             "(neural families fine-tune for a fixed budget, a map the theory does not model: no prediction)"
         )
     variant = _variant_description(cfg)
-    if variant:
+    scheduled = _schedule_only(cfg) and cfg.model.name == "gaussian" and cfg.loop.scheme in ("replace", "fresh")
+    if variant and not scheduled:
         # The plain loop's numbers would describe another run than the one configured.
         raise ConfigError(
             f"no prediction: this config runs {variant}, which changes the retraining map; genloop theory "
-            "predicts the paper's loop (every scheme, no variant). The Gaussian laws of the variants are in "
-            "genloop.theory.variants (docs/variants.md)"
+            "predicts the paper's loop (every scheme) and λ schedules of the gaussian model. The Gaussian laws of "
+            "the variants are in genloop.theory.variants (docs/variants.md)"
         )
     key = _key(cfg)
     if key in _CACHE:
         return _CACHE[key]
     seed = cfg.loop.seeds[0]
-    _, split = real_data(cfg, seed)
+    source, split = real_data(cfg, seed)
     real = np.asarray(split.train, dtype=np.float64)
+    if scheduled:
+        from genloop.theory.schedule import gaussian_schedule_analysis
+
+        opts = cfg.model.options
+        sched = gaussian_schedule_analysis(
+            real, list(cfg.loop.lambdas), cfg.loop.generations, cfg.loop.variant.lam_at, scheme=cfg.loop.scheme,
+            estimator=str(opts.get("estimator", "mle")), reg_covar=float(opts.get("reg_covar", 0.0)),
+            data_cov=getattr(source, "cov_", None))
+        _CACHE[key] = sched
+        return sched
+    if cfg.model.name in LAW_MODELS:
+        law = law_analysis(cfg.model.name, cfg.model.options, cfg.data.name, cfg.data.options, real,
+                           list(cfg.loop.lambdas), real.shape[0], scheme=cfg.loop.scheme,
+                           generations=cfg.loop.generations)
+        _CACHE[key] = law
+        return law
     if real.ndim != 2:
         raise ConfigError(f"genloop theory needs vector data of shape (n, d), data {cfg.data.name!r} has {real.shape}")
     result = theory_analysis(
         cfg.model.name, cfg.model.options, real, list(cfg.loop.lambdas), real.shape[0],
         rng=stage_rng(seed, 0, "theory"), scheme=cfg.loop.scheme, generations=cfg.loop.generations, seed=seed,
-        progress=progress,
+        progress=progress, retrain=cfg.loop.retrain, data_cov=getattr(source, "cov_", None),
     )
     _CACHE[key] = result
     return result
@@ -92,6 +118,9 @@ def theory_text(
     res = config_theory(cfg, progress=progress)
     uni = terminal_unicode() if unicode is None else unicode
     seed = cfg.loop.seeds[0]
+    if isinstance(res, LawTheoryResult):
+        return format_law_text(res, f"theory for {cfg.name or cfg.model.name}: model {cfg.model.name}, data "
+                               f"{cfg.data.name}, seed {seed}", unicode=uni, legend=legend)
     r0 = res.rows[0]
     w1 = res.w1
     eps_word = ("consistent with no misspecification" if w1["eps_consistent"]
@@ -117,6 +146,13 @@ def theory_text(
         text += "\n\n" + LEGEND
     text += f"\n\n(computed in {res.seconds:.1f} s)"
     return text if uni else _ascii(text)
+
+
+def _schedule_only(cfg: RunConfig) -> bool:
+    """A plain loop whose only change is a λ schedule (the Gaussian has a law for it)."""
+    variant = getattr(cfg.loop, "variant", None)
+    return (variant is not None and getattr(variant, "kind", "plain") == "plain"
+            and getattr(variant, "lam_schedule", None) is not None)
 
 
 def _variant_description(cfg: RunConfig) -> str:

@@ -51,10 +51,16 @@ from genloop.theory.jacobian import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SUPPORTED_MODELS", "TheoryResult", "density_for", "theory_analysis", "theory_rows",
+__all__ = ["SUPPORTED_MODELS", "THEORY_MODELS", "TheoryResult", "format_law_text", "LAW_LEGEND", "density_for", "theory_analysis", "theory_rows",
            "format_theory_table", "LEGEND"]
 
 SUPPORTED_MODELS: tuple[str, ...] = ("gaussian", "gmm", "student_t")
+#: A free-ν Student-t fit with ν* above this is the Gaussian limit: its ν direction is flat
+#: (α → 0) and the rows are flagged as a degenerate fit.
+DEGENERATE_DOF = 1e3
+#: Every family ``genloop theory`` predicts: the continuous ones here, the closed-form laws of
+#: :mod:`genloop.theory.laws`.
+THEORY_MODELS: tuple[str, ...] = SUPPORTED_MODELS + ("categorical", "ngram", "regression")
 
 
 def density_for(model_name: str, model_options: dict[str, Any], d: int) -> ParametricDensity:
@@ -258,6 +264,8 @@ def theory_analysis(
     seed: int = 0,
     delta: float = 0.05,
     progress: bool = False,
+    retrain: str = "finetune",
+    data_cov: np.ndarray | None = None,
 ) -> TheoryResult:
     """Predictions for the loop of a config, per λ (module docstring).
 
@@ -265,10 +273,16 @@ def theory_analysis(
     N = n); ``n`` the real samples per generation; ``seed`` the run's seed (the ``gmm`` probe
     replays the run's first generations with it); ``rng`` drives every Monte Carlo part (the
     W₁ draws, the L estimate, Theorem 2's quantiles). Runs single-threaded (:func:`_one_thread`).
+    ``retrain="scratch"`` predicts the scratch learner (``gmm``: EM from a fresh start run to its
+    tolerance every generation, i.e. the exact maximiser G_λ, not the warm k-step EM map).
+    ``data_cov``: the data law's covariance where the source knows it; scheme ``fresh`` draws new
+    real data every generation, so its spread comes from the data law, not from one seed's
+    sample covariance.
     """
     with _one_thread():
         return _theory_analysis(model_name, model_options, real, lambdas, n, rng=rng, scheme=scheme,
-                                generations=generations, seed=seed, delta=delta, progress=progress)
+                                generations=generations, seed=seed, delta=delta, progress=progress,
+                                retrain=retrain, data_cov=data_cov)
 
 
 def _theory_analysis(
@@ -284,6 +298,8 @@ def _theory_analysis(
     seed: int,
     delta: float,
     progress: bool,
+    retrain: str = "finetune",
+    data_cov: np.ndarray | None = None,
 ) -> TheoryResult:
     from tqdm.auto import tqdm
 
@@ -331,6 +347,14 @@ def _theory_analysis(
     fisher = "quadrature" if model.quadrature(theta) is not None else "Monte Carlo (2e5 draws)"
     kappa = generalized_eigenvalues(A, B)
     alpha = float(np.linalg.eigvalsh(A)[0])
+    degenerate = ""
+    if model_name == "student_t" and model.learn_dof:
+        nu_star = float(np.exp(float(theta[2])))
+        if nu_star > DEGENERATE_DOF:
+            degenerate = (f"degenerate fit: ν* = {nu_star:.3g} (the data are no heavier-tailed than a Gaussian, so "
+                          f"the free-ν likelihood runs to its Gaussian limit; α = {alpha:.2g}): the rows below describe "
+                          "a flat direction, not the loop; fix dof or use the gaussian model")
+            log.warning("genloop theory: %s", degenerate)
     delta_AB = float(np.linalg.norm(A - B, 2))
     bar.update()
     L = estimate_lipschitz(model, theta, real, rng=rng, n_points=128 if model.n_params <= 20 else 48)
@@ -340,14 +364,17 @@ def _theory_analysis(
     S = per_sample_scores(model, theta, real)
     V_real = S.T @ S / S.shape[0]
     deriv = None
-    if model_name == "gmm" and model.quadrature_grid(theta) is not None:
+    if model_name == "gmm" and retrain != "scratch" and model.quadrature_grid(theta) is not None:
         from genloop.theory.em import em_step_derivatives
 
         deriv = em_step_derivatives(model, theta, real, reg_covar=float(options.get("reg_covar", 1e-6)))
     bar.update()
 
     notes: list[str] = []
-    if model_name == "gmm" and deriv is None:
+    if model_name == "gmm" and retrain == "scratch":
+        learner = ("EM from a fresh start every generation (retrain: scratch), run to its tolerance: the exact "
+                   "maximiser G_λ (the warm-started k-step EM map does not apply)")
+    elif model_name == "gmm" and deriv is None:
         learner = ("the exact maximiser G_λ: the map of the EM learner that runs needs a quadrature grid (d <= 2), "
                    f"this mixture has d = {real.shape[1]}; the run's EM stops at tol and contracts more slowly")
         notes.append("rows for the exact maximiser, not the warm-started EM that runs (d > 2)")
@@ -362,6 +389,8 @@ def _theory_analysis(
                    if scheme in GAUSSIAN_SCHEMES else "the registered closed-form fit")
     else:
         learner = "the registered maximum-likelihood fit (Newton to convergence): the exact maximiser G_λ"
+    if degenerate:
+        notes.append(degenerate)
     if float(np.linalg.norm(e0)) > 1e-3:
         notes.append(
             f"generation 0 of the run is at distance {float(np.linalg.norm(e0)):.3g} from θ* (EM from k-means stops at "
@@ -377,7 +406,12 @@ def _theory_analysis(
     rows: list[dict[str, Any]] = []
     cov_real = np.atleast_2d(np.cov(real.T, ddof=0))
     if scheme == "fresh":
-        cov_real = np.atleast_2d(np.cov(real.T, ddof=1))
+        if data_cov is not None:  # new real data every generation: the data law, not one seed's sample
+            cov_real = np.atleast_2d(np.asarray(data_cov, dtype=np.float64))
+        else:
+            cov_real = np.atleast_2d(np.cov(real.T, ddof=1))
+            notes.append("scheme fresh: the data law's covariance is unknown, the spread uses the first seed's "
+                         "sample covariance (one draw of it)")
     T = int(generations)
     for lam in lams:
         m = synthetic_count(lam, n)
@@ -470,7 +504,14 @@ def _theory_analysis(
         )
         if note and rate is None and model_name != "gaussian":  # no law for this scheme: print no numbers of J
             row.update(norm2=None, transient=None, maximiser_rate=None)
+        if scheme != "replace" and scheme != "fresh":
+            # J, ‖J‖₂ and max‖Jᵗ‖ are the replace map's: an accumulating pool has no fixed one-step map
+            # (generation t weighs the newest model by m/(n+tm)); its spread above is its own law
+            row.update(norm2=None, transient=None, maximiser_rate=None, free_rho=None, paper_rho=None,
+                       paper_condition=None, theorem2_radius=None)
         row["verdict"] = _verdict(lam, m, rate, transient, scheme, note)
+        if degenerate:
+            row["verdict"] = "no prediction: degenerate fit (ν* → ∞, see the note)"
         rows.append(row)
         bar.update()
     bar.close()
@@ -542,6 +583,14 @@ _PER_MODEL = {"kappa_max", "alpha", "L", "eps", "eps_floor"}
 
 #: what each column means and guarantees (printed under the table; docs/theory.md §6)
 LEGEND = """\
+m             ⌊λn⌋ synthetic samples per generation next to the n real ones (λ_eff = m/n; n and no real
+              data for λ = ∞).
+A, B          A = −E_data[∇²log p_θ*] (the data's curvature at the fit θ*), B = the Fisher information
+              E_θ*[∇log p ∇log pᵀ] of the model itself; A = B when the model is exactly right.
+κ_max         largest generalised eigenvalue of (B, A): how much stiffer the model's own samples make
+              the fit than the data do; α = λ_min(A), the paper's strong-concavity constant.
+L, ε          the paper's Lipschitz constant of θ ↦ ∇²log p_θ (estimated) and ε = W₁(data, model) (ε̂,
+              compared with the W₁ noise floor between two model samples of the run's size).
 rate          spectral radius of the learner's Jacobian J at θ* (λ_eff = m/n): the asymptotic factor per
               generation of the distance to θ* (and, for the exact maximiser, the one-step factor in the
               A-norm). Gaussian: m/(n+m) exactly. An accumulating pool has no single rate ("-").
@@ -551,6 +600,8 @@ G_λ rate      the same for the exact maximiser G_λ (differs from "rate" when t
 max‖Jᵗ‖       worst amplification of a small perturbation over all generations (≥ rate^t always).
 sd at T       RMS distance of the parameters to θ* at the last generation T due to the sampling noise
               (Gaussian: the mean, exact; others: θ, linearised; an offset of generation 0 comes on top).
+stationary sd the limit of "sd at T" as T → ∞ (inf: no real data pulls the fit back; "-": no law).
+Thm 1 cond.   whether the paper's Theorem 1 condition λ(1 + Lε/α) < 1/2 holds (estimated L, ε).
 Thm 1 ρ       the paper's one-step bound λ(α+εL)/(α−λ(α+εL)) with estimated L and ε (inf: no statement).
 exact-‖J‖₂ ρ  the same bound with the exact ‖A−B‖ in place of Lε (no estimate); it bounds ‖J‖₂.
 Thm 2 radius  the paper's radius with constants from one retraining step (delta method), at 95 %
@@ -558,17 +609,45 @@ Thm 2 radius  the paper's radius with constants from one retraining step (delta 
 Verdicts are linearised statements near θ*; the Gaussian rows are exact for every n."""
 
 
+LAW_LEGEND = """\
+m             ⌊λn⌋ synthetic samples per generation next to the n real ones (n for λ = ∞, no real data).
+rate          the factor by which one generation shrinks an error of the previous model: m/(n+m) for a
+              pooled-frequency fit (frequencies, bigram counts, OLS per copy of the design); ‖J‖₂ = rate
+              and max‖Jᵗ‖ = 1 (J = rate·I: no transient growth). An accumulating pool has no single rate.
+sd at T       RMS distance of the fitted law to the generation-0 fit at the last generation T
+              (categorical: ‖p̂_T − p̂_real‖; with scheme fresh: to the true law).
+stationary sd its limit as T → ∞ (inf: no real data pulls the fit back).
+E[…] at T     the family's law of the metric the run records, at the last generation T; "limit": T → ∞.
+Verdicts: "stable" contracts at the rate, "bounded" stays within the accumulate limit, "drifts" is a
+random walk with no pull back (λ = ∞); "no prediction" names the reason."""
+
+
+def format_law_text(res: Any, title: str, *, unicode: bool = True, legend: bool = True) -> str:
+    """The text of ``genloop theory`` for a :class:`genloop.theory.laws.LawTheoryResult`."""
+    lines = [f"{title} (n = {res.n}), scheme {res.scheme}, {res.generations} generations",
+             f"learner: {res.learner}", f"law: {res.law}"]
+    lines += [f"note: {note}" for note in res.notes]
+    table = format_theory_table(res.rows, compact=True, unicode=unicode,
+                                extra=[("law_T", res.law_title), ("law_inf", res.limit_title)])
+    text = "\n".join(lines) + "\n\n" + table
+    if legend:
+        text += "\n\n" + LAW_LEGEND
+    text += f"\n\n(computed in {res.seconds:.1f} s)"
+    return text if unicode else _ascii(text)
+
+
 def _ascii(text: str) -> str:
-    table = {"λ": "lambda", "κ": "kappa", "ρ": "rho", "θ": "theta", "α": "alpha", "ε": "eps", "‖": "|",
+    table = {"ε̂": "eps", "λ": "lambda", "κ": "kappa", "ρ": "rho", "θ": "theta", "α": "alpha", "ε": "eps", "‖": "|",
              "₂": "_2", "ᵗ": "^t", "≥": ">=", "≤": "<=", "−": "-", "μ": "mu", "Σ": "Sigma", "σ": "sigma",
              "·": "*", "⌊": "floor(", "⌋": ")", "δ": "delta", "∞": "inf", "≈": "~", "→": "->", "×": "x",
-             "ᵀ": "^T", "₀": "_0", "²": "^2", "⁻¹": "^-1", "Γ": "Gamma", "ν": "nu", "ξ": "xi"}
+             "ᵀ": "^T", "₀": "_0", "∇": "grad ", "²": "^2", "⁻¹": "^-1", "Γ": "Gamma", "ν": "nu", "ξ": "xi"}
     for k, v in table.items():
         text = text.replace(k, v)
     return text.encode("ascii", "replace").decode("ascii")
 
 
-def format_theory_table(rows: Sequence[dict[str, Any]], *, compact: bool = False, unicode: bool = True) -> str:
+def format_theory_table(rows: Sequence[dict[str, Any]], *, compact: bool = False, unicode: bool = True,
+                        extra: Sequence[tuple[str, str]] = ()) -> str:
     """A Markdown table of :func:`theory_rows` output (one line per row).
 
     ``compact`` drops the columns that are the same for every λ of a model (κ_max, α, L, ε, the
@@ -578,8 +657,14 @@ def format_theory_table(rows: Sequence[dict[str, Any]], *, compact: bool = False
     if not rows:
         return ""
     columns = [c for c in _columns(unicode) if not (compact and c[0] in _PER_MODEL)]
+    if extra:  # a family's own law of its metric, before the verdict
+        at = next(i for i, c in enumerate(columns) if c[0] == "verdict")
+        columns = columns[:at] + list(extra) + columns[at:]
     if compact and all(r.get("em_k") is None for r in rows):
         columns = [c for c in columns if c[0] != "maximiser_rate"]
+    if compact:  # columns no row fills (the paper's theorems for the closed-form families)
+        columns = [c for c in columns if c[0] in ("model", "lam", "m", "verdict") or
+                   any(r.get(c[0]) is not None for r in rows)]
     header = [title for _, title in columns]
     body = [[_fmt(row.get(key)) for key, _ in columns] for row in rows]
     if not unicode:

@@ -13,7 +13,8 @@ r(x) = −(a/2)‖x − c‖²:
   best of K) uses the law of the minimiser of |X − c| among K draws.
 * top fraction f of N candidates, N → ∞: p truncated to the interval |x − c| ≤ h with
   P_p(|X − c| ≤ h) = f (:func:`top_curated_moments`). Exact only in that limit; with N finite
-  the kept set's moments differ by O(1/N).
+  the kept set's moments differ by O(1/N): :func:`top_curated_moments_exact` gives the exact
+  law of the top k of N draws (the loop's N = ⌈k/f⌉) through the (k+1)-th order statistic.
 
 Because a Gaussian MLE fit matches the first two moments and E[r] depends only on them, the
 loop's next model has (in expectation, exactly, with the MLE estimator) the reward E_q[r] ≥
@@ -24,8 +25,8 @@ real data mixed in (ratio λ), the population map is the moment map of the mixtu
 Self-correction (Gillman et al., ICML 2024) with c = the exact OT map from the model N(m, Σ)
 to the real Gaussian N(m_d, Σ_d): x ← x + γ(c(x) − x) gives N((1−γ)m + γ m_d, MΣMᵀ),
 M = (1−γ)I + γA (A the OT map's linear part); after mixing with the real data the mean
-deviation contracts exactly by ρ(λ, γ) = λ(1 − γ)/(1 + λ) per generation (1 − γ fully
-synthetic), and so does the covariance to first order (:func:`corrected_rate`,
+deviation contracts exactly by ρ = k(1 − γ)/(n + k) per generation with k = ⌊λn⌋ (1 − γ
+fully synthetic; λ(1 − γ)/(1 + λ) as n → ∞), and so does the covariance to first order (:func:`corrected_rate`,
 :func:`corrected_gaussian_map`). This derivation is ours for this Gaussian case; it shows the
 paper's statement that the contraction strengthens with γ.
 
@@ -123,6 +124,53 @@ def top_curated_moments(mu: float, sigma: float, *, fraction: float, center: flo
     return float(m), float(v)
 
 
+def _truncated_normal_moments(mu: float, sigma: float, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance of N(μ, σ²) truncated to [μ + aσ, μ + bσ] (vectorised closed form:
+    Z = Φ(b) − Φ(a), mean = μ + σ(φ(a) − φ(b))/Z, var = σ²[1 + (aφ(a) − bφ(b))/Z − ((φ(a) − φ(b))/Z)²];
+    scipy's truncnorm for intervals with Z < 1e-6, where the closed form cancels)."""
+    Z = stats.norm.cdf(b) - stats.norm.cdf(a)
+    pa, pb = stats.norm.pdf(a), stats.norm.pdf(b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = (pa - pb) / Z
+        m = mu + sigma * r
+        v = sigma**2 * (1.0 + (a * pa - b * pb) / Z - r * r)
+    small = Z < 1e-6
+    if np.any(small):
+        ms, vs = stats.truncnorm.stats(a[small], b[small], loc=mu, scale=sigma, moments="mv")
+        m[small], v[small] = ms, vs
+    return m, v
+
+
+def top_curated_moments_exact(mu: float, sigma: float, *, kept: int, candidates: int,
+                               center: float = 0.0) -> tuple[float, float, float]:
+    """Exact finite-N law of the top ``kept`` of ``candidates`` draws of N(μ, σ²) ranked by a
+    quadratic reward centred at c (the loop's ``select: top``, N = ⌈k/fraction⌉ candidates).
+
+    Let D = |X − c| with cdf F and h = D_(k+1) the (k+1)-th smallest of the N distances. Given
+    h, the k kept draws are i.i.d. N(μ, σ²) truncated to |x − c| < h, and U = F(h) ~ Beta(k+1,
+    N−k) (order statistics of uniforms). So a kept draw has mean E_h[m(h)] and second moment
+    E_h[v(h) + m(h)²] (m, v: the truncated normal's moments), and the MLE variance of the kept
+    set has expectation (1 − 1/k)·E_h[v(h)]. Returns (mean, variance of a kept draw,
+    E[MLE variance of the kept set]); k = N is the plain law. The expectation over U is taken
+    on 2,000 equal-probability nodes of the Beta law (error ~1e-5 relative here).
+    """
+    k, N = int(kept), int(candidates)
+    if not 1 <= k <= N:
+        raise ConfigError(f"need 1 <= kept <= candidates, got kept={kept}, candidates={candidates}")
+    if k == N:
+        return float(mu), float(sigma**2), float(sigma**2) * (1 - 1 / k)
+    nodes = 2000
+    u = stats.beta.ppf((np.arange(nodes) + 0.5) / nodes, k + 1, N - k)
+    # h = F^{-1}(u), F(h) = Φ((c + h − μ)/σ) − Φ((c − h − μ)/σ): invert on a fine monotone grid
+    grid = np.linspace(0.0, abs(center - mu) + 12 * sigma, 20_001)
+    F = stats.norm.cdf((center + grid - mu) / sigma) - stats.norm.cdf((center - grid - mu) / sigma)
+    h = np.interp(u, F, grid)
+    m, v = _truncated_normal_moments(mu, sigma, (center - h - mu) / sigma, (center + h - mu) / sigma)
+    mean = float(m.mean())
+    second = float(np.mean(v + m * m))
+    return mean, second - mean * mean, float((1 - 1 / k) * v.mean())
+
+
 def curated_gaussian_map(mu: float, var: float, *, lam: float, data_mean: float, data_var: float, K: int = 4,
                          tau: float = 1.0, center: float = 0.0, scale: float = 1.0, select: str = "softmax",
                          fraction: float = 0.25) -> tuple[float, float]:
@@ -151,12 +199,26 @@ def curated_trajectory(mu0: float, var0: float, generations: int, **kwargs: floa
     return np.asarray(out)
 
 
-def corrected_rate(lam: float, gamma: float) -> float:
-    """Exact per-generation contraction of the mean deviation with exact OT self-correction:
-    ρ(λ, γ) = λ(1 − γ)/(1 + λ) (1 − γ when λ = ∞)."""
+def corrected_rate(lam: float, gamma: float, n: int | None = None) -> float:
+    """Exact per-generation contraction of the mean deviation with exact OT self-correction.
+
+    The loop mixes n real samples with k = ⌊λn⌋ corrected synthetic ones, so the fitted mean is
+    (n x̄ + k m_c)/(n + k) and the deviation contracts by ρ = k(1 − γ)/(n + k) (1 − γ when
+    λ = ∞). With ``n`` given this is the loop's exact rate (k from
+    :func:`genloop.loop.schemes.synthetic_count`); without it, the n → ∞ limit λ(1 − γ)/(1 + λ),
+    which overstates the rate when λn is not an integer (n = 7, λ = 0.5: 0.150 against the
+    loop's 3(1 − γ)/10).
+    """
     if not 0 <= gamma <= 1:
         raise ConfigError(f"gamma must be in [0, 1], got {gamma}")
-    return (1 - gamma) if math.isinf(lam) else lam * (1 - gamma) / (1 + lam)
+    if math.isinf(lam):
+        return 1 - gamma
+    if n is None:
+        return lam * (1 - gamma) / (1 + lam)
+    from genloop.loop.schemes import synthetic_count
+
+    k = synthetic_count(lam, int(n))
+    return k * (1 - gamma) / (int(n) + k)
 
 
 def corrected_gaussian_map(mean: np.ndarray, cov: np.ndarray, *, lam: float, gamma: float,
@@ -184,6 +246,6 @@ def tempered_variance_fixed_point(data_var: float, *, lam: float, temperature: f
 __all__ = [
     "corrected_gaussian_map", "corrected_rate", "curated_gaussian_map", "curated_trajectory",
     "quadratic_reward_expectation", "softmax_curated_moments", "tempered_variance_fixed_point",
-    "tilted_gaussian", "top_curated_moments",
+    "tilted_gaussian", "top_curated_moments", "top_curated_moments_exact",
 ]
 
