@@ -12,6 +12,7 @@ import pytest
     ("genloop.sweep.local", "genloop.sweep.runs", ["execute_run", "find_runs", "prepare_experiment", "RunSpec"]),
     ("genloop.sweep.ray_executor", "genloop.sweep.executors.ray", ["run_on_ray"]),
     ("genloop.metrics.eval_cli", "genloop.metrics.sets", ["evaluate", "open_source", "Source"]),
+    ("genloop.theory.cli", "genloop.theory.config_theory", ["config_theory", "theory_text"]),
 ])
 def test_old_paths_warn_and_reexport(old: str, new: str, names: list[str]) -> None:
     sys.modules.pop(old, None)

@@ -12,7 +12,7 @@ Layers, top to bottom (CONTRIBUTING.md says what each holds)::
     models
     data
     registry, _validation
-    _fs, _json, _text, errors, rng
+    _fs, _grids, _json, _text, errors, rng
 
 A module may import its own layer and any layer below it. Every import counts, also those
 inside functions and under ``TYPE_CHECKING`` (a lazy import still ties the layers together).
@@ -38,7 +38,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("models",),
     ("data",),
     ("registry", "_validation"),
-    ("_fs", "_json", "_text", "errors", "rng"),
+    ("_fs", "_grids", "_json", "_text", "errors", "rng"),
 ]
 
 

@@ -173,7 +173,7 @@ def test_genloop_theory_prints_the_law_per_lambda(example, capsys):
 
     from genloop.cli import main
     from genloop.config import load_config
-    from genloop.theory import cli as theory_cli
+    from genloop.theory import config_theory as theory_cli
 
     path = Path(__file__).resolve().parent.parent / "examples" / f"{example}.yaml"
     theory_cli._CACHE.clear()
@@ -197,7 +197,7 @@ def test_report_shows_the_law_table_and_predicted_verdicts(tmp_path):
     import yaml
 
     from genloop.cli import main
-    from genloop.theory import cli as theory_cli
+    from genloop.theory import config_theory as theory_cli
 
     doc = {"data": {"name": "categorical", "n": 40, "n_heldout": 100, "law": "zipf", "n_categories": 8},
            "model": {"name": "categorical"},

@@ -14,7 +14,7 @@ from genloop.config import parse_config
 from genloop.data import make_data
 from genloop.loop import run_loop
 from genloop.models import make_model
-from genloop.theory import cli as theory_cli
+from genloop.theory import config_theory as theory_cli
 
 
 def _rows(doc: dict) -> dict[float, dict]:
