@@ -1,4 +1,6 @@
-"""``genloop check FOLDER``: verify every run folder against its checksums (changes nothing)."""
+"""``genloop check FOLDER``: verify every run folder against its checksums, report links where
+genloop writes and foreign entries, and look at the grid level (``cells.csv``, the grid's
+config, missing and unlisted cell folders); changes nothing, imports nothing a config names."""
 
 from __future__ import annotations
 
