@@ -360,6 +360,17 @@ class RunStore:
                 total += p.stat().st_size
         return total
 
+    def write_grid(self, generation: int, images: np.ndarray) -> Path:
+        """Save an 8-wide PNG grid of ``images`` (in [-1, 1]) as ``grids/gen_XXXX.png``."""
+        from genloop._fs import atomic_write_with
+        from genloop.store.grids import save_sample_grid
+
+        (self.path / "grids").mkdir(exist_ok=True)
+        path = self._gen("grids", generation, ".png")
+        atomic_write_with(path, lambda tmp: save_sample_grid(images, tmp, nrow=8, scale=max(1, 64 // images.shape[-1])),
+                          suffix=".tmp.png")
+        return path
+
     def truncate_to(self, generation: int) -> None:
         """Drop every trace of generations after ``generation`` (work of a killed process)."""
         for name in ("metrics.jsonl", "timings.jsonl", "manifest.jsonl"):
