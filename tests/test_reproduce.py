@@ -46,7 +46,7 @@ def test_quick_doc_only_shrinks() -> None:
            "loop": {"generations": 20, "lambdas": [0, 0.5, 1, "inf"], "seeds": [3, 4, 5]}}
     q = quick_doc(doc)
     assert q["data"]["n"] == 300 and q["model"]["train"] == {"samples": 100, "finetune_samples": 256}
-    assert q["loop"] == {"generations": 1, "lambdas": [0, "inf"], "seeds": [3]}
+    assert q["loop"] == {"generations": 1, "lambdas": [0, "inf"], "seeds": [3], "n_eval": 128}
     assert doc["loop"]["generations"] == 20  # the original is untouched
 
 

@@ -47,16 +47,17 @@ VERDICT_METRICS = ("fid", "w2", "cov_drift")
 #: ``--quick``: every config at toy size, one generation (dotted key -> largest value kept)
 QUICK_CAPS: dict[str, int] = {
     "loop.generations": 1,
-    "loop.n_eval": 128,
     "data.n": 300,
     "model.train.samples": 512,
     "model.train.finetune_samples": 256,
     "model.train.warmup_samples": 256,
     "model.train.batch_size": 128,
     "model.train.ema_halflife_samples": 256,
-    "model.num_steps": 4,
     "model.max_iter": 20,
 }
+#: ``--quick``: evaluation samples per generation, and EDM's sampler steps
+QUICK_N_EVAL = 128
+QUICK_EDM_STEPS = 4
 #: the file name of the run record written beside the tables
 MANIFEST = "manifest.json"
 #: relative tolerance for values that carry no interval (a single seed; the theory's numbers)
@@ -92,12 +93,18 @@ def _set_dotted(doc: dict[str, Any], dotted: str, cap: int) -> None:
 
 
 def quick_doc(doc: dict[str, Any]) -> dict[str, Any]:
-    """The toy-size version of a config: :data:`QUICK_CAPS` applied where the key is set, the
+    """The toy-size version of a config: :data:`QUICK_CAPS` applied where the key is set,
+    :data:`QUICK_N_EVAL` evaluation samples, :data:`QUICK_EDM_STEPS` sampler steps for EDM, the
     first seed, and the first and last λ only (the no-synthetic and the most synthetic run)."""
     out = json.loads(json.dumps(doc))
     for dotted, cap in QUICK_CAPS.items():
         _set_dotted(out, dotted, cap)
     loop = out.get("loop", {})
+    if isinstance(loop, dict):  # evaluate on a few samples even where the config evaluates on all held-out data
+        loop["n_eval"] = min(loop.get("n_eval") or QUICK_N_EVAL, QUICK_N_EVAL)
+    model = out.get("model", {})
+    if isinstance(model, dict) and model.get("name") == "edm":  # EDM samples with 18 Heun steps by default
+        model["num_steps"] = min(model.get("num_steps") or QUICK_EDM_STEPS, QUICK_EDM_STEPS)
     if isinstance(loop.get("seeds"), list) and loop["seeds"]:
         loop["seeds"] = loop["seeds"][:1]
     lams = loop.get("lambdas")
