@@ -103,3 +103,52 @@ def test_every_config_runs_one_generation_at_toy_size(tmp_path: Path, capsys, mo
     assert json.loads((results / "digits_edm" / "theory.json").read_text())["note"].startswith("no prediction")
     # a rerun compared with itself agrees
     assert compare_results(results, results)[0] == []
+
+
+def _toy_configs(folder: Path) -> Path:
+    import yaml
+
+    folder.mkdir()
+    for name, n in (("a", 60), ("b", 80)):
+        doc = {"data": {"name": "two_moons", "n": n, "noise": 0.05},
+               "model": {"name": "gaussian"},
+               "loop": {"generations": 3, "lambdas": [0, "inf"], "seeds": [0, 1, 2]},
+               "metrics": ["moments"]}
+        (folder / f"{name}.yaml").write_text("# a toy\n" + yaml.safe_dump(doc))
+    return folder
+
+
+@pytest.mark.slow
+def test_tables_hold_the_runs_and_a_partial_rerun_keeps_the_others(tmp_path: Path, capsys) -> None:
+    from genloop.results import summarize, tidy
+
+    configs = _toy_configs(tmp_path / "cfg")
+    out, results = tmp_path / "out", tmp_path / "results"
+    argv = ["reproduce", "--configs", str(configs), "--out", str(out), "--results", str(results), "--jobs", "1", "-q"]
+    assert main(argv) == 0, capsys.readouterr().err
+    text = (results / "README.md").read_text()
+    assert "## a" in text and "## b" in text
+    # a cell of the markdown table is the mean and t-interval over the three seeds of the runs
+    expected = summarize(tidy(out / "a"))
+    row = expected[(expected["lam"] == math.inf) & (expected["generation"] == 3) & (expected["metric"] == "cov_drift")]
+    mean, low, high = (float(row[c].iloc[0]) for c in ("mean", "ci_low", "ci_high"))
+    assert f"{mean:.4g} [{low:.4g}, {high:.4g}]" in text
+    committed = pd.read_csv(results / "a" / "summary.csv")
+    np.testing.assert_allclose(committed["mean"], expected["mean"])
+    # the Gaussian's theory: rate m/(n + m) = 0 at λ = 0 and 1 at λ = ∞
+    rows = json.loads((results / "a" / "theory.json").read_text())["rows"]
+    assert [(r["lam"], r["rate"]) for r in rows] == [(0.0, 0.0), (math.inf, 1.0)]
+    # --only rewrites its own tables and keeps the other config's
+    assert main([*argv, "--only", "b"]) == 0
+    assert "## a" in (results / "README.md").read_text()
+    assert set(json.loads((results / "manifest.json").read_text())["seconds"]) == {"a", "b"}
+    # the rerun agrees with itself; a value moved outside its interval is reported, exit 1
+    assert main(["reproduce", "--compare", str(results), "--results", str(results)]) == 0
+    moved = tmp_path / "moved"
+    (moved / "a").mkdir(parents=True)
+    committed.loc[committed["ci_high"].notna().idxmax(), "mean"] += 1e3
+    committed.to_csv(moved / "a" / "summary.csv", index=False)
+    capsys.readouterr()
+    assert main(["reproduce", "--compare", str(moved), "--results", str(results)]) == 1
+    out_text = capsys.readouterr().out
+    assert "1 value(s) outside" in out_text and "b: in the committed results only" in out_text

@@ -387,22 +387,30 @@ def write_results(out: str | Path, results: str | Path, *, config_dir: str | Pat
 
     __version__ = genloop_version()
     out, results = Path(out), Path(results)
-    results.mkdir(parents=True, exist_ok=True)
-    configs = load_configs(config_dir, only=only, quick=quick)
-    sections = []
-    for c in configs:
+    for c in load_configs(config_dir, only=only, quick=quick):
         if not (out / c.name).is_dir():
             raise ConfigError(f"{out / c.name} does not exist: run the reproduction first")
-        sections.append(config_section(c.name, out / c.name, resolved_doc(c, out), results))
-    total = sum((seconds or {}).values())
+    # every config that has run (not only ``only``): a partial rerun never drops another's tables
+    configs = [c for c in load_configs(config_dir, quick=quick) if (out / c.name).is_dir()]
+    results.mkdir(parents=True, exist_ok=True)
+    previous: dict[str, Any] = {}
+    if (results / MANIFEST).is_file():
+        try:
+            previous = json.loads((results / MANIFEST).read_text())
+        except (OSError, ValueError):
+            previous = {}
+    seconds = {**(previous.get("seconds", {}) if previous.get("quick") == quick else {}), **(seconds or {})}
+    sections = [config_section(c.name, out / c.name, resolved_doc(c, out), results) for c in configs]
+    total = sum(seconds.get(c.name, 0.0) for c in configs)
     head = ["# Reproduction results", "",
             "Written by `genloop reproduce`" + (" --quick (toy sizes: not results)" if quick else "")
-            + f"; genloop {__version__}; CPU: {cpu_name()}; wall time of this call {total:.0f} s.", ""]
+            + f"; genloop {__version__}; CPU: {cpu_name()}; wall time of the runs {total:.0f} s "
+            "(per config in manifest.json; a resumed config counts the time of its last call).", ""]
     md = results / "README.md"
     atomic_write_text(md, "\n".join(head + sections))
-    manifest = {"genloop": __version__, "quick": quick, "only": only, "cpu": cpu_name(),
+    manifest = {"genloop": __version__, "quick": quick, "cpu": cpu_name(),
                 "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "configs": [c.name for c in configs], "seconds": seconds or {}}
+                "configs": [c.name for c in configs], "seconds": {c.name: seconds[c.name] for c in configs if c.name in seconds}}
     atomic_write_text(results / MANIFEST, json.dumps(manifest, indent=1))
     return md
 
