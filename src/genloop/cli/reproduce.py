@@ -11,7 +11,12 @@ from genloop.cli._common import positive_int, say
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from genloop.report.reproduce import compare_results, load_configs, run_reproduction, write_results
+    from genloop.report.reproduce import (
+        compare_results,
+        load_configs,
+        run_reproduction,
+        write_results,
+    )
 
     if args.compare:
         diffs, notes = compare_results(args.compare, args.results or "docs/reproduction")

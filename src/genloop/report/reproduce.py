@@ -293,7 +293,7 @@ def _plot_summary(summary: Any, metric: str, path: Path, title: str) -> Path:
     return path
 
 
-def config_section(name: str, run_folder: Path, doc: dict[str, Any], results: Path) -> str:
+def config_section(name: str, run_folder: Path, doc: dict[str, Any], results: Path, config_path: str | Path = "") -> str:
     """Write one config's tables and figures under ``results/NAME/``; return its markdown section."""
     from genloop._fs import atomic_write_text
     from genloop.results import summarize, tidy, verdicts
@@ -306,16 +306,15 @@ def config_section(name: str, run_folder: Path, doc: dict[str, Any], results: Pa
     metrics = [m for m in dict.fromkeys(summary["metric"]) if not str(m).endswith("_se")]
     vmetric = verdict_metric(metrics)
     vs = verdicts(table, vmetric) if vmetric else []
-    atomic_write_text(target / "verdicts.json", json.dumps([v.as_dict() for v in vs], indent=1, default=str))
+    atomic_write_text(target / "verdicts.json", strict_json([v.as_dict() for v in vs]))
     theory, note = theory_rows(doc)
-    atomic_write_text(target / "theory.json", json.dumps({"rows": theory, "note": note}, indent=1, default=str))
+    atomic_write_text(target / "theory.json", strict_json({"rows": theory, "note": note}))
 
     last = int(summary["generation"].max()) if not summary.empty else 0
     seeds = int(summary["seeds"].max()) if not summary.empty else 0
-    parts = [f"## {name}", "",
-             f"Config `examples/reproduce/{name}.yaml`; {seeds} seed(s), generations 0–{last}; "
-             f"run folder `{run_folder}`; all generations in `{name}/summary.csv`.", "",
-             "Mean over seeds [95 % t-interval]:", ""]
+    head = (f"Config `{config_path}`; {seeds} seed(s), generations 0–{last}; "
+            f"run folder `{run_folder}`; all generations in `{name}/summary.csv`.")
+    parts = [f"## {name}", "", head, "", "Mean over seeds [95 % t-interval]:", ""]
     rows = []
     for (lam, g), sub in summary[summary["generation"].isin(shown_generations(last))].groupby(
             ["lam", "generation"], sort=True):
@@ -349,6 +348,28 @@ def config_section(name: str, run_folder: Path, doc: dict[str, Any], results: Pa
         fig = _plot_summary(summary, metric, target / f"{metric}.png", f"{name}: {metric} (mean, 95 % interval)")
         parts += [f"![{name} {metric}]({name}/{fig.name})", ""]
     return "\n".join(parts)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        if math.isnan(v):
+            return None
+        return ("inf" if v > 0 else "-inf") if math.isinf(v) else v
+    return value if value is None or isinstance(value, str) else str(value)
+
+
+def strict_json(value: Any) -> str:
+    """``value`` as strict JSON: ∞ as the text "inf" (as in the folders ``lam=inf``), NaN as null."""
+    return json.dumps(_json_value(value), indent=1, allow_nan=False)
 
 
 def _num(value: Any) -> str:
@@ -400,7 +421,7 @@ def write_results(out: str | Path, results: str | Path, *, config_dir: str | Pat
         except (OSError, ValueError):
             previous = {}
     seconds = {**(previous.get("seconds", {}) if previous.get("quick") == quick else {}), **(seconds or {})}
-    sections = [config_section(c.name, out / c.name, resolved_doc(c, out), results) for c in configs]
+    sections = [config_section(c.name, out / c.name, resolved_doc(c, out), results, c.path) for c in configs]
     total = sum(seconds.get(c.name, 0.0) for c in configs)
     head = ["# Reproduction results", "",
             "Written by `genloop reproduce`" + (" --quick (toy sizes: not results)" if quick else "")
