@@ -106,6 +106,10 @@ def test_every_config_runs_one_generation_at_toy_size(tmp_path: Path, capsys, mo
     theory = json.loads((results / "theorem1_gmm" / "theory.json").read_text())
     assert [r["lam"] for r in theory["rows"]] == [0.0, "inf"] and theory["rows"][1]["verdict"].startswith("drifts")
     assert json.loads((results / "digits_edm" / "theory.json").read_text())["note"].startswith("no prediction")
+    from genloop.theory.gaussian import expected_sigma_ratio
+
+    note = json.loads((results / "gaussian_collapse" / "theory.json").read_text())["note"]
+    assert f"E[σ_T]/σ_0 = {expected_sigma_ratio(20, 1, 'unbiased'):.4g} at T = 1" in note
     # a rerun compared with itself agrees
     assert compare_results(results, results)[0] == []
 
@@ -141,7 +145,9 @@ def test_tables_hold_the_runs_and_a_partial_rerun_keeps_the_others(tmp_path: Pat
     committed = pd.read_csv(results / "a" / "summary.csv")
     np.testing.assert_allclose(committed["mean"], expected["mean"])
     # the Gaussian's theory: rate m/(n + m) = 0 at λ = 0 and 1 at λ = ∞
-    rows = json.loads((results / "a" / "theory.json").read_text())["rows"]
+    theory = json.loads((results / "a" / "theory.json").read_text())
+    assert theory["note"] == ""  # the 1-D collapse law is not quoted for 2-D data
+    rows = theory["rows"]
     assert [(r["lam"], r["rate"]) for r in rows] == [(0.0, 0.0), ("inf", 1.0)]
     # --only rewrites its own tables and keeps the other config's
     assert main([*argv, "--only", "b"]) == 0

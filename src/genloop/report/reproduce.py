@@ -180,9 +180,14 @@ def resolved_doc(config: ReproConfig, out: str | Path) -> dict[str, Any]:
 # ---- running -------------------------------------------------------------------------------------
 def run_reproduction(out: str | Path, *, config_dir: str | Path = CONFIG_DIR, only: str | None = None,
                      quick: bool = False, jobs: int = 2,
-                     on_config: Callable[[str], None] | None = None) -> dict[str, float]:
+                     on_config: Callable[[str], None] | None = None,
+                     progress: Callable[[Any, Path], Any] | None = None) -> dict[str, float]:
     """Run every reproduction config into ``out/NAME`` (resuming what is there); return the wall
-    seconds each took in this call. Everything is validated before the first run writes."""
+    seconds each took in this call. Everything is validated before the first run writes.
+
+    ``progress(experiment, folder)``, when given, returns a progress display for one config
+    (a :class:`genloop.sweep.progress.SweepProgress`: ``generation_done``, ``run_done``, ``close``).
+    """
     from genloop.results import write_tables
     from genloop.sweep.experiment import plan_experiment, run_grid
     from genloop.sweep.runs import check_experiment
@@ -205,7 +210,14 @@ def run_reproduction(out: str | Path, *, config_dir: str | Path = CONFIG_DIR, on
         if on_config is not None:
             on_config(c.name)
         start = time.perf_counter()
-        run_grid(exp, out / c.name, resume=True, jobs=jobs)
+        bar = progress(exp, out / c.name) if progress is not None else None
+        try:
+            run_grid(exp, out / c.name, resume=True, jobs=jobs,
+                     progress=bar.generation_done if bar is not None and jobs == 1 else None,
+                     on_run_done=bar.run_done if bar is not None else None)
+        finally:
+            if bar is not None:
+                bar.close()
         write_tables(out / c.name)
         seconds[c.name] = time.perf_counter() - start
         log.info("reproduce: %s done in %.0f s", c.name, seconds[c.name])
@@ -257,7 +269,8 @@ def theory_rows(doc: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
                      if k in ("lam", "m", "rate", "paper_condition", "paper_lambda_max", "free_lambda_max",
                               "paper_rho", "verdict")})
     note = ""
-    if cfg.model.name == "gaussian" and any(math.isinf(lam) for lam in cfg.loop.lambdas) and cfg.data.n > 1:
+    if (cfg.model.name == "gaussian" and res.d == 1 and cfg.data.n > 1
+            and any(math.isinf(lam) for lam in cfg.loop.lambdas)):  # the 1-D law (paper, Section 2.2)
         from genloop.theory.gaussian import expected_sigma_ratio
 
         estimator = cfg.model.options.get("estimator", "mle")
