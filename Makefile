@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.genloop-installed
 
-.PHONY: install browser demo test test-fast bench bench-full clean
+.PHONY: install browser demo test test-fast bench bench-full reproduce reproduce-compare clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,16 @@ bench: $(STAMP)
 
 bench-full: $(STAMP)
 	$(PY) benchmarks/run_all.py --full
+
+# The paper's claims at CPU scale (examples/reproduce/; planned for <= 2 h on 2 cores): runs in
+# runs/reproduce (resumed when rerun), tables and figures in docs/reproduction/.
+reproduce: $(STAMP)
+	OMP_NUM_THREADS=1 $(VENV)/bin/genloop reproduce --out runs/reproduce --results docs/reproduction --jobs 2
+
+# A rerun into another folder, compared with the committed tables (exit 1 outside an interval).
+reproduce-compare: $(STAMP)
+	OMP_NUM_THREADS=1 $(VENV)/bin/genloop reproduce --out runs/reproduce-rerun --results runs/reproduce-rerun/results --jobs 2
+	$(VENV)/bin/genloop reproduce --compare runs/reproduce-rerun/results --results docs/reproduction
 
 clean:
 	rm -rf $(VENV) genloop-demo .pytest_cache

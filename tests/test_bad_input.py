@@ -163,6 +163,17 @@ CASES: dict[str, Case] = {
                                                      "not a readable genloop generation checkpoint"),
     "init for other images": lambda f: (_run(f, _init_cfg(_safetensors_for(f, [3, 32, 32]))),
                                         "images of shape (3, 32, 32); the data have shape (1, 8, 8)"),
+    # -- genloop reproduce ---------------------------------------------------------------------------
+    "reproduce configs folder missing": lambda f: (["reproduce", "--configs", str(f / "none"), "--out", str(f / "out")],
+                                                   "reproduction configs folder"),
+    "reproduce unknown --only": lambda f: (["reproduce", "--configs", _repro(f, a=GOOD), "--only", "b",
+                                            "--out", str(f / "out")], "unknown reproduction config 'b'"),
+    "reproduce init from a missing config": lambda f: (
+        ["reproduce", "--configs", _repro(f, a=_init_cfg("{out}/gen0/lam=0/seed=0/checkpoints/gen_0000")),
+         "--out", str(f / "out")], "has no config gen0.yaml"),
+    "reproduce invalid config": lambda f: (["reproduce", "--configs", _repro(f, a=GOOD, b=cfg(loop__generations=-1)),
+                                            "--out", str(f / "out")], "loop.generations"),
+    "reproduce compare folder missing": lambda f: (["reproduce", "--compare", str(f / "none")], "does not exist"),
     # -- .npz inputs of genloop eval (issue 20) ------------------------------------------------------------
     "npz of random bytes": lambda f: (["eval", _file(f, "a.npz", os.urandom(300)), npy(f, np.ones((50, 3))),
                                        "--features", "raw"], "not a valid .npz archive"),
@@ -311,6 +322,15 @@ def _npz(folder: Path, **arrays: np.ndarray) -> str:
     path = folder / "stats.npz"
     np.savez(path, **arrays)
     return str(path)
+
+
+def _repro(folder: Path, **docs: dict) -> str:
+    """A folder of reproduction configs NAME.yaml."""
+    sub = folder / "repro"
+    sub.mkdir()
+    for name, doc in docs.items():
+        write(sub, doc, f"{name}.yaml")
+    return str(sub)
 
 
 def _init_cfg(init: str) -> dict:

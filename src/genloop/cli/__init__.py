@@ -21,7 +21,9 @@ from genloop.errors import GenloopError
 #: the library's heavy parts load only when the command runs. No library module imports this
 #: package (tests/test_layers.py).
 COMMAND_MODULES: tuple[str, ...] = tuple(
-    f"genloop.cli.{name}" for name in ("run", "check", "check_model", "demo", "show", "report", "theory", "probe", "listing", "convert", "eval")
+    f"genloop.cli.{name}"
+    for name in ("run", "check", "check_model", "demo", "show", "report", "theory", "probe", "listing", "convert",
+                 "eval", "reproduce")
 )
 
 
