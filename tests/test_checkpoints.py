@@ -587,12 +587,13 @@ def test_hostile_pickle_table(tmp_path, edm_modules, capsys, startup_s, case) ->
     write, message = HOSTILE[case]
     marker, bad = tmp_path / "created-by-pickle", tmp_path / "bad.pkl"
     bad.write_bytes(write(tmp_path, edm_modules, marker))
+    (tmp_path / "conv").mkdir()  # convert refuses a missing output folder first: give it one
     out = tmp_path / "conv" / "net.safetensors"
     r = subprocess.run([sys.executable, "-m", "genloop.cli", "convert", "edm-pkl", str(bad), str(out)],
                        check=False, capture_output=True, text=True, timeout=10 + 2 * startup_s)
     assert r.returncode == 2, r.stderr
     assert message in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
-    assert not (tmp_path / "conv").exists() and not marker.exists()
+    assert not any((tmp_path / "conv").iterdir()) and not marker.exists()  # nothing written
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump({"data": {"name": "digits_images", "n": 100}, "model": {"name": "edm", "init": str(bad)},
                                    "loop": {"generations": 1, "lambdas": [0], "seeds": [0]}, "metrics": []}))
