@@ -18,6 +18,7 @@ import torch
 from genloop.data import make_data
 from genloop.errors import ConfigError, DataError
 from genloop.models import make_model
+from genloop.models.neural.base import batch_seed
 from genloop.rng import torch_seed
 
 TRAIN = {"samples": 128, "batch_size": 32, "device": "cpu"}
@@ -52,7 +53,6 @@ def test_torch_module_custom_sampler_is_the_users_function() -> None:
     space (x = shift + scale · z)."""
     from own_nets import one_step_sampler
 
-    from genloop.models.neural.base import batch_seed
 
     model = _torch_module(objective="own_nets:denoising_loss", sampler="own_nets:one_step_sampler",
                           objective_options=None).fit(_moons(), rng=np.random.default_rng(1))
@@ -156,7 +156,8 @@ def test_diffusers_samples_equal_the_pipelines(tiny: Path, tmp_path: Path, steps
     model = make_model("diffusers", path=str(tiny), num_inference_steps=steps).load_init()
     rng = np.random.default_rng(42)
     ours = model.sample(6, rng=np.random.default_rng(42))
-    theirs = _pipeline_images(tiny, 6, torch_seed(rng), steps or TRAIN_STEPS)
+    # one sampling batch (6 <= sample_batch_size): its stream is batch_seed(seed, 0)
+    theirs = _pipeline_images(tiny, 6, batch_seed(torch_seed(rng), 0), steps or TRAIN_STEPS)
     assert ours.shape == (6, 1, 8, 8) and theirs.shape == (6, 8, 8, 1)
     np.testing.assert_array_equal(_as_pipeline_output(ours), theirs)
     # the same with a pipeline's folder layout (unet/ and scheduler/ subfolders)

@@ -45,14 +45,18 @@ def run_summary_rows(folder: str | Path) -> list[dict[str, Any]]:
 def training_warnings(runs: list[Path]) -> list[str]:
     """The learning-rate warnings of the runs' configs (:func:`genloop.sweep.preflight.learning_rate_warnings`),
     each distinct line once; a config that cannot be read adds nothing (``genloop check`` reports damage)."""
-    from genloop.config import parse_config, read_yaml
+    from genloop.config import parse_stored_config, read_yaml
     from genloop.errors import GenloopError
+    from genloop.models import MODELS
     from genloop.sweep.preflight import learning_rate_warnings
 
     seen: dict[str, None] = {}
     for run in runs:
         try:
-            lines = learning_rate_warnings(parse_config(read_yaml(run / "config.yaml", what="run config")))
+            cfg = parse_stored_config(read_yaml(run / "config.yaml", what="run config"))
+            # built-in families only: building a model named by import path or entry point would
+            # import its code, and reading a folder never does (docs/extending.md)
+            lines = learning_rate_warnings(cfg) if cfg.model.name in MODELS.builtin_names() else []
         except GenloopError:
             continue
         for line in lines:
