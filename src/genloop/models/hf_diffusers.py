@@ -24,13 +24,11 @@ with ``local_files_only``.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from typing_extensions import Self
@@ -182,14 +180,7 @@ class DiffusersModel(TorchGenerativeModel):
         if event_shape is not None and tuple(event_shape) != shape:
             raise DataError(f"the diffusers network in {self.path} makes images of shape {shape}, "
                             f"the data have shape {tuple(event_shape)}")
-        net = self._pretrained()
-        self.net_ = net.eval()
-        self.ema_ = copy.deepcopy(net).eval().requires_grad_(False)
-        self.optimizer_state_ = None
-        self.shift_, self.scale_ = np.zeros((1, 1, 1)), np.ones((1, 1, 1))
-        self.samples_seen_ = 0
-        self.losses_ = []
-        self.event_shape_ = shape
+        self.adopt_network(self._pretrained(), shape)
         log.info("diffusers: network loaded from %s", self.path)
         return self
 

@@ -349,14 +349,7 @@ class TorchGenerativeModel(GenerativeModel):
         event_shape = tuple(int(s) for s in event_shape)
         if len(event_shape) != 3:
             raise DataError(f"checkpoints of public networks are image models; got event shape {event_shape}")
-        net = self._net_from_state(event_shape, weights.state, str(path), checkpoint=True)
-        self.net_ = net.eval()
-        self.ema_ = copy.deepcopy(net).eval().requires_grad_(False)
-        self.optimizer_state_ = None
-        self.shift_, self.scale_ = np.zeros((1, 1, 1)), np.ones((1, 1, 1))
-        self.samples_seen_ = 0
-        self.losses_ = []
-        self.event_shape_ = event_shape
+        self.adopt_network(self._net_from_state(event_shape, weights.state, str(path), checkpoint=True), event_shape)
         log.info("%s: weights loaded from %s (%s, %d tensors)", self.name, path, weights.source, len(weights.state))
         return self
 
@@ -366,6 +359,17 @@ class TorchGenerativeModel(GenerativeModel):
         device = resolve_device(self.train.device)
         net.to(device).eval()
         return net, device
+
+    def adopt_network(self, net: nn.Module, event_shape: tuple[int, ...]) -> None:
+        """Make ``net`` (pretrained weights, images in [-1, 1]) this model's generation 0: the
+        network and its EMA copy, no optimizer state, identity standardisation, nothing trained."""
+        self.net_ = net.eval()
+        self.ema_ = copy.deepcopy(net).eval().requires_grad_(False)
+        self.optimizer_state_ = None
+        self.shift_, self.scale_ = np.zeros((1, 1, 1)), np.ones((1, 1, 1))
+        self.samples_seen_ = 0
+        self.losses_ = []
+        self.event_shape_ = tuple(event_shape)
 
     def sample(self, n: int, *, rng: np.random.Generator) -> np.ndarray:
         """``n`` samples ``(n, *event_shape_)`` as float64, drawn in batches of
