@@ -112,3 +112,16 @@ def test_failed_grid_start_is_replaced_by_the_corrected_grid(tmp_path, monkeypat
     cells = (out / "cells.csv").read_text()
     assert "no (kept on disk)" not in cells  # the failed cell (4 components) left nothing behind
     assert sorted(p.name.split("-")[0] for p in out.iterdir() if p.is_dir()) == ["n_components=2", "n_components=3"]
+
+
+def test_failed_grid_start_leaves_a_listed_folder_with_foreign_files(tmp_path, monkeypatch, capsys):
+    """A cell folder that cells.csv names but that holds something genloop did not write (a
+    user's notes) is not removed with the failed start."""
+    out = tmp_path / "grid"
+    grid = {**GOOD, "model": {**GOOD["model"], "n_components": {"sweep": [4, 2]}}}
+    left = failed_start(tmp_path, monkeypatch, grid, out, capsys)
+    cell = out / left[0].relative_to(out).parts[0]
+    (cell / "notes.txt").write_text("mine")
+    corrected = {**GOOD, "model": {**GOOD["model"], "n_components": {"sweep": [2, 3]}}}
+    assert main(["-q", "run", write(tmp_path, corrected), "--out", str(out)]) == 0, capsys.readouterr().err
+    assert (cell / "notes.txt").read_text() == "mine"

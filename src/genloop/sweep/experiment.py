@@ -235,11 +235,20 @@ def _clear_failed_start(out: Path, keep: set[str]) -> None:
     the grid are taken over by :func:`prepare_experiment`."""
     cells = [r["cell"] for r in read_cells_table(out)]
     plain = [c for c in cells if c not in keep and c not in ("", ".", "..") and "/" not in c and "\\" not in c]
-    for path in [*out.glob("lam=*"), *(out / c for c in plain)]:
+    for path in [*out.glob("lam=*"), *(out / c for c in plain if _holds_only_a_cell(out / c))]:
         if path.is_dir() or path.is_symlink():
             remove_inside(out, path)  # never through a link (a link itself is refused)
     for name in (CELLS_TABLE, "config.yaml"):
-        (out / name).unlink(missing_ok=True)
+        remove_inside(out, out / name)
+
+
+def _holds_only_a_cell(folder: Path) -> bool:
+    """Whether ``folder`` holds nothing but what genloop writes in a cell (its ``config.yaml``,
+    its lock and ``lam=*`` run folders): a folder ``cells.csv`` names but that holds anything
+    else is left alone."""
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    return all(e.name in ("config.yaml", ".experiment.lock") or e.name.startswith("lam=") for e in folder.iterdir())
 
 
 def write_cells_table(out: Path, exp: Experiment, removed: list[dict[str, str]]) -> None:
