@@ -107,6 +107,13 @@ CASES: dict[str, Case] = {
     "unknown metric option": lambda f: (_run(f, cfg(metrics=[{"name": "w2", "maxexact": 3}])), "unknown option 'maxexact'"),
     "keep_checkpoints every 0": lambda f: (_run(f, cfg(output={"keep_checkpoints": {"every": 0}})),
                                          "must be all, last or {every: k}"),
+    "keep_checkpoints unknown word": lambda f: (_run(f, cfg(output={"keep_checkpoints": "sometimes"})),
+                                              "must be all, last or {every: k}"),
+    "edm augment unknown word": lambda f: (_run(f, cfg(data={"name": "digits_images", "n": 100},
+                                                       model={"name": "edm", "augment": "sometimes"}, metrics=[])),
+                                           "should be 'auto' or 'off'"),
+    "hf lm mask_special not a boolean": lambda f: (_run(f, cfg(model={"name": "hf-causal-lm", "mask_special": "maybe"})),
+                                                   "mask_special"),
     "checkpoints every k on a mixture": lambda f: (_run(f, cfg(output={"checkpoints": {"every": 2}},
                                                                loop__variant={"kind": "mixture"})), "needs output.checkpoints: all"),
     # -- code named by import path (docs/extending.md) ------------------------------------------
