@@ -61,7 +61,7 @@ def check_callable_name(spec: str, *, what: str) -> None:
 
     Validating a config (reading a run folder: ``check``, ``show``, ``report``, ``eval``,
     ``--resume``'s comparison of stored configs) never imports the code a config names;
-    :func:`load_callable` imports it when a run starts (:func:`resolve_callables`).
+    :func:`load_callable` imports it when a run starts (:func:`check_variant_callables`).
     """
     if not isinstance(spec, str) or not _CALLABLE.match(spec):
         raise ConfigError(f"{what} {spec!r} is neither a built-in nor a 'module:function' callable")
@@ -819,14 +819,6 @@ def _call_user(fn: Callable[..., Any], what: str, *args: Any) -> np.ndarray:
         raise ConfigError(f"{what} fails on {len(args[0])} real samples: {type(exc).__name__}: {exc}") from None
 
 
-def resolve_callables(cfg: VariantConfig) -> None:
-    """Import every ``module:function`` a variant names (a :class:`ConfigError` naming one that
-    cannot be imported). Importing runs the module's code: called when a run starts, before
-    anything is written, never when a stored config is read."""
-    for what, spec in callable_names(cfg):
-        load_callable(spec, what=what)
-
-
 @dataclass
 class SyntheticDraw:
     """A generation's synthetic set and what the variant measured while drawing it."""
@@ -959,7 +951,7 @@ __all__ = [
     "BiasedVariant", "CorrectedVariant", "CuratedVariant", "MixtureVariant", "PlainVariant", "RewardConfig",
     "SyntheticDraw", "VARIANTS", "VariantConfig", "VariantField", "VariantRunner", "denoise_step", "eval_formula",
     "exact_formula", "check_variant", "check_variant_model", "check_schedule", "schedule_generations",
-    "callable_names", "check_callable_name", "check_variant_callables", "load_callable", "resolve_callables",
+    "callable_names", "check_callable_name", "check_variant_callables", "load_callable",
     "gaussian_ot_map", "knn_mean", "make_reward", "parse_variant", "quadratic_reward", "softmax_select",
     "tempered_sample", "top_select",
 ]

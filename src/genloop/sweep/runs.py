@@ -22,7 +22,7 @@ from genloop.data import RealSplit, make_data
 from genloop.data.base import DataSource
 from genloop.errors import ConfigError
 from genloop.loop.engine import GenerationRecord, LoopState, run_loop
-from genloop.loop.variants import check_variant, check_variant_callables, resolve_callables
+from genloop.loop.variants import check_variant, check_variant_callables
 from genloop.models import make_model
 from genloop.store.links import refuse_links_on_path, remove_inside
 from genloop.sweep.cells import CELLS_TABLE, listed_cells
@@ -53,8 +53,6 @@ def check_experiment(cfg: RunConfig, out: Path | None = None, *, jobs: int = 1,
 
     if out is not None:
         preflight.check_output_folder(out)
-    # the run starts: this is where `module:function` code a config names is imported (and runs)
-    resolve_callables(cfg.loop.variant)
     model = make_model(cfg.model.name, **cfg.model.options)
     metrics = _resolve_metrics(cfg.metrics)
     source = make_data(cfg.data.name, **cfg.data.options)
