@@ -50,13 +50,14 @@ def training_warnings(runs: list[Path]) -> list[str]:
     from genloop.models import MODELS
     from genloop.sweep.preflight import learning_rate_warnings
 
+    builtin = set(MODELS.builtin_names())
     seen: dict[str, None] = {}
     for run in runs:
         try:
             cfg = parse_stored_config(read_yaml(run / "config.yaml", what="run config"))
             # built-in families only: building a model named by import path or entry point would
             # import its code, and reading a folder never does (docs/extending.md)
-            lines = learning_rate_warnings(cfg) if cfg.model.name in MODELS.builtin_names() else []
+            lines = learning_rate_warnings(cfg) if cfg.model.name in builtin else []
         except GenloopError:
             continue
         for line in lines:
