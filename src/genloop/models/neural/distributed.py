@@ -89,10 +89,22 @@ def init_from_env(backend: str | None = None) -> World:
 
 
 def _destroy_process_group() -> None:
+    """Leave the process group at interpreter exit.
+
+    After a clean run every rank first meets the others: a rank that tears its gloo pairs down
+    while a peer is still finishing can make that peer abort at exit (``terminate called without
+    an active exception``, exit -6). After an uncaught exception (``sys.last_value`` is set) no
+    rank is waited for, since the peers may be stuck in another collective.
+    """
+    import sys
+
     import torch.distributed as dist
 
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    if not dist.is_initialized():
+        return
+    if getattr(sys, "last_value", None) is None:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def barrier() -> None:
