@@ -49,6 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=None, help="training steps per measurement (default 30 toy, 100 full)")
     p.add_argument("--sample-batch", type=int, default=None, help="sampling batch (default 16 toy, 1000 full)")
     p.add_argument("--num-steps", type=int, default=None, help="EDM sampler steps (default 3 toy, 18 full)")
+    p.add_argument("--sample-precision", choices=["auto", "float32", "bfloat16"], default="auto",
+                   help="network evaluations when sampling (default: bfloat16 on CUDA, float32 on a CPU)")
+    p.add_argument("--sample-compile", action="store_true", help="torch.compile the sampling network (CUDA)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="fewer steps and repeats")
     p.add_argument("--json", help="write the measurements to this file")
@@ -58,6 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.device = str(dev)
     args.toy = args.toy or dev.type == "cpu"
     full = not args.toy
+    if args.sample_precision == "auto":
+        args.sample_precision = "float32" if args.toy else "bfloat16"
     args.batch_size = args.batch_size or (256 if full else 8)
     args.steps = args.steps or (100 if full else 30)
     args.sample_batch = args.sample_batch or (1000 if full else 16)
@@ -78,7 +83,8 @@ def _model(args: argparse.Namespace):  # noqa: ANN202 - an EDM model
     return make_model("edm", network=network, num_steps=args.num_steps, sample_batch_size=args.sample_batch,
                       train={"samples": args.steps * args.batch_size, "batch_size": args.batch_size, "lr": 2e-4,
                              "warmup_samples": 0, "ema_halflife_samples": 500_000, "ema_rampup_ratio": 0.05,
-                             "device": args.device, "amp": True, "log_every": 0})
+                             "device": args.device, "amp": True, "log_every": 0,
+                             "sample_precision": args.sample_precision, "sample_compile": args.sample_compile})
 
 
 def _data(n: int) -> torch.Tensor:
@@ -141,15 +147,16 @@ def time_sampler(model: Any, n: int) -> float:
 
 
 def time_bare_inference(net: torch.nn.Module, n: int, batch: int, nfe: int, event_shape: tuple[int, ...],
-                        device: torch.device) -> float:
-    """Network evaluations/s of the network alone in float32 on batches of ``batch``."""
+                        device: torch.device, precision: str = "float32") -> float:
+    """Network evaluations/s of the network alone on batches of ``batch``, in ``precision``
+    (bfloat16: the same autocast as the sampler's)."""
     g = torch.Generator(device=device).manual_seed(4)
     sizes = [min(batch, n - s) for s in range(0, n, batch)]
     x = torch.randn((batch, *event_shape), generator=g, device=device)
     c = torch.zeros(batch, device=device)
     _sync(device)
     t0 = time.perf_counter()
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
         for m in sizes:
             for _ in range(nfe):
                 net(x[:m], c[:m])
@@ -181,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     sampler_rates, infer_rates = [], []
     for _ in range(args.repeats):
         sampler_rates.append(time_sampler(fitted, n_sample))
-        infer_rates.append(time_bare_inference(net, n_sample, args.sample_batch, nfe, event_shape, device))
+        infer_rates.append(time_bare_inference(net, n_sample, args.sample_batch, nfe, event_shape, device,
+                                               args.sample_precision))
     params = sum(p.numel() for p in net.parameters())
     out = {
         "device": name, "parameters": params, "batch_size": args.batch_size, "steps": args.steps,
@@ -190,13 +198,14 @@ def main(argv: list[str] | None = None) -> int:
         "trainer_ratio": max(trainer_rates) / max(bare_rates),
         "sampler_evals_per_s": max(sampler_rates), "bare_inference_evals_per_s": max(infer_rates),
         "sampler_ratio": max(sampler_rates) / max(infer_rates), "nfe_per_image": nfe,
-        "sample_batch": args.sample_batch,
+        "sample_batch": args.sample_batch, "sample_precision": args.sample_precision,
+        "sample_compile": args.sample_compile,
     }
     print(f"{name}: EDM songunet, {params / 1e6:.2f} M parameters, batch {args.batch_size}, {out['precision']}")
     print(f"  trainer   {out['trainer_images_per_s']:10.1f} images/s   bare loop      {out['bare_loop_images_per_s']:10.1f}"
           f"   ratio {out['trainer_ratio']:.3f}")
     print(f"  sampler   {out['sampler_evals_per_s']:10.1f} evals/s    bare inference {out['bare_inference_evals_per_s']:10.1f}"
-          f"   ratio {out['sampler_ratio']:.3f}  ({nfe} evaluations per image, batch {args.sample_batch})")
+          f"   ratio {out['sampler_ratio']:.3f}  ({nfe} evaluations per image, batch {args.sample_batch}, {args.sample_precision})")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
     return 0

@@ -114,6 +114,10 @@ CASES: dict[str, Case] = {
                                            "should be 'auto' or 'off'"),
     "hf lm mask_special not a boolean": lambda f: (_run(f, cfg(model={"name": "hf-causal-lm", "mask_special": "maybe"})),
                                                    "mask_special"),
+    "flow sampled in bfloat16": lambda f: (_run(f, cfg(model={"name": "flow", "train": {"sample_precision": "bfloat16"}})),
+                                           "not available for flows"),
+    "sample_precision unknown": lambda f: (_run(f, cfg(model={"name": "edm", "train": {"sample_precision": "fp8"}})),
+                                           "sample_precision"),
     "checkpoints every k on a mixture": lambda f: (_run(f, cfg(output={"checkpoints": {"every": 2}},
                                                                loop__variant={"kind": "mixture"})), "needs output.checkpoints: all"),
     # -- code named by import path (docs/extending.md) ------------------------------------------

@@ -92,6 +92,11 @@ class Flow(TorchGenerativeModel):
             raise ConfigError(f"hidden_features must be a non-empty list of positive widths, got {hidden_features}")
         check_option("bins", bins, ge=2)
         check_option("sample_batch_size", sample_batch_size, ge=1)
+        if train.sample_precision != "float32":
+            raise ConfigError(
+                f"train.sample_precision {train.sample_precision!r} is not available for flows: their samples invert "
+                "the exact transform in float32 (set train.sample_precision: float32)"
+            )
         self.kind = kind
         self.transforms = transforms
         self.hidden_features = tuple(hidden_features)

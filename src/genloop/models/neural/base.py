@@ -360,6 +360,17 @@ class TorchGenerativeModel(GenerativeModel):
         net.to(device).eval()
         return net, device
 
+    def _sampling_runtime(self, net: nn.Module, device: torch.device) -> nn.Module:
+        """``net`` compiled for this :meth:`sample` call when ``train.sample_compile`` is set and
+        the device is CUDA (the compiled graph is reused across the call's batches; the last,
+        shorter batch compiles once more); ``net`` itself otherwise."""
+        if not self.train.sample_compile:
+            return net
+        if device.type != "cuda":
+            log.info("train.sample_compile applies on CUDA only; sampling uncompiled on %s", device)
+            return net
+        return torch.compile(net)  # type: ignore[return-value]
+
     def adopt_network(self, net: nn.Module, event_shape: tuple[int, ...]) -> None:
         """Make ``net`` (pretrained weights, images in [-1, 1]) this model's generation 0: the
         network and its EMA copy, no optimizer state, identity standardisation, nothing trained."""
@@ -394,7 +405,9 @@ class TorchGenerativeModel(GenerativeModel):
         first = sum(counts[: w.rank])
         mine = list(enumerate(batches))[first : first + counts[w.rank]]
         parts: list[np.ndarray] = []
-        with torch.no_grad():
+        net = self._sampling_runtime(net, device)
+        bf16 = self.train.sample_precision == "bfloat16"
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             for b, (_, m) in mine:
                 generator = torch.Generator(device=device).manual_seed(batch_seed(seed, b))
                 z = self.generate(net, m, generator)

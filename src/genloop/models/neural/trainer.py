@@ -115,6 +115,13 @@ class TrainConfig(pydantic.BaseModel):
     compile: bool = False
     #: images in channels-last memory layout (faster convolutions on recent GPUs)
     channels_last: bool = False
+    #: precision of the network evaluations when sampling: ``float32`` (default) or ``bfloat16``
+    #: (autocast around each evaluation; the sampler's state, steps and noise stay float32, as
+    #: EDM's ``use_fp16`` networks do). Applies on every device; fast on GPUs and on CPUs with
+    #: bfloat16 units. Refused for families whose exactness needs float32 (flows).
+    sample_precision: Literal["float32", "bfloat16"] = "float32"
+    #: CUDA only: ``torch.compile`` the sampling network once per :meth:`sample` call
+    sample_compile: bool = False
 
     @pydantic.model_validator(mode="after")
     def _one_budget(self) -> TrainConfig:
@@ -437,7 +444,8 @@ def train(
         expected_fp = {
             "steps": steps, "batch_size": B, "n": n, "data": digest, "data_shape": list(data.shape),
             "net": module_signature(net), "has_ema": ema is not None, "world_size": w.size,
-            "train": cfg.model_dump(mode="json", exclude={"log_every", "device", "amp", "compile", "channels_last", "deterministic"}),
+            "train": cfg.model_dump(mode="json", exclude={"log_every", "device", "amp", "compile", "channels_last", "deterministic",
+                                               "sample_precision", "sample_compile"}),
             **{str(k): v for k, v in (fingerprint or {}).items()},
         }
         expected_fp = json.loads(json.dumps(expected_fp))
