@@ -358,3 +358,26 @@ def test_fid_split_standard_error_matches_the_repeated_sampling_spread() -> None
         ses.append(split_se(X, real, rng=rng, n_splits=2))
     ratio = math.sqrt(np.mean(np.square(ses))) / np.std(values, ddof=1)
     assert 0.8 < ratio < 1.25  # the estimated SE is the actual spread of FID over repeated draws
+
+
+def test_gpu_block_sizes_follow_the_device_memory_and_wide_tiles_equal_the_definition(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import types
+
+    import genloop.metrics.prdc as prdc_module
+
+    torch = prdc_module.torch
+    cuda = torch.device("cuda")
+    assert prdc_module._check_batch(None, torch.device("cpu")) == 1024 and prdc_module._check_batch(None) == 1024
+    for total, want in ((141e9, 8192), (8e9, 4096), (2e9, 2048), (1e8, 1024)):
+        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda _d, t=total: types.SimpleNamespace(total_memory=t))
+        got = prdc_module._check_batch(None, cuda)
+        assert got == want and (16 * got * got <= total / 8 or got == 1024), (total, got)
+    assert prdc_module._check_batch(300, cuda) == 300  # an explicit size is kept
+    assert prdc_module._tile_columns(8192, cuda) == 8192 and prdc_module._tile_columns(8192, torch.device("cpu")) == 2048
+    # the GPU's wide tiles (more real columns than 2048 per tile), run here on the CPU
+    monkeypatch.setattr(prdc_module, "_tile_columns", lambda bs, dev: 2600)
+    rng = np.random.default_rng(13)
+    real = rng.normal(size=(2700, 5)).astype(np.float32)
+    fake = (rng.normal(size=(900, 5)) + 0.3).astype(np.float32)
+    expected = _brute(fake.astype(np.float64), real.astype(np.float64), 3)
+    assert _values(prdc(generated=fake, real=real, batch_size=2600, device="cpu", dtype="float32")) == expected

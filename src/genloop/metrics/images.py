@@ -335,7 +335,8 @@ class FID(FeatureMetric):
 class PRDC(FeatureMetric):
     """Precision, recall (Kynkäänniemi et al. 2019), density, coverage (Naeem et al. 2020).
 
-    ``k`` nearest neighbours (3 as in the paper); ``knn_batch_size`` rows per distance block;
+    ``k`` nearest neighbours (3 as in the paper); ``knn_batch_size`` rows per distance block
+    (default: 1024 on a CPU, 8192 on a GPU; results do not depend on it);
     ``distance_dtype`` sets the precision of the first pass only (results are exact float64
     decisions whatever it is); ``boundary`` ``"closed"`` (``d <= r``, the papers) or ``"open"``
     (``d < r``, the ``prdc`` package). The real k-NN radii are computed once per real set. Keys:
@@ -346,13 +347,13 @@ class PRDC(FeatureMetric):
     def __init__(
         self,
         k: int = 3,
-        knn_batch_size: int = 1024,
+        knn_batch_size: int | None = None,
         distance_dtype: Literal["auto", "bfloat16", "float32", "float64"] = "auto",
         boundary: Literal["closed", "open"] = "closed",
         **feature_options: Any,
     ) -> None:
         super().__init__(**feature_options)
-        if k < 1 or knn_batch_size < 1:
+        if k < 1 or (knn_batch_size is not None and knn_batch_size < 1):
             raise ConfigError(f"k and knn_batch_size must be positive integers, got {k}, {knn_batch_size}")
         self.k = k
         self.knn_batch_size = knn_batch_size

@@ -82,6 +82,13 @@ _MAX_CHUNK_FRACTION_WIDE = 0.9
 #: from this feature dimension on, "auto" runs the k-NN radii in bfloat16 too (measured on 2
 #: Zen 4 cores at N = 10,000: float32 is faster up to d ~ 512, bfloat16 1.6x faster at 2048)
 _WIDE_DIM = 768
+#: rows per block when ``batch_size`` is None: 1024 on a CPU (blocks stay in cache); on a GPU,
+#: 8192. Every block costs a few kernel launches and host synchronisations (the screen's
+#: ``nonzero``), ~ms of Python per block, while a 1024 x 2048 x 2048 float32 product takes
+#: ~0.2 ms on an H200-class GPU: at N = 50,000, 1024-row blocks make ~3,700 blocks whose
+#: overhead dominates (5.6 s measured against ~0.5 s of products); 8192-row blocks make ~80.
+_CPU_BATCH = 1024
+_GPU_BATCH = 8192
 #: the k-NN radii keep the blocks of their diagonal band (the bound's window) up to this size
 #: and compute them again beyond it (~0.7 GiB at N = 50,000 with 1024-row blocks)
 _BAND_BYTES = 2 << 30
@@ -497,7 +504,7 @@ def _knn_sq_radii(F: _Features, k: int, ladder: tuple[torch.dtype, ...], batch_s
 
 
 def kth_nn_sq_distances(
-    X: np.ndarray | torch.Tensor, k: int, batch_size: int = 1024, *, dtype: DType = "auto", device: str = "auto"
+    X: np.ndarray | torch.Tensor, k: int, batch_size: int | None = None, *, dtype: DType = "auto", device: str = "auto"
 ) -> torch.Tensor:
     """Exact squared distance (float64) from each row of ``X`` to its k-th nearest other row.
 
@@ -505,24 +512,42 @@ def kth_nn_sq_distances(
     point's zero self-distance). The distance matrix is symmetric, so only blocks on and above
     the diagonal are computed; each block's best candidates per row and per column update a
     running list, whose exact float64 distances give the radius (see the module docstring).
-    The result does not depend on ``batch_size`` or ``dtype``. Memory ``O(batch_size^2 + n k)``.
+    The result does not depend on ``batch_size`` or ``dtype``. Memory ``O(batch_size^2 + n k)``;
+    ``batch_size`` None is the device's default (:func:`_check_batch`).
     """
     dev = resolve_device(device) if not isinstance(X, torch.Tensor) or device != "auto" else X.device
     T = as_feature_tensor(X, "features", dev)
     ladder = _radii_ladder(dtype, dev, T.shape[1])
     with torch.no_grad(), _full_float32_matmul(), _released_scratch():
-        return _knn_sq_radii(_Features(T, T.sum(0, dtype=torch.float64) / T.shape[0]), k, ladder, _check_batch(batch_size))
+        return _knn_sq_radii(_Features(T, T.sum(0, dtype=torch.float64) / T.shape[0]), k, ladder, _check_batch(batch_size, dev))
 
 
-def kth_nn_distances(X: np.ndarray | torch.Tensor, k: int, batch_size: int = 1024, **options: str) -> torch.Tensor:
+def kth_nn_distances(X: np.ndarray | torch.Tensor, k: int, batch_size: int | None = None, **options: str) -> torch.Tensor:
     """Distance from each row of ``X`` to its k-th nearest other row (``NND_k``); see :func:`kth_nn_sq_distances`."""
     return kth_nn_sq_distances(X, k, batch_size, **options).sqrt()  # type: ignore[arg-type]
 
 
-def _check_batch(batch_size: int) -> int:
+def _check_batch(batch_size: int | None, device: torch.device | None = None) -> int:
+    """``batch_size``, or for None the device's default: ``_CPU_BATCH`` rows on a CPU,
+    ``_GPU_BATCH`` on a GPU (fewer blocks: each costs launches and synchronisations), halved
+    while a block's working set (~4 float32 copies of ``b x b``) exceeds 1/8 of the GPU's memory."""
+    if batch_size is None:
+        if device is None or device.type != "cuda":
+            return _CPU_BATCH
+        b = _GPU_BATCH
+        total = torch.cuda.get_device_properties(device).total_memory
+        while b > _CPU_BATCH and 16 * b * b > total / 8:
+            b //= 2
+        return b
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     return int(batch_size)
+
+
+def _tile_columns(batch_size: int, device: torch.device) -> int:
+    """Real columns per tile of the main pass: ``_TILE_COLUMNS`` on a CPU (cache), at least a
+    block's rows on a GPU (fewer, larger tiles)."""
+    return _TILE_COLUMNS if device.type != "cuda" else max(_TILE_COLUMNS, batch_size)
 
 
 # ---- precision, recall, density, coverage ------------------------------------------------------
@@ -543,7 +568,7 @@ def prdc(
     generated: np.ndarray | torch.Tensor,
     real: np.ndarray | torch.Tensor,
     k: int = 3,
-    batch_size: int = 1024,
+    batch_size: int | None = None,
     device: str = "auto",
     dtype: DType = "auto",
     boundary: Boundary = "closed",
@@ -567,8 +592,9 @@ def prdc(
         raise ConfigError(f"k must be a positive integer, got {k!r}")
     if boundary not in ("closed", "open"):
         raise ConfigError(f"boundary must be 'closed' (d <= r, the papers) or 'open' (d < r, the prdc package), got {boundary!r}")
-    batch_size = _check_batch(batch_size)
     dev = resolve_device(device)
+    batch_size = _check_batch(batch_size, dev)
+    columns = _tile_columns(batch_size, dev)
     ladder = _LADDER[resolve_dtype(dtype, dev)]
     decide = _Decider(boundary == "closed")
     with torch.no_grad(), _full_float32_matmul(), _released_scratch():
@@ -595,10 +621,10 @@ def prdc(
 
         def tile(corner: tuple[int, int]) -> tuple[int, int, torch.Tensor, torch.Tensor, torch.Tensor]:
             i0, c0 = corner
-            i1, c1 = min(i0 + batch_size, F_.n), min(c0 + _TILE_COLUMNS, R.n)
+            i1, c1 = min(i0 + batch_size, F_.n), min(c0 + columns, R.n)
             return (i0, c0, *_prdc_block(F_, R, i0, i1, c0, c1, r2_real, r2_fake, ladder, decide))
 
-        corners = [(i0, c0) for i0 in range(0, F_.n, batch_size) for c0 in range(0, R.n, _TILE_COLUMNS)]
+        corners = [(i0, c0) for i0 in range(0, F_.n, batch_size) for c0 in range(0, R.n, columns)]
         for i0, c0, row_counts, cov, rec in _map_tiles(tile, corners, dev):
             counts[i0 : i0 + row_counts.shape[0]] += row_counts
             covered[c0 : c0 + cov.shape[0]] |= cov
