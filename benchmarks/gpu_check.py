@@ -53,7 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sample-batch-size", type=int, default=1000)
     p.add_argument("--images", help="a folder of images to use instead of random ones (resized to 32x32)")
     p.add_argument("--inception", help="FID Inception weights file (default: the usual lookup, else random weights)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the network for training")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network for training and sampling")
+    p.add_argument("--sample-precision", choices=["float32", "bfloat16"], default="float32",
+                   help="network evaluations when sampling (train.sample_precision)")
     p.add_argument("--json", help="write the measurements to this file")
     p.add_argument("--smoke", action="store_true",
                    help="a toy-size run that also works on a CPU (checks the script, measures nothing useful)")
@@ -140,7 +142,8 @@ def paper_generation(args: argparse.Namespace) -> dict[str, Any]:
             opts.update({"edm": {"num_steps": 2}, "ddpm": {"sample_steps": 2}, "otcfm": {"solver": "euler", "steps": 2}}[args.family])
         train = {"samples": args.train_samples, "finetune_samples": args.train_samples, "batch_size": args.batch_size,
                  "lr": 1e-4, "ema_halflife_samples": 500_000, "device": "cuda" if cuda else "cpu",
-                 "carry_over": ["ema_as_weights"], "compile": args.compile, "channels_last": True}
+                 "carry_over": ["ema_as_weights"], "compile": args.compile, "channels_last": True,
+                 "sample_precision": args.sample_precision, "sample_compile": args.compile}
         init = args.checkpoint or _random_generation(make_model(args.family, **opts, train=train),
                                                      tuple(real.shape[1:]), Path(tmp) / "generation-0")
         model = make_model(args.family, **opts, sample_batch_size=args.sample_batch_size, init=init, train=train)
@@ -206,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
             args.family, **opts, sample_batch_size=args.sample_batch_size,
             train={"samples": args.train_samples, "batch_size": args.batch_size, "lr": 2e-4, "warmup_samples": 0,
                    "ema_halflife_samples": 500_000, "ema_rampup_ratio": 0.05, "device": "cuda" if cuda else "cpu",
-                   "carry_over": ["ema_as_weights"], "compile": args.compile, "channels_last": True},
+                   "carry_over": ["ema_as_weights"], "compile": args.compile, "channels_last": True,
+                 "sample_precision": args.sample_precision, "sample_compile": args.compile},
         )
         params = None
         if cuda:
