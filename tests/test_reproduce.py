@@ -112,6 +112,12 @@ def test_every_config_runs_one_generation_at_toy_size(tmp_path: Path, capsys, mo
     assert f"E[σ_T]/σ_0 = {expected_sigma_ratio(20, 1, 'unbiased'):.4g} at T = 1" in note
     # a rerun compared with itself agrees
     assert compare_results(results, results)[0] == []
+    # --tables-only rewrites the tables from the runs, runs nothing and keeps the times they took
+    (results / "README.md").unlink()
+    assert main(["reproduce", "--quick", "--out", str(out), "--tables-only", "-q"]) == 0
+    assert (results / "README.md").read_text() == text
+    assert json.loads((results / "manifest.json").read_text())["seconds"] == manifest["seconds"]
+    assert main(["reproduce", "--quick", "--out", str(tmp_path / "none"), "--tables-only", "-q"]) == 2
 
 
 def _toy_configs(folder: Path) -> Path:

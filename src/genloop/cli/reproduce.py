@@ -39,8 +39,15 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         return SweepProgress.for_experiment(exp, folder, resume=True, parallel=args.jobs > 1, quiet=args.quiet,
                                             plain=not args.quiet and not sys.stderr.isatty(), slots=args.jobs)
 
-    seconds = run_reproduction(out, config_dir=args.configs, only=args.only, quick=args.quick, jobs=args.jobs,
-                               on_config=lambda name: say(f"reproduce: running {name}"), progress=progress)
+    from genloop.errors import ConfigError
+
+    if args.tables_only:  # the runs stay as they are; the manifest keeps the times they took
+        if not out.is_dir():
+            raise ConfigError(f"--tables-only: no runs in {out}; run genloop reproduce first")
+        seconds: dict[str, float] = {}
+    else:
+        seconds = run_reproduction(out, config_dir=args.configs, only=args.only, quick=args.quick, jobs=args.jobs,
+                                   on_config=lambda name: say(f"reproduce: running {name}"), progress=progress)
     md = write_results(out, results, config_dir=args.configs, only=args.only, quick=args.quick, seconds=seconds)
     say(f"runs in {out}; tables and figures in {md.parent} ({md.name}); "
         f"{sum(seconds.values()):.0f} s")
@@ -57,6 +64,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--only", metavar="NAME", help="one config (and the configs it starts from)")
     p.add_argument("--quick", action="store_true", help="every config at toy size, one generation (a smoke test)")
     p.add_argument("--jobs", type=positive_int, default=2, help="runs in parallel processes (default 2)")
+    p.add_argument("--tables-only", action="store_true",
+                   help="rewrite the tables and figures from the runs in --out without running anything")
     p.add_argument("--compare", metavar="DIR",
                    help="compare the tables of a rerun in DIR with the committed ones; exit 1 when a value lies outside")
     p.set_defaults(func=cmd_reproduce)
