@@ -67,6 +67,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -426,3 +427,48 @@ LEGEND = ("prediction check: the theory's prediction tested with the run's seeds
           "bounds, growth refutes a predicted stable λ and confirms a predicted collapse; with both tests each runs "
           "at 97.5% (Bonferroni), so a true prediction is refuted at most 5% of the time. Diverged seeds confirm a "
           "predicted collapse and refute a predicted stable λ. Rule: genloop.report.prediction, docs/experiments.md.")
+
+
+def experiment_predictions(folder: str | Path) -> dict[float, Prediction]:
+    """The predictions for an experiment folder's config (``config.yaml``); empty for a single
+    run, a grid (no one config) or a config the theory does not cover. Reading the stored config
+    imports nothing it names (:func:`genloop.config.parse_stored_config`)."""
+    from genloop.config import parse_stored_config, read_yaml
+    from genloop.errors import GenloopError
+    from genloop.sweep.grid import find_sweeps
+
+    folder = Path(folder)
+    path = folder / "config.yaml"
+    if not path.exists() or (folder / "cells.csv").exists():
+        return {}
+    try:
+        doc = read_yaml(path, what="config")
+        if not isinstance(doc, dict) or find_sweeps(doc):
+            return {}
+        return config_predictions(parse_stored_config(doc))
+    except (GenloopError, ValueError):
+        return {}
+
+
+def prediction_text(folder: str | Path, metric: str | None = None) -> str:
+    """What ``genloop show`` adds for an experiment the theory predicts: per λ the observed
+    verdict, the theory's verdict and the prediction check ("" when there is no prediction)."""
+    from genloop._text import format_table
+    from genloop.results import tidy, verdicts
+
+    predictions = experiment_predictions(folder)
+    if not predictions:
+        return ""
+    table = tidy(folder)
+    if table.empty:
+        return ""
+    vs = {(v.cell, v.lam): v.verdict for v in verdicts(table, metric)}
+    metric = metric or default_metric(table)
+    rows = []
+    for c in prediction_checks(table, predictions, metric):
+        p = predictions.get(c.lam)
+        rows.append({"lam": "inf" if math.isinf(c.lam) else c.lam, "verdict": vs.get((c.cell, c.lam), "-"),
+                     "predicted (theory)": (p.verdict if p is not None and p.verdict else "no prediction"),
+                     "prediction check": check_text(c)})
+    return "\n".join([f"prediction check on {metric} (the theory's prediction tested with the seeds)",
+                      format_table(rows), LEGEND])
