@@ -2,7 +2,7 @@
 stable λ, and how often the theory-aware prediction check confirms a true prediction and
 refutes a false one, measured on Monte Carlo of the real loop (docs/theory.md, "Verdict power").
 
-The loop: the registered ``gaussian`` model (MLE) on n = 100 draws of N(0, 1), replace scheme.
+The loop: the registered ``gaussian`` model (MLE) on n = 100 (``--n``) draws of N(0, 1), replace scheme.
 Theory: λ = ∞ collapses (E[σ_t²] = (1 − 1/n)^t σ_0², the mean a random walk); a finite λ
 contracts at m/(n+m) per generation to a stationary law. Recorded per generation: ``w2``, the
 exact W₂ distance between the fitted Gaussian and the truth, W₂² = μ² + (σ − 1)² (the quantity
@@ -18,7 +18,9 @@ the fraction of experiments whose verdict is "collapsing" / "drifting" (λ = ∞
 per λ, the fraction of experiments in which the theory-free verdict is right (λ = ∞:
 collapsing or drifting; finite λ: stable), in which the check *confirms the true prediction*
 (value test on std_ratio plus change test on w2; and the change test alone, as for a family
-whose theory gives only a rate), and in which it *refutes a false one*: λ = ∞ fed the λ = 1
+whose theory gives only a rate, where a stable λ can at best be "consistent"), refutes the
+true prediction (its false-alarm rate), and in which it *refutes* — or wrongly confirms — *a
+false one*: λ = ∞ fed the λ = 1
 prediction (stable, E[σ_T²]/σ_0² of λ = 1), a finite λ fed the λ = ∞ prediction (collapse,
 E[log σ_T/σ_0] of λ = ∞).
 
@@ -75,24 +77,25 @@ def true_prediction(lam: float, generations: int, *, value: bool, n: int = N) ->
     rate = None if math.isinf(lam) else m / (n + m)
     if not value:
         return Prediction(lam=lam, kind=kind, rate=rate)
-    transform, v, null = gaussian_value(lam, n=n, generations=generations, estimator="mle")  # type: ignore[misc]
-    return Prediction(lam=lam, kind=kind, rate=rate, metric="std_ratio", transform=transform, value=v, null=null)
+    transform, v, alt = gaussian_value(lam, n=n, generations=generations, estimator="mle")  # type: ignore[misc]
+    return Prediction(lam=lam, kind=kind, rate=rate, metric="std_ratio", transform=transform, value=v,
+                      alternative=alt)
 
 
 def false_prediction(lam: float, generations: int, n: int = N) -> Prediction:
     """λ = ∞ fed λ = 1's prediction, a finite λ fed λ = ∞'s (the λ stays the run's)."""
     other = true_prediction(1.0 if math.isinf(lam) else math.inf, generations, value=True, n=n)
     return Prediction(lam=lam, kind=other.kind, rate=other.rate, metric=other.metric, transform=other.transform,
-                      value=other.value, null=other.null)
+                      value=other.value, alternative=other.alternative)
 
 
-def check_calls(seeds: list[int], generations: int, lams: tuple[float, ...]) -> dict[float, dict[str, bool]]:
+def check_calls(seeds: list[int], generations: int, lams: tuple[float, ...], n: int = N) -> dict[float, dict[str, bool]]:
     """Per λ: whether the verdict is right, the check confirms the truth (value+change; change
     only) and refutes the false prediction (value+change; change only)."""
-    data = table(seeds, generations, (0.0, *lams))
-    truth = {lam: true_prediction(lam, generations, value=True) for lam in (0.0, *lams)}
-    rate_only = {lam: true_prediction(lam, generations, value=False) for lam in (0.0, *lams)}
-    wrong = {0.0: truth[0.0], **{lam: false_prediction(lam, generations) for lam in lams}}
+    data = table(seeds, generations, (0.0, *lams), n)
+    truth = {lam: true_prediction(lam, generations, value=True, n=n) for lam in (0.0, *lams)}
+    rate_only = {lam: true_prediction(lam, generations, value=False, n=n) for lam in (0.0, *lams)}
+    wrong = {0.0: truth[0.0], **{lam: false_prediction(lam, generations, n) for lam in lams}}
     wrong_rate = {lam: Prediction(lam=lam, kind=p.kind, rate=p.rate) for lam, p in wrong.items()}
     outcome = {name: {c.lam: c.outcome for c in prediction_checks(data, preds, "w2")}
                for name, preds in (("true", truth), ("true_rate", rate_only), ("false", wrong),
@@ -103,6 +106,7 @@ def check_calls(seeds: list[int], generations: int, lams: tuple[float, ...]) -> 
                   "confirms (change only)": outcome["true_rate"][lam] == "confirmed",
                   "true refuted": outcome["true"][lam] == "refuted",
                   "refutes false": outcome["false"][lam] == "refuted",
+                  "confirms false": outcome["false"][lam] == "confirmed",
                   "refutes false (change only)": outcome["false_rate"][lam] == "refuted"}
             for lam in lams}
 
@@ -114,15 +118,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[3, 5, 8, 16])
     parser.add_argument("--generations", type=int, nargs="+", default=[5, 10, 20, 40])
     parser.add_argument("--lams", type=float, nargs="+", default=[0.5, 1.0, math.inf])
+    parser.add_argument("--n", type=int, default=N, help="real samples per generation")
     args = parser.parse_args()
     if args.table == "check":
-        keys = ("verdict right", "confirms", "true refuted", "refutes false", "confirms (change only)",
-                "refutes false (change only)")
+        keys = ("verdict right", "confirms", "true refuted", "refutes false", "confirms false",
+                "confirms (change only)", "refutes false (change only)")
         print("| seeds | generations | λ | " + " | ".join(keys) + " |")
         print("|---|---|---|" + "---|" * len(keys))
         for k in args.seeds:
             for G in args.generations:
-                calls = [check_calls(list(range(r * k, (r + 1) * k)), G, tuple(args.lams)) for r in range(args.reps)]
+                calls = [check_calls(list(range(r * k, (r + 1) * k)), G, tuple(args.lams), args.n)
+                         for r in range(args.reps)]
                 for lam in args.lams:
                     frac = [sum(c[lam][key] for c in calls) / args.reps for key in keys]
                     label = "∞" if math.isinf(lam) else f"{lam:g}"
@@ -132,7 +138,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for k in args.seeds:
         for G in args.generations:
-            calls = [experiment(list(range(r * k, (r + 1) * k)), G) for r in range(args.reps)]
+            calls = [experiment(list(range(r * k, (r + 1) * k)), G, args.n) for r in range(args.reps)]
             frac = {name: sum(c[lam] == name for c in calls) / args.reps
                     for lam, name in ((math.inf, "collapsing"), (0.5, "stable"))}
             drift = sum(c[math.inf] == "drifting" for c in calls) / args.reps

@@ -18,26 +18,29 @@ run records, with k seeds Y_1 … Y_k at the last generation T::
     Ȳ ± t_{(1+c)/2, k−1} · s_Y/√k          (c = 0.95, s_Y the sample sd)
 
 *refuted* ("departs from the prediction") when θ* lies outside the interval (a two-sided
-t-test of E[Y] = θ* at level 1 − c); otherwise *confirmed* ("stable as predicted",
-"collapsing as predicted"), except that a predicted collapse is only confirmed when the
-interval also excludes the no-change value Y₀ (else "not decided"). The quantities:
+t-test of E[Y] = θ* at level 1 − c). Not refuted, the data must also tell the prediction from
+the competing hypothesis, E[Y] = θ_alt (a collapse for a predicted stable λ, no change for a
+predicted collapse): *confirmed* ("stable as predicted", "collapsing as predicted") when θ_alt
+lies outside the interval, "not decided" when inside, and "consistent with …" where the
+theory gives no θ_alt (not refuted, nothing ruled out). The quantities:
 
 * Gaussian (1-D, ``moments`` metric, fresh evaluation samples), λ = ∞, replace / fresh:
   Y = log(r_T / r_0), r_t the recorded ``std_ratio`` (s_g,t / s_real; the real set's s cancels).
   σ_{t+1} = σ_t·sqrt(χ²_{n−1}/c) (paper §2.2; c = n for the MLE, n − 1 unbiased) gives
   E[log σ_T/σ_0] = (T/2)(ψ((n−1)/2) + log(2/c)) (:func:`genloop.theory.gaussian.log_sigma_moments`),
   and the evaluation draws add log(χ_{N−1}/√(N−1)) at T and at 0 with equal means, so
-  θ* = E[Y] = E[log σ_T/σ_0] exactly; Y₀ = 0. (The log, not the ratio: σ_T/σ_0 is a product of T
+  θ* = E[Y] = E[log σ_T/σ_0] exactly; θ_alt = 0. (The log, not the ratio: σ_T/σ_0 is a product of T
   independent factors, strongly skewed, while its log is a sum, close to normal, so the
   t-interval keeps its level at 3–8 seeds.)
 * Gaussian (1-D, same conditions), finite λ, replace / accumulate, no ``reg_covar``:
   Y = (r_T / r_0)². The exact second-moment law (:func:`genloop.theory.expfam.gaussian_scheme_moments`)
   is homogeneous in the real covariance, E[σ_T²] = ρ_T σ_0² with ρ_T = V_T/V_0 the same for every
   seed, and with N evaluation draws E[s²_g,T / s²_g,0] = ρ_T · (N − 1)/(N − 3)
-  (E[1/χ²_k] = 1/(k − 2)); θ* = ρ_T (N − 1)/(N − 3), Y₀ = 1.
+  (E[1/χ²_k] = 1/(k − 2)); θ* = ρ_T (N − 1)/(N − 3), θ_alt the same with λ = ∞'s
+  ρ_T = ((n − 1)/c)^T (:func:`genloop.theory.gaussian.expected_covariance_ratio`).
 * ``categorical``, ``ngram``, ``regression``: Y = the recorded metric the family's law gives
   (``support``, ``excess_nll``, ``excess_risk``) and θ* = its E[·] at T (the theory row's
-  ``law_T``; no no-change value).
+  ``law_T``; θ_alt the same family's law at λ = ∞ for a stable row, at λ = 0 for λ = ∞).
 
 **Change test** — where the theory predicts only a rate (e.g. gmm, Student-t, a Gaussian run
 without ``moments``): on the verdict metric x (oriented so that larger is worse), per seed
@@ -46,14 +49,15 @@ at rate ρ makes E[x_t] = x_∞ + (x_0 − x_∞)ρ^t, so E[D] = (x_0 − x_∞)
 small; a drift (a random walk, a collapse) makes E[D] > 0.
 
 * predicted *stable*: refuted when the lower bound is > 0 (still worsening after generation
-  M); confirmed otherwise; "not decided" when ρ^M > 0.05 (the predicted transient is not over);
+  M); otherwise "consistent with stable (no growth detected)" — without a predicted value
+  nothing rules a slow drift out; "not decided" when ρ^M > 0.05 (the transient is not over);
 * predicted *collapse*: confirmed when the lower bound is > 0; refuted when the upper bound
   is < 0 (improving); otherwise "not decided".
 
 **Both tests** run where both apply (a Gaussian run that records ``moments``), each at level
 1 − (1 − c)/2 (Bonferroni), so a true prediction is refuted with probability at most 1 − c:
 refuted when either refutes; a predicted collapse is confirmed when neither refutes and either
-shows the change (the value interval excludes Y₀, or D's lower bound is > 0).
+shows the change (the value interval excludes θ_alt, or D's lower bound is > 0).
 
 **Diverged seeds** (a non-finite metric at T, more than at λ = 0): they confirm a predicted
 collapse and refute a predicted stable λ, before any test.
@@ -95,8 +99,10 @@ class Prediction:
     ``kind``: "stable", "collapse", "reference" (λ = 0, no synthetic data) or "none".
     ``metric`` / ``transform`` / ``value``: when set, the expected value θ* of a per-seed
     quantity Y at the last generation: ``transform`` "value" (Y = the metric at T),
-    "log_ratio" (Y = log(x_T/x_0)) or "sq_ratio" (Y = (x_T/x_0)²); ``null`` is Y's no-change
-    value (None when it has none). ``rate``: the predicted contraction per generation."""
+    "log_ratio" (Y = log(x_T/x_0)) or "sq_ratio" (Y = (x_T/x_0)²); ``alternative``: E[Y] under
+    the competing hypothesis (for a predicted collapse: no change; for a predicted stable λ:
+    the collapse law), None where the theory gives none. ``rate``: the predicted contraction
+    per generation."""
 
     lam: float
     kind: str
@@ -105,7 +111,7 @@ class Prediction:
     metric: str | None = None
     transform: str = "value"
     value: float | None = None
-    null: float | None = None
+    alternative: float | None = None
     law: str = ""
 
     def quantity(self) -> str:
@@ -120,7 +126,8 @@ class Prediction:
 class PredictionCheck:
     """The outcome of one λ's prediction check, with the numbers behind it.
 
-    ``outcome``: "confirmed", "refuted", "not decided", "no prediction" or "reference";
+    ``outcome``: "confirmed", "refuted", "consistent" (not refuted, no competing value to rule
+    out), "not decided", "no prediction" or "reference";
     ``text``: what a table shows ("stable as predicted", "departs from the prediction", …);
     ``test``: "value", "change" or "value+change" (the tests that ran); ``quantity``,
     ``expected`` (θ*), ``mean``, ``low``, ``high``: the value test's quantity, prediction,
@@ -224,7 +231,7 @@ def check_prediction(prediction: Prediction, *, values: np.ndarray | None = None
     level = 1.0 - (1.0 - confidence) / len(tests)
     nums: dict[str, Any] = dict(test="+".join(tests))
     refuted: list[str] = []
-    shows_change = False
+    rules_out = alt_inside = False
     if use_value:
         assert y is not None and prediction.value is not None
         mean, low, high = _interval(y, level, one_sided=False)
@@ -232,8 +239,9 @@ def check_prediction(prediction: Prediction, *, values: np.ndarray | None = None
         nums.update(quantity=prediction.quantity(), expected=expected, mean=mean, low=low, high=high)
         if not low <= expected <= high:
             refuted.append("value")
-        null = prediction.null
-        shows_change = null is not None and not low <= null <= high
+        alt = prediction.alternative
+        rules_out = alt is not None and not low <= alt <= high
+        alt_inside = alt is not None and not rules_out
     if use_change:
         assert d is not None
         mean, low, high = _interval(d, level, one_sided=True)
@@ -241,19 +249,22 @@ def check_prediction(prediction: Prediction, *, values: np.ndarray | None = None
         if prediction.kind == "stable" and low > 0:
             refuted.append("still worsening")
         if prediction.kind == "collapse":
-            shows_change = shows_change or low > 0
+            rules_out = rules_out or low > 0
             if high < 0:
                 refuted.append("improving")
     if refuted:
         why = [w for w in refuted if w != "value"]
         return PredictionCheck(**base, outcome="refuted",
                                text="departs from the prediction" + (f" ({', '.join(why)})" if why else ""), **nums)
-    if prediction.kind == "stable":
-        return PredictionCheck(**base, outcome="confirmed", text="stable as predicted", **nums)
-    if shows_change:
-        return PredictionCheck(**base, outcome="confirmed", text="collapsing as predicted", **nums)
-    return PredictionCheck(**base, outcome="not decided",
-                           text="not decided (consistent with the prediction, no significant change yet)", **nums)
+    word = _word(prediction.kind)
+    if rules_out:
+        return PredictionCheck(**base, outcome="confirmed", text=f"{word} as predicted", **nums)
+    if alt_inside or prediction.kind == "collapse":
+        other = "no change" if prediction.kind == "collapse" else "a collapse"
+        return PredictionCheck(**base, outcome="not decided",
+                               text=f"not decided (consistent with the prediction and with {other})", **nums)
+    what = "no growth detected" if "value" not in tests else "the prediction lies in the interval"
+    return PredictionCheck(**base, outcome="consistent", text=f"consistent with {word} ({what})", **nums)
 
 
 def _per_seed(rows: pd.DataFrame, metric: str) -> dict[int, dict[int, float]]:
@@ -325,11 +336,12 @@ def prediction_checks(table: pd.DataFrame, predictions: Mapping[float, Predictio
 # ---- predictions from the theory ------------------------------------------------------------------
 def gaussian_value(lam: float, *, n: int, generations: int, estimator: str = "mle", scheme: str = "replace",
                    n_eval: int | None = None) -> tuple[str, float, float] | None:
-    """(transform, θ*, Y₀) of the 1-D Gaussian's ``std_ratio`` at T (module docstring), or None
-    where no exact value exists. ``n_eval``: evaluation draws per generation (None: the ratio of
+    """(transform, θ*, alternative) of the 1-D Gaussian's ``std_ratio`` at T (module docstring), or
+    None where no exact value exists; the alternative is no change (0) at λ = ∞ and the collapse
+    law E[(σ_T/σ_0)²] = ((n−1)/c)^T (times the evaluation factor) at a finite λ. ``n_eval``: evaluation draws per generation (None: the ratio of
     the fitted σ itself, no evaluation noise)."""
     from genloop.theory.expfam import gaussian_scheme_moments
-    from genloop.theory.gaussian import log_sigma_moments
+    from genloop.theory.gaussian import expected_covariance_ratio, log_sigma_moments
 
     T = int(generations)
     if math.isinf(lam):
@@ -343,7 +355,7 @@ def gaussian_value(lam: float, *, n: int, generations: int, estimator: str = "ml
     _, V = gaussian_scheme_moments(n, lam, np.eye(1), T, scheme=scheme, estimator=estimator)  # type: ignore[arg-type]
     rho_T = float(V[-1][0, 0] / V[0][0, 0])
     noise = 1.0 if n_eval is None else (n_eval - 1) / (n_eval - 3)
-    return "sq_ratio", rho_T * noise, 1.0
+    return "sq_ratio", rho_T * noise, expected_covariance_ratio(n, T, estimator) * noise  # type: ignore[arg-type]
 
 
 def predictions_from_rows(rows: Sequence[Mapping[str, Any]], *, model: str = "", law_metric: str | None = None,
@@ -355,6 +367,7 @@ def predictions_from_rows(rows: Sequence[Mapping[str, Any]], *, model: str = "",
     :func:`gaussian_value` except λ (``n``, ``generations``, ``estimator``, ``scheme``,
     ``n_eval``). A row without a verdict or with "no prediction" gives kind "none"."""
     out: dict[float, Prediction] = {}
+    laws = {prediction_kind(str(row.get("verdict") or "")): _finite(row.get("law_T")) for row in rows}
     for row in rows:
         lam = float(row["lam"])
         text = str(row.get("verdict") or "")
@@ -364,12 +377,15 @@ def predictions_from_rows(rows: Sequence[Mapping[str, Any]], *, model: str = "",
         if kind in ("stable", "collapse"):
             law_T = _finite(row.get("law_T"))
             if law_metric and law_T is not None:
-                fields = dict(metric=law_metric, transform="value", value=law_T, law=f"E[{law_metric}] at T")
+                # the competing hypothesis: the family's own law at λ = ∞ (stable) or λ = 0 (collapse)
+                other = laws.get("collapse" if kind == "stable" else "reference")
+                fields = dict(metric=law_metric, transform="value", value=law_T, alternative=other,
+                              law=f"E[{law_metric}] at T")
             elif gaussian is not None and model == "gaussian":
                 got = gaussian_value(lam, **gaussian)
                 if got is not None:
-                    transform, value, null = got
-                    fields = dict(metric="std_ratio", transform=transform, value=value, null=null,
+                    transform, value, alternative = got
+                    fields = dict(metric="std_ratio", transform=transform, value=value, alternative=alternative,
                                   law="E[log σ_T/σ_0] (paper §2.2)" if transform == "log_ratio"
                                   else "E[σ_T²]/σ_0² (exact second-moment law)")
         out[lam] = Prediction(lam=lam, kind=kind, verdict=text, rate=rate, **fields)
