@@ -52,7 +52,8 @@ def test_prediction_inside_and_outside_the_interval() -> None:
     half = stats.t.ppf(0.975, 2) / math.sqrt(3)
     inside = check_prediction(Prediction(lam=1.0, kind="stable", metric="q", value=2 + 0.99 * half), values=y)
     outside = check_prediction(Prediction(lam=1.0, kind="stable", metric="q", value=2 + 1.01 * half), values=y)
-    assert inside.outcome == "consistent" and inside.low == pytest.approx(2 - half) and inside.high == pytest.approx(2 + half)
+    assert inside.outcome == "consistent"
+    assert inside.low == pytest.approx(2 - half) and inside.high == pytest.approx(2 + half)
     assert outside.outcome == "refuted" and outside.text == "departs from the prediction"
 
 

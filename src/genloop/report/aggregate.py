@@ -83,7 +83,8 @@ def section_aggregate(folder: Path, png: Callable[[str], Path], figure: Callable
     if predictions:
         from genloop.report.prediction import check_text, prediction_checks
 
-        checks = {(c.cell, c.lam): check_text(c) for c in prediction_checks(data, predictions, vs[0].metric if vs else None)}
+        metric = vs[0].metric if vs else None
+        checks = {(c.cell, c.lam): check_text(c) for c in prediction_checks(data, predictions, metric)}
     gap = gap_header(vs)
     mixed = len({v.reference for v in vs}) > 1
     rows = [{"cell": v.cell or "-", "λ": _lam_label(v.lam), "verdict": v.verdict,

@@ -211,7 +211,7 @@ def check_prediction(prediction: Prediction, *, values: np.ndarray | None = None
     y, d = finite(values), finite(changes)
     k_all = int(seeds if seeds is not None else max(len(y) if y is not None else 0,
                                                     len(d) if d is not None else 0) + diverged)
-    base = dict(cell=cell, lam=prediction.lam, predicted=prediction.kind, seeds=k_all, diverged=diverged)
+    base = {"cell": cell, "lam": prediction.lam, "predicted": prediction.kind, "seeds": k_all, "diverged": diverged}
     if prediction.kind == "none":
         return PredictionCheck(**base, outcome="no prediction", text="no prediction")
     if prediction.kind == "reference":
@@ -229,7 +229,7 @@ def check_prediction(prediction: Prediction, *, values: np.ndarray | None = None
         why = "the predicted transient is not over" if in_transient else "fewer than 2 seeds"
         return PredictionCheck(**base, outcome="not decided", text=f"not decided ({why})")
     level = 1.0 - (1.0 - confidence) / len(tests)
-    nums: dict[str, Any] = dict(test="+".join(tests))
+    nums: dict[str, Any] = {"test": "+".join(tests)}
     refuted: list[str] = []
     rules_out = alt_inside = False
     if use_value:
@@ -338,8 +338,8 @@ def gaussian_value(lam: float, *, n: int, generations: int, estimator: str = "ml
                    n_eval: int | None = None) -> tuple[str, float, float] | None:
     """(transform, θ*, alternative) of the 1-D Gaussian's ``std_ratio`` at T (module docstring), or
     None where no exact value exists; the alternative is no change (0) at λ = ∞ and the collapse
-    law E[(σ_T/σ_0)²] = ((n−1)/c)^T (times the evaluation factor) at a finite λ. ``n_eval``: evaluation draws per generation (None: the ratio of
-    the fitted σ itself, no evaluation noise)."""
+    law E[(σ_T/σ_0)²] = ((n−1)/c)^T (times the evaluation factor) at a finite λ. ``n_eval``:
+    evaluation draws per generation (None: the ratio of the fitted σ itself, no evaluation noise)."""
     from genloop.theory.expfam import gaussian_scheme_moments
     from genloop.theory.gaussian import expected_covariance_ratio, log_sigma_moments
 
@@ -379,15 +379,15 @@ def predictions_from_rows(rows: Sequence[Mapping[str, Any]], *, model: str = "",
             if law_metric and law_T is not None:
                 # the competing hypothesis: the family's own law at λ = ∞ (stable) or λ = 0 (collapse)
                 other = laws.get("collapse" if kind == "stable" else "reference")
-                fields = dict(metric=law_metric, transform="value", value=law_T, alternative=other,
-                              law=f"E[{law_metric}] at T")
+                fields = {"metric": law_metric, "transform": "value", "value": law_T, "alternative": other,
+                              "law": f"E[{law_metric}] at T"}
             elif gaussian is not None and model == "gaussian":
                 got = gaussian_value(lam, **gaussian)
                 if got is not None:
                     transform, value, alternative = got
-                    fields = dict(metric="std_ratio", transform=transform, value=value, alternative=alternative,
-                                  law="E[log σ_T/σ_0] (paper §2.2)" if transform == "log_ratio"
-                                  else "E[σ_T²]/σ_0² (exact second-moment law)")
+                    fields = {"metric": "std_ratio", "transform": transform, "value": value, "alternative": alternative,
+                                  "law": "E[log σ_T/σ_0] (paper §2.2)" if transform == "log_ratio"
+                                  else "E[σ_T²]/σ_0² (exact second-moment law)"}
         out[lam] = Prediction(lam=lam, kind=kind, verdict=text, rate=rate, **fields)
     return out
 
@@ -409,9 +409,9 @@ def config_predictions(cfg: RunConfig) -> dict[float, Prediction]:
     gaussian = None
     if cfg.model.name == "gaussian" and getattr(res, "d", None) == 1 and cfg.loop.eval_samples == "fresh" \
             and not float(cfg.model.options.get("reg_covar", 0.0) or 0.0):
-        gaussian = dict(n=int(cfg.data.n), generations=int(cfg.loop.generations),
-                        estimator=str(cfg.model.options.get("estimator", "mle")), scheme=cfg.loop.scheme,
-                        n_eval=_n_eval(cfg))
+        gaussian = {"n": int(cfg.data.n), "generations": int(cfg.loop.generations),
+                        "estimator": str(cfg.model.options.get("estimator", "mle")), "scheme": cfg.loop.scheme,
+                        "n_eval": _n_eval(cfg)}
     law_metric = LAW_METRICS.get(cfg.model.name)
     return predictions_from_rows(res.rows, model=cfg.model.name, law_metric=law_metric, gaussian=gaussian)
 
