@@ -240,3 +240,32 @@ def test_a_true_prediction_is_refuted_at_most_at_the_level() -> None:
     bound = 0.05 + 3 * math.sqrt(0.05 * 0.95 / reps)
     for lam, count in refuted.items():
         assert count / reps <= bound, (lam, count)
+
+
+@pytest.mark.slow
+def test_show_prints_the_check_for_an_experiment_the_theory_predicts(tmp_path, monkeypatch, capsys) -> None:
+    """A new user's path: run a 1-D Gaussian experiment, ``genloop show`` it; the predictions are
+    the exact laws at the config's n, T and evaluation size, and the check is printed per λ."""
+    import os
+
+    from genloop.cli import main
+    from genloop.config import parse_config
+    from genloop.report.prediction import experiment_predictions
+    from genloop.sweep import run_experiment
+
+    monkeypatch.setattr(os, "fsync", lambda fd: None)  # durability is not what is tested here
+    n, T = 30, 6
+    doc = {"name": "pc", "data": {"name": "gaussian", "n": n, "mean": [0.0]}, "model": {"name": "gaussian"},
+           "loop": {"generations": T, "lambdas": [0, 1, "inf"], "seeds": [0, 1, 2]}, "metrics": ["moments"]}
+    run_experiment(parse_config(doc), tmp_path / "pc")
+    preds = experiment_predictions(tmp_path / "pc")
+    assert preds[0.0].kind == "reference" and preds[1.0].kind == "stable" and preds[math.inf].kind == "collapse"
+    assert preds[math.inf].value == pytest.approx(log_sigma_moments(n, T, "mle")[0])
+    _, V = gaussian_scheme_moments(n, 1.0, np.eye(1), T, estimator="mle")
+    assert preds[1.0].value == pytest.approx(V[-1][0, 0] / V[0][0, 0] * (n - 1) / (n - 3))  # n_eval = n held out
+    assert main(["show", str(tmp_path / "pc")]) == 0
+    out = capsys.readouterr().out
+    assert "prediction check on mean_drift" in out and "reference (no synthetic data)" in out
+    assert "log(std_ratio_T/std_ratio_0)" in out and "(std_ratio_T/std_ratio_0)^2" in out
+    assert main(["show", str(tmp_path / "pc"), "--no-theory"]) == 0
+    assert "prediction check" not in capsys.readouterr().out
