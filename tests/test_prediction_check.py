@@ -107,16 +107,18 @@ def test_a_predicted_transient_is_not_read_as_growth() -> None:
     p = Prediction(lam=4.0, kind="stable", rate=0.9)
     assert check_prediction(p, changes=growth, transient=0.9 ** 5).outcome == "not decided"
     assert check_prediction(p, changes=growth, transient=0.9 ** 40).outcome == "refuted"
+    got = check_prediction(p, changes=growth)  # no rate: an accumulating pool, the change test does not run
+    assert got.outcome == "not decided" and got.text == "not decided (no predicted rate)"
 
 
 def test_two_tests_each_run_at_the_bonferroni_level() -> None:
     y = np.array([1.0, 2.0, 3.0, 2.5, 1.5])
     se = y.std(ddof=1) / math.sqrt(5)
     between = 2.0 + se * 0.5 * (stats.t.ppf(0.975, 4) + stats.t.ppf(0.9875, 4))  # outside 95 %, inside 97.5 %
-    p = Prediction(lam=0.5, kind="stable", metric="q", value=between)
+    p = Prediction(lam=0.5, kind="stable", rate=0.1, metric="q", value=between)
     flat = np.array([0.1, -0.1, 0.05, -0.05, 0.0])
     assert check_prediction(p, values=y).outcome == "refuted"
-    both = check_prediction(p, values=y, changes=flat)
+    both = check_prediction(p, values=y, changes=flat, transient=0.01)
     assert both.outcome == "consistent" and both.test == "value+change"
 
 

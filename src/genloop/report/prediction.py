@@ -50,7 +50,8 @@ small; a drift (a random walk, a collapse) makes E[D] > 0.
 
 * predicted *stable*: refuted when the lower bound is > 0 (still worsening after generation
   M); otherwise "consistent with stable (no growth detected)" — without a predicted value
-  nothing rules a slow drift out; "not decided" when ρ^M > 0.05 (the transient is not over);
+  nothing rules a slow drift out; not run when ρ^M > 0.05 (the transient is not over) or the
+  theory gives no rate (an accumulating pool approaches its bound like 1/t);
 * predicted *collapse*: confirmed when the lower bound is > 0; refuted when the upper bound
   is < 0 (improving); otherwise "not decided".
 
@@ -200,8 +201,8 @@ def check_prediction(prediction: Prediction, *, values: np.ndarray | None = None
     1 − (1 − c)/2 (Bonferroni), so a true prediction is refuted with probability ≤ 1 − c.
     ``seeds``: all seeds of the λ; ``diverged`` / ``base_diverged``: seeds whose metric is
     non-finite at T, here and at the reference λ = 0; ``transient``: ρ^M, the predicted
-    transient's remaining factor at generation M (a predicted stable λ is not refuted by
-    growth while it exceeds :data:`TRANSIENT`)."""
+    transient's remaining factor at generation M (a predicted stable λ is not read for growth
+    while it exceeds :data:`TRANSIENT`, nor without a predicted rate)."""
     def finite(a: np.ndarray | None) -> np.ndarray | None:
         if a is None:
             return None
@@ -222,11 +223,14 @@ def check_prediction(prediction: Prediction, *, values: np.ndarray | None = None
             return PredictionCheck(**base, outcome="confirmed", text=f"collapsing as predicted ({lost})")
         return PredictionCheck(**base, outcome="refuted", text=f"departs from the prediction ({lost})")
     use_value = y is not None and y.size >= 2 and prediction.value is not None
-    in_transient = prediction.kind == "stable" and transient is not None and transient > TRANSIENT
+    # a predicted stable λ is read for growth only once its transient is over (ρ^M ≤ TRANSIENT);
+    # without a rate (an accumulating pool converges like 1/t, not geometrically) never
+    in_transient = prediction.kind == "stable" and (transient is None or transient > TRANSIENT)
     use_change = d is not None and d.size >= 2 and not in_transient
     tests = [name for name, used in (("value", use_value), ("change", use_change)) if used]
     if not tests:
-        why = "the predicted transient is not over" if in_transient else "fewer than 2 seeds"
+        why = ("fewer than 2 seeds" if not in_transient or (d is not None and d.size < 2)
+               else "no predicted rate" if transient is None else "the predicted transient is not over")
         return PredictionCheck(**base, outcome="not decided", text=f"not decided ({why})")
     level = 1.0 - (1.0 - confidence) / len(tests)
     nums: dict[str, Any] = {"test": "+".join(tests)}
@@ -259,10 +263,13 @@ def check_prediction(prediction: Prediction, *, values: np.ndarray | None = None
     word = _word(prediction.kind)
     if rules_out:
         return PredictionCheck(**base, outcome="confirmed", text=f"{word} as predicted", **nums)
-    if alt_inside or prediction.kind == "collapse":
+    if alt_inside:
         other = "no change" if prediction.kind == "collapse" else "a collapse"
         return PredictionCheck(**base, outcome="not decided",
                                text=f"not decided (consistent with the prediction and with {other})", **nums)
+    if prediction.kind == "collapse":
+        return PredictionCheck(**base, outcome="not decided",
+                               text="not decided (consistent with the prediction, no significant change)", **nums)
     what = "no growth detected" if "value" not in tests else "the prediction lies in the interval"
     return PredictionCheck(**base, outcome="consistent", text=f"consistent with {word} ({what})", **nums)
 
