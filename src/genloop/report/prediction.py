@@ -414,8 +414,12 @@ def config_predictions(cfg: RunConfig) -> dict[float, Prediction]:
     except GenloopError:
         return {}
     gaussian = None
-    if cfg.model.name == "gaussian" and getattr(res, "d", None) == 1 and cfg.loop.eval_samples == "fresh" \
+    variant = getattr(cfg.loop, "variant", None)
+    plain = variant is None or (getattr(variant, "kind", "plain") == "plain"
+                                and getattr(variant, "lam_schedule", None) is None)
+    if cfg.model.name == "gaussian" and plain and getattr(res, "d", None) == 1 and cfg.loop.eval_samples == "fresh" \
             and not float(cfg.model.options.get("reg_covar", 0.0) or 0.0):
+        # the exact laws of gaussian_value are the plain loop's (no variant, no λ schedule)
         gaussian = {"n": int(cfg.data.n), "generations": int(cfg.loop.generations),
                         "estimator": str(cfg.model.options.get("estimator", "mle")), "scheme": cfg.loop.scheme,
                         "n_eval": _n_eval(cfg)}
