@@ -217,6 +217,11 @@ def verdict(gap: tuple[float, float, float], slope: tuple[float, float, float], 
     return "uncertain"
 
 
+def metric_sign(metric: str) -> float:
+    """+1 when a larger value of ``metric`` is worse (distances, errors), −1 when it is better."""
+    return _direction(metric)
+
+
 def _direction(metric: str) -> float:
     base = metric.split("_se")[0]
     if base in HIGHER_IS_BETTER or any(base.startswith(h) for h in HIGHER_IS_BETTER):

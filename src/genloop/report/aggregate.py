@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from genloop.results import gap_header, summarize, tidy, verdicts
+
+if TYPE_CHECKING:
+    from genloop.report.prediction import Prediction
 
 
 def _lam_label(lam: float) -> str:
@@ -58,9 +62,11 @@ def plot_aggregate(summary, metric: str, path: Path) -> Path:  # noqa: ANN001 - 
 
 
 def section_aggregate(folder: Path, png: Callable[[str], Path], figure: Callable[[Path, str], str],
-                      table: Callable[[list[dict]], str], predicted: dict[float, str] | None = None) -> str:
+                      table: Callable[[list[dict]], str], predicted: dict[float, str] | None = None,
+                      predictions: Mapping[float, Prediction] | None = None) -> str:
     """HTML: a figure per metric, the verdict table (with the theory's verdict per λ where
-    ``predicted`` gives one) and links to the tables next to the report."""
+    ``predicted`` gives one and, where ``predictions`` are given, the prediction check of
+    :mod:`genloop.report.prediction` beside it) and links to the tables next to the report."""
     data = tidy(folder)
     if data.empty:
         return "<p class=\"note\">no metric values recorded (yet)</p>"
@@ -73,6 +79,12 @@ def section_aggregate(folder: Path, png: Callable[[str], Path], figure: Callable
         parts.append(figure(plot_aggregate(summary, metric, png(f"aggregate-{metric}")),
                             f"{metric}: mean over seeds per generation, band = 95% t-interval"))
     vs = verdicts(data)
+    checks = {}
+    if predictions:
+        from genloop.report.prediction import check_text, prediction_checks
+
+        metric = vs[0].metric if vs else None
+        checks = {(c.cell, c.lam): check_text(c) for c in prediction_checks(data, predictions, metric)}
     gap = gap_header(vs)
     mixed = len({v.reference for v in vs}) > 1
     rows = [{"cell": v.cell or "-", "λ": _lam_label(v.lam), "verdict": v.verdict,
@@ -82,7 +94,9 @@ def section_aggregate(folder: Path, png: Callable[[str], Path], figure: Callable
              "generations": f"{v.window[0]}–{v.window[1]}", "seeds": v.seeds,
              "diverged (non-finite)": (f"{v.diverged}/{v.seeds} [{v.diverged_low:.2f}, {v.diverged_high:.2f}]"
                                        if v.diverged else "0"),
-             **({"predicted (theory)": predicted.get(v.lam, "-")} if predicted else {})} for v in vs]
+             **({"predicted (theory)": predicted.get(v.lam, "-")} if predicted else {}),
+             **({"prediction check": checks.get((v.cell, v.lam), "no prediction")} if predictions else {})}
+            for v in vs]
     if rows:
         parts.append("<h3>Stability verdict per λ</h3>")
         parts.append("<p class=\"note\">collapsing: significantly worse than the reference (λ = 0; generation 0 "
@@ -91,6 +105,10 @@ def section_aggregate(folder: Path, png: Callable[[str], Path], figure: Callable
                      "say. diverged: seeds whose metric is non-finite at the last generation (e.g. infinite "
                      "perplexity), with the fraction's 95% Clopper-Pearson interval; more diverged seeds than at the "
                      "reference make the verdict collapsing. The rule is in genloop's docs/experiments.md.</p>")
+        if predictions:
+            from genloop.report.prediction import LEGEND
+
+            parts.append(f"<p class=\"note\">{html.escape(LEGEND)}</p>")
         parts.append(table(rows))
     links = [name for name in ("results.csv", "results.parquet", "summary.csv") if (folder / name).exists()]
     if links:

@@ -260,7 +260,18 @@ def _section_aggregate(ctx: _Context) -> str:
 
     if ctx.single:
         return _note("one run: nothing to aggregate over seeds (its metrics are below)")
-    return section_aggregate(ctx.folder, ctx.png, _figure, html_table, predicted=_predicted_verdicts(ctx))
+    return section_aggregate(ctx.folder, ctx.png, _figure, html_table, predicted=_predicted_verdicts(ctx),
+                             predictions=_predictions(ctx))
+
+
+def _predictions(ctx: _Context) -> dict:
+    """λ → :class:`genloop.report.prediction.Prediction` for the prediction check, where the theory
+    covers this config (the same cached computation as :func:`_predicted_verdicts`)."""
+    if not ctx.theory or ctx.cfg is None:
+        return {}
+    from genloop.report.prediction import config_predictions
+
+    return config_predictions(ctx.cfg)
 
 
 def _predicted_verdicts(ctx: _Context) -> dict[float, str]:

@@ -280,6 +280,25 @@ def theory_rows(doc: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     return rows, note
 
 
+def _prediction_checks(doc: dict[str, Any], table: Any, metric: str) -> dict[float, Any]:
+    """λ → the prediction check (:mod:`genloop.report.prediction`) of one config's run."""
+    from genloop.config import parse_config
+    from genloop.report.prediction import config_predictions, prediction_checks
+
+    predictions = config_predictions(parse_config(doc))
+    if not predictions:
+        return {}
+    return {c.lam: c for c in prediction_checks(table, predictions, metric)}
+
+
+def _check_cell(check: Any) -> str:
+    if check is None:
+        return "no prediction"
+    from genloop.report.prediction import check_text
+
+    return check_text(check)
+
+
 def _plot_summary(summary: Any, metric: str, path: Path, title: str) -> Path:
     """Mean over seeds per generation, one line per λ, with its 95 % t-interval as a band."""
     import matplotlib
@@ -322,6 +341,9 @@ def config_section(name: str, run_folder: Path, doc: dict[str, Any], results: Pa
     atomic_write_text(target / "verdicts.json", strict_json([v.as_dict() for v in vs]))
     theory, note = theory_rows(doc)
     atomic_write_text(target / "theory.json", strict_json({"rows": theory, "note": note}))
+    checks = _prediction_checks(doc, table, vmetric) if (theory and vmetric) else {}
+    if checks:
+        atomic_write_text(target / "prediction_checks.json", strict_json([c.as_dict() for c in checks.values()]))
 
     last = int(summary["generation"].max()) if not summary.empty else 0
     seeds = int(summary["seeds"].max()) if not summary.empty else 0
@@ -347,14 +369,17 @@ def config_section(name: str, run_folder: Path, doc: dict[str, Any], results: Pa
             f"gap to λ=0 ({v.metric})": _ci_text(v.gap, v.gap_low, v.gap_high),
             "slope/gen": _ci_text(v.slope, v.slope_low, v.slope_high),
             "predicted (theory)": t.get("verdict", "-") if theory else "no prediction",
+            "prediction check": _check_cell(checks.get(v.lam)),
             "exact rate": _num(t.get("rate")),
             "Thm 1 condition": {True: "holds", False: "fails"}.get(t.get("paper_condition"), "-"),
             "Thm 1 certifies λ <": _num(t.get("paper_lambda_max")),
             "exact ‖A−B‖ certifies λ <": _num(t.get("free_lambda_max")),
         })
     if vrows:
+        from genloop.report.prediction import LEGEND
+
         parts += [f"Verdict per λ on {vmetric} (rule: docs/experiments.md) beside the theory's prediction:", "",
-                  format_table(vrows, markdown=True), ""]
+                  format_table(vrows, markdown=True), "", LEGEND, ""]
     if note:
         parts += [note, ""]
     for metric in [m for m in metrics if m in (vmetric, "precision", "recall", "std_ratio")]:
