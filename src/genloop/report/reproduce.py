@@ -44,6 +44,9 @@ RESULTS_DIR = Path("docs/reproduction")
 OUT_PLACEHOLDER = "{out}"
 #: metrics a verdict is read on, by preference (the first one a config records)
 VERDICT_METRICS = ("fid", "w2", "cov_drift")
+#: metrics whose observed verdicts are also shown side by side, where recorded (each read in its
+#: own direction: precision, recall, density and coverage are better when higher)
+SIDE_METRICS = ("fid", "precision", "recall", "density", "coverage", "w2", "mmd", "nll")
 #: ``--quick``: every config at toy size, one generation (dotted key -> largest value kept)
 QUICK_CAPS: dict[str, int] = {
     "loop.generations": 1,
@@ -380,6 +383,13 @@ def config_section(name: str, run_folder: Path, doc: dict[str, Any], results: Pa
 
         parts += [f"Verdict per λ on {vmetric} (rule: docs/experiments.md) beside the theory's prediction:", "",
                   format_table(vrows, markdown=True), "", LEGEND, ""]
+    side = [m for m in SIDE_METRICS if m in metrics]
+    if len(side) > 1:
+        per = {m: {v.lam: v.verdict for v in verdicts(table, m)} for m in side}
+        lams = sorted({lam for d in per.values() for lam in d})
+        parts += ["Observed verdict per λ on each metric (the same rule, each metric in its own direction):", "",
+                  format_table([{"λ": _lam_text(lam), **{m: per[m].get(lam, "-") for m in side}} for lam in lams],
+                               markdown=True), ""]
     if note:
         parts += [note, ""]
     for metric in [m for m in metrics if m in (vmetric, "precision", "recall", "std_ratio")]:
