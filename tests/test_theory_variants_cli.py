@@ -18,7 +18,6 @@ import yaml
 
 from genloop import run_loop
 from genloop.config import parse_config, real_data
-from genloop.loop.variants import parse_variant
 from genloop.models import make_model
 from genloop.theory import config_theory as theory_cli
 from genloop.theory.variant_laws import truncation_factor, variant_moments
@@ -156,6 +155,19 @@ def test_biased_law_is_exact(variant: dict, lam: float) -> None:
         assert row["rate"] == pytest.approx(mean_rate) and row["verdict"].startswith("stable")
 
 
+def test_variant_with_a_schedule() -> None:
+    """A λ schedule on a variant: m_t = ⌊λ_t n⌋ per generation in the same exact law (biased), and
+    the printed rate is the geometric mean of the per-generation factors m_t/(n + m_t)."""
+    doc = _doc({"kind": "biased", "temperature": 0.9, "lam_schedule": [0.25, 1.0, 0.5]}, [1.0], n=20, T=4)
+    cfg = parse_config(doc)
+    real, mus, vs = _loop(cfg, 1.0)
+    _check_law(cfg, 1.0, real, mus, vs)
+    row = _rows(doc)[1.0]
+    _printed_matches_law(row, real, mus, vs)
+    factors = [5 / 25, 20 / 40, 10 / 30, 10 / 30]
+    assert row["m"] == "5–20" and row["rate"] == pytest.approx(float(np.prod(factors)) ** 0.25)
+
+
 @pytest.mark.parametrize("variant", [
     {"kind": "curated", "reward": {"name": "quadratic", "center": [1.0]}, "K": 4, "tau": 0.5},
     {"kind": "curated", "reward": {"name": "quadratic", "center": [1.0]}, "select": "top", "fraction": 0.3},
@@ -259,3 +271,25 @@ def test_neural_family_example_has_no_prediction_fast() -> None:
     assert time.perf_counter() - start < 5
     assert "neural family" in text and f"genloop probe {path}" in text
     assert text.count("| no prediction: model 'edm' is a neural family") == len(load_config(str(path), []).loop.lambdas)
+
+
+@pytest.mark.slow
+def test_report_of_a_variant_run_shows_its_law(tmp_path, capsys) -> None:
+    """``genloop report`` on a run of a loop variant: the theory table and the predicted verdicts
+    are the variant's law (the numbers of ``genloop theory``), and a neural-family config's
+    theory section does not break the report."""
+    from genloop.cli import main
+
+    doc = _doc({"kind": "biased", "temperature": 0.8}, [1, "inf"], T=2)
+    doc["loop"]["seeds"] = [0, 1]
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    out = tmp_path / "exp"
+    assert main(["run", str(path), "--out", str(out)]) == 0
+    theory_cli._CACHE.clear()
+    assert main(["report", str(out)]) == 0
+    html_text = (out / "report.html").read_text()
+    rows = _rows(doc)
+    assert "biased sampling (temperature T = 0.8" in html_text
+    assert rows[1.0]["verdict"] in html_text and rows[math.inf]["verdict"].split(";")[0] in html_text
+    capsys.readouterr()

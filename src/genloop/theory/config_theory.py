@@ -21,7 +21,6 @@ from genloop.errors import ConfigError
 from genloop.rng import stage_rng
 from genloop.theory import gaussian
 from genloop.theory.laws import LAW_MODELS, LawTheoryResult, law_analysis
-from genloop.theory.variant_laws import VariantTheoryResult
 from genloop.theory.report import (
     LEGEND,
     THEORY_MODELS,
@@ -31,6 +30,7 @@ from genloop.theory.report import (
     format_theory_table,
     theory_analysis,
 )
+from genloop.theory.variant_laws import VariantTheoryResult
 
 if TYPE_CHECKING:
     from genloop.config import RunConfig

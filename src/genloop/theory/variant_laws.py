@@ -129,7 +129,10 @@ def _corrected_fn(variant: Any, xbar: np.ndarray, target: tuple[np.ndarray, np.n
 
 
 def _curated_fn(variant: Any, xbar: np.ndarray) -> SynthFn:
-    from genloop.theory.variants import softmax_curated_moments, top_curated_moments_exact
+    from genloop.theory.variants import (
+        softmax_curated_moments,
+        top_curated_moments_exact,
+    )
 
     c = 0.0 if variant.reward.center is None else float(variant.reward.center[0])
     a = float(variant.reward.scale)
@@ -423,7 +426,8 @@ def variant_analysis(variant: Any, real: np.ndarray, lambdas: Sequence[float], g
                 row["mean_inf"] = float(xbar[0] + limit.e[-1][0])
             if variant.kind == "curated":
                 row["reward_inf"] = _reward(row["mean_inf"], float(limit.V[-1][0, 0]), variant)
-        row["rate"], row["verdict"] = _rate_and_verdict(variant, law, limit, law_to, k_last, n_last, d, scheduled, T, ms)
+        row["rate"], row["verdict"] = _rate_and_verdict(variant, law, limit, law_to, k_last, n_last, d, scheduled, T, ms,
+                                                      [0 if math.isinf(float(v)) else n for v in lam_ts])
         rows.append(row)
     extra = [("law_T", "E[tr Σ_T]/tr S"), ("law_inf", "limit")]
     if moves_mean:
@@ -443,11 +447,11 @@ def variant_analysis(variant: Any, real: np.ndarray, lambdas: Sequence[float], g
 
 
 def _rate_and_verdict(variant: Any, law: _Law, limit: _Law | None, law_to: Callable[[int], _Law], k: int, n_real: int,
-                      d: int, scheduled: bool, T: int, ms: Sequence[int]) -> tuple[float | None, str]:
+                      d: int, scheduled: bool, T: int, ms: Sequence[int], n_reals: Sequence[int]
+                      ) -> tuple[float | None, str]:
     fully = n_real == 0
     if scheduled:
-        n = n_real if n_real else ms[-1]
-        factors = [_mean_rate(variant, m, 0 if m == n and fully else n, d) for m in ms]
+        factors = [_mean_rate(variant, m, nr, d) for m, nr in zip(ms, n_reals)]
         if any(f is None for f in factors):
             return None, "no single rate: the mixture's window grows; see the law columns"
         rate = float(np.exp(np.mean(np.log(np.maximum(factors, 1e-300))))) if all(f > 0 for f in factors) else 0.0
