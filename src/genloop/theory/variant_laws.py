@@ -146,10 +146,13 @@ def _curated_fn(variant: Any, xbar: np.ndarray) -> SynthFn:
 
     def fn(k: int, e: np.ndarray, D: np.ndarray, V: np.ndarray) -> _Synth:
         mu, var = float(xbar[0] + e[0]), float(V[0, 0])
-        m, q, w = moments(k, mu, var)
-        h = 1e-4 * math.sqrt(max(var, 1e-300))
-        slope = (moments(k, mu + h, var)[0] - moments(k, mu - h, var)[0]) / (2 * h)
-        # m_Y − x̄ ≈ m(E μ) − x̄ + slope (μ − E μ): B = slope, b = m − x̄ − slope·e
+        spread = math.sqrt(max(float(D[0, 0] - e[0] ** 2), 0.0))  # sd of μ_t around E μ_t
+        h = max(spread, 1e-4 * math.sqrt(max(var, 1e-300)))
+        # sigma points μ̄ ± sd(μ_t): E[f(μ_t)] and the statistical-linearisation slope, exact to second order
+        plus, minus = moments(k, mu + h, var), moments(k, mu - h, var)
+        m, q, w = ((a + b) / 2 for a, b in zip(plus, minus))
+        slope = (plus[0] - minus[0]) / (2 * h)
+        # m_Y − x̄ ≈ E[m_Y] − x̄ + slope (μ − E μ): B = slope, b = E[m_Y] − x̄ − slope·e
         return _Synth(np.array([[slope]]), np.array([m - xbar[0] - slope * e[0]]), np.array([[q]]), np.array([[w]]))
     return fn
 
@@ -364,14 +367,16 @@ stationary sd its limit as T → ∞ ("-": the law has no limit or a schedule ch
 E[tr Σ_T]/tr S  expected trace of the fitted covariance at T over the real set's (divide-by-n) trace S;
               "limit": as T → ∞ (the fixed point of the law).
 E[μ_T], μ limit  expected fitted mean at T and its fixed point (1-D; printed when the variant moves the mean).
-E[r_T], r limit  curation: expected reward E_{N(μ,Σ)}[r] = −(a/2)((μ − c)² + Σ) of the fit at T, and its limit.
+E[r_T], r limit  curation: expected reward of the fit at T, E[E_{N(μ,Σ)} r] = −(a/2)(E[(μ − c)²] + E[Σ]), and its limit.
 Verdicts: "stable" contracts at the rate to the limit, "drifts" has no pull back on the mean (λ = ∞),
 "collapses" loses its variance; "no prediction" names the reason. Exact or first order: see "law"."""
 
 
-def _reward(mu: float, var: float, variant: Any) -> float:
+def _reward(law: _Law, xbar: float, variant: Any) -> float:
+    """E[r] of the last fit in ``law``: −(a/2)(E[(μ − c)²] + E[Σ]), E[(μ − c)²] = (E μ − c)² + Var(μ)."""
     c = 0.0 if variant.reward.center is None else float(variant.reward.center[0])
-    return -0.5 * float(variant.reward.scale) * ((mu - c) ** 2 + var)
+    e, D = float(law.e[-1][0]), float(law.D[-1][0, 0])
+    return -0.5 * float(variant.reward.scale) * ((xbar + e - c) ** 2 + max(D - e * e, 0.0) + float(law.V[-1][0, 0]))
 
 
 def variant_analysis(variant: Any, real: np.ndarray, lambdas: Sequence[float], generations: int, *,
@@ -411,7 +416,7 @@ def variant_analysis(variant: Any, real: np.ndarray, lambdas: Sequence[float], g
         if moves_mean:
             row["mean_T"] = float(xbar[0] + law.e[-1][0])
         if variant.kind == "curated":
-            row["reward_T"] = _reward(float(xbar[0] + law.e[-1][0]), float(law.V[-1][0, 0]), variant)
+            row["reward_T"] = _reward(law, float(xbar[0]), variant)
         if max(ms) == 0:
             row["verdict"] = "no synthetic data: every generation refits the real data"
             row["rate"] = 0.0
@@ -425,7 +430,7 @@ def variant_analysis(variant: Any, real: np.ndarray, lambdas: Sequence[float], g
             if moves_mean:
                 row["mean_inf"] = float(xbar[0] + limit.e[-1][0])
             if variant.kind == "curated":
-                row["reward_inf"] = _reward(row["mean_inf"], float(limit.V[-1][0, 0]), variant)
+                row["reward_inf"] = _reward(limit, float(xbar[0]), variant)
         row["rate"], row["verdict"] = _rate_and_verdict(variant, law, limit, law_to, k_last, n_last, d, scheduled, T, ms,
                                                       [0 if math.isinf(float(v)) else n for v in lam_ts])
         rows.append(row)
