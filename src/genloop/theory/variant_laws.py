@@ -34,9 +34,10 @@ G = E[(m_Y − x̄)(m_Y − x̄)ᵀ] and Cov(ȳ | fits) = Q − W:
   otherwise the covariance law neglects the Jensen term of Σ ↦ MΣMᵀ, O(γ(1 − γ)/N) relative).
 * ``curated`` (1-D, quadratic reward r = −(a/2)(x − c)², ``select: softmax`` with K, τ or
   ``top`` with the fraction f of ⌈k/f⌉ candidates): m_Y, Q, W are the exact curated moments of
-  N(E μ_t, E Σ_t) (:func:`genloop.theory.variants.softmax_curated_moments`,
-  :func:`~genloop.theory.variants.top_curated_moments_exact`), and G carries the spread of μ_t
-  to first order (∂m_Y/∂μ): a first-order (delta-method) law in the spread of the fits.
+  N(μ, E Σ_t) (:func:`genloop.theory.variants.softmax_curated_moments`,
+  :func:`~genloop.theory.variants.top_curated_moments_exact`) averaged over the sigma points
+  μ = E μ_t ± sd(μ_t), whose secant slope carries the spread of μ_t into G: second order in the
+  spread of μ_t, first order in that of Σ_t.
 
 Everything else gets a row "no prediction" with the reason.
 """
@@ -533,8 +534,8 @@ def _law_text(variant: Any) -> str:
     if kind == "corrected":
         return ("mean exact (contracts by m(1−γ)/(n+m)); covariance exact at γ ∈ {0, 1}, otherwise the Jensen term "
                 "of Σ ↦ MΣMᵀ is neglected (O(γ(1−γ)/N) relative) (docs/theory.md §9)")
-    return ("exact curated moments of N(E μ_t, E Σ_t) (finite K / exact finite-N top fraction), the spread of the fits "
-            "to first order (docs/theory.md §9)")
+    return ("exact curated moments of N(μ, E Σ_t) (finite K / exact finite-N top fraction) at the sigma points "
+            "μ = E μ_t ± sd(μ_t); first order in the spread of Σ_t (docs/theory.md §9)")
 
 
 def no_prediction_result(model_name: str, n: int, lambdas: Sequence[float], reason: str, *, scheme: str,
