@@ -490,7 +490,7 @@ def _rate_and_verdict(variant: Any, law: _Law, limit: _Law | None, law_to: Calla
     if limit is None:
         return mean_rate, "diverges: the law has no fixed point (the variance grows without bound)"
     rate = max(r for r in (mean_rate, var_rate) if r is not None) if variant.kind != "curated" else var_rate
-    tail = " (first order in the fits' spread)" if variant.kind == "curated" else ""
+    tail = " (first order in the spread of Σ_t)" if variant.kind == "curated" else ""
     return rate, f"stable: contracts at {rate:.3g}/generation to the limit{tail}"
 
 
