@@ -6,7 +6,6 @@ import math
 import re
 
 import numpy as np
-import pytest
 import yaml
 
 from genloop.cli import main
@@ -56,15 +55,15 @@ def test_report_shows_the_numbers_of_genloop_theory(tmp_path, capsys) -> None:
     assert shown == [f"{13 / 43:.4g}"]
 
 
-def test_a_loop_variant_gets_no_prediction() -> None:
-    """The plain loop's numbers would describe another run: a variant without a law is refused;
+def test_a_loop_variant_gets_its_own_law() -> None:
+    """The plain loop's numbers would describe another run: a variant gets its own law
+    (tests/test_theory_variants_cli.py) or "no prediction" with the reason, never the plain rows;
     a λ schedule of the gaussian model gets the scheduled law (tests/test_theory_schemes.py)."""
-    from genloop.errors import ConfigError
-
-    for variant in ({"kind": "biased", "temperature": 0.8},):
-        doc = {**DOC, "loop": {**DOC["loop"], "variant": variant}}
-        with pytest.raises(ConfigError, match="no prediction"):
-            theory_cli.theory_text(parse_config(doc), legend=False)
+    doc = {**DOC, "loop": {**DOC["loop"], "variant": {"kind": "biased", "temperature": 0.8}}}
+    text = theory_cli.theory_text(parse_config(doc), legend=False)
+    assert "biased sampling (temperature T = 0.8" in text and "Theorem 1" not in text
+    doc = {**DOC, "loop": {**DOC["loop"], "variant": {"kind": "corrected", "gamma": 0.5}}}  # knn: no law
+    assert "no prediction: correction 'knn'" in theory_cli.theory_text(parse_config(doc), legend=False)
     doc = {**DOC, "loop": {**DOC["loop"], "variant": {"kind": "plain", "lam_schedule": [0.5, 1.0]}}}
     assert "product of the per-generation maps" in theory_cli.theory_text(parse_config(doc), legend=False)
     assert "no prediction" not in theory_cli.theory_text(parse_config(DOC), legend=False)

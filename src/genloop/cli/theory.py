@@ -13,7 +13,7 @@ def cmd_theory(args: argparse.Namespace) -> int:
     from genloop.theory.config_theory import theory_text
 
     cfg = load_config(args.config, args.set)
-    say(theory_text(cfg))
+    say(theory_text(cfg, config_path=args.config, overrides=args.set))
     return 0
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from genloop.theory.report import (
     format_theory_table,
     theory_analysis,
 )
+from genloop.theory.variant_laws import VariantTheoryResult
 
 if TYPE_CHECKING:
     from genloop.config import RunConfig
@@ -43,31 +45,48 @@ def _key(cfg: RunConfig) -> str:
 def config_theory(cfg: RunConfig, *, progress: bool = False) -> TheoryResult | LawTheoryResult:
     """The theory of a config's run (its first seed), computed once per process.
 
-    Raises :class:`ConfigError` for a model the theory toolkit does not support (the message
-    lists the supported ones) or non-vector data.
+    A loop variant gets the laws of :mod:`genloop.theory.variant_laws`; a model or variant with
+    no closed form gets one row per λ saying "no prediction", the reason and the command that
+    measures the rate instead (``genloop probe CONFIG``). Raises :class:`ConfigError` only for
+    non-vector data of a family with a law.
     """
     from genloop.config import real_data
 
-    if cfg.model.name not in THEORY_MODELS:
-        raise ConfigError(
-            f"genloop theory does not support model {cfg.model.name!r}; supported models: {', '.join(THEORY_MODELS)} "
-            "(neural families fine-tune for a fixed budget, a map the theory does not model: no prediction)"
-        )
-    variant = _variant_description(cfg)
-    scheduled = _schedule_only(cfg) and cfg.model.name == "gaussian" and cfg.loop.scheme in ("replace", "fresh")
-    if variant and not scheduled:
-        # The plain loop's numbers would describe another run than the one configured.
-        raise ConfigError(
-            f"no prediction: this config runs {variant}, which changes the retraining map; genloop theory "
-            "predicts the paper's loop (every scheme) and λ schedules of the gaussian model. The Gaussian laws of "
-            "the variants are in genloop.theory.variants (docs/variants.md)"
-        )
     key = _key(cfg)
     if key in _CACHE:
         return _CACHE[key]
+    variant = _variant_description(cfg)
+    scheduled = _schedule_only(cfg) and cfg.model.name == "gaussian" and cfg.loop.scheme in ("replace", "fresh")
+    reason = _no_law_reason(cfg)
+    if not reason and variant and not scheduled:
+        reason = _variant_reason(cfg)
+    if reason:
+        # The plain loop's numbers would describe another run: one "no prediction" row per λ instead.
+        from genloop.loop.schemes import parse_lambda
+        from genloop.theory.variant_laws import no_prediction_result
+
+        res = no_prediction_result(cfg.model.name, cfg.data.n, [parse_lambda(v) for v in cfg.loop.lambdas], reason,
+                                   scheme=cfg.loop.scheme, generations=cfg.loop.generations,
+                                   command=PROBE_COMMAND)
+        _CACHE[key] = res
+        return res
     seed = cfg.loop.seeds[0]
     source, split = real_data(cfg, seed)
     real = np.asarray(split.train, dtype=np.float64)
+    if variant and not scheduled:
+        from genloop.theory.variant_laws import variant_analysis
+
+        if real.ndim != 2:
+            raise ConfigError(f"genloop theory needs vector data of shape (n, d), data {cfg.data.name!r} has {real.shape}")
+        opts = cfg.model.options
+        res = variant_analysis(cfg.loop.variant, real, list(cfg.loop.lambdas), cfg.loop.generations,
+                               estimator=str(opts.get("estimator", "mle")), reg_covar=float(opts.get("reg_covar", 0.0)),
+                               scheme=cfg.loop.scheme, model_name=cfg.model.name)
+        if res.rows and all(str(r["verdict"]).startswith("no prediction") for r in res.rows):
+            for r in res.rows:
+                r["verdict"] += f"; measure it: {PROBE_COMMAND}"
+        _CACHE[key] = res
+        return res
     if scheduled:
         from genloop.theory.schedule import gaussian_schedule_analysis
 
@@ -105,19 +124,34 @@ def terminal_unicode(stream: Any = None) -> bool:
     return True
 
 
+def probe_command(config_path: str | None = None, overrides: Sequence[str] = ()) -> str:
+    """The exact ``genloop probe`` command line for a config file and its ``--set`` overrides."""
+    import shlex
+
+    if config_path is None:
+        return PROBE_COMMAND
+    return " ".join(["genloop", "probe", shlex.quote(str(config_path)),
+                     *(f"--set {shlex.quote(item)}" for item in overrides)])
+
+
 def theory_text(
-    cfg: RunConfig, *, unicode: bool | None = None, progress: bool | None = None, legend: bool = True
+    cfg: RunConfig, *, unicode: bool | None = None, progress: bool | None = None, legend: bool = True,
+    config_path: str | None = None, overrides: Sequence[str] = (),
 ) -> str:
     """The report printed by ``genloop theory``: header, per-λ table, verdicts and a legend.
 
     ``unicode`` defaults to what stdout can encode; ``progress`` (a bar on stderr) to whether
-    stderr is a terminal.
+    stderr is a terminal; ``config_path`` and ``overrides`` name the config in the command a
+    "no prediction" row suggests.
     """
     if progress is None:
         progress = bool(getattr(sys.stderr, "isatty", lambda: False)())
     res = config_theory(cfg, progress=progress)
     uni = terminal_unicode() if unicode is None else unicode
     seed = cfg.loop.seeds[0]
+    if isinstance(res, VariantTheoryResult):
+        return _variant_text(res, cfg, unicode=uni, legend=legend,
+                             command=probe_command(config_path, overrides))
     if isinstance(res, LawTheoryResult):
         return format_law_text(res, f"theory for {cfg.name or cfg.model.name}: model {cfg.model.name}, data "
                                f"{cfg.data.name}, seed {seed}", unicode=uni, legend=legend)
@@ -146,6 +180,57 @@ def theory_text(
         text += "\n\n" + LEGEND
     text += f"\n\n(computed in {res.seconds:.1f} s)"
     return text if uni else _ascii(text)
+
+
+#: What a "no prediction" row tells the user to run instead (``theory_text`` names the config file).
+PROBE_COMMAND = "genloop probe CONFIG"
+
+
+def _no_law_reason(cfg: RunConfig) -> str:
+    """'' when some law covers the config's model, else why none does."""
+    name = cfg.model.name
+    if name in THEORY_MODELS:
+        return ""
+    from genloop.models import MODELS
+    from genloop.registry import is_import_path
+
+    if is_import_path(name):
+        return f"model {name!r} is the user's own class: genloop has no closed-form law of its retraining map"
+    try:
+        neural = bool(getattr(MODELS.get(name), "is_neural", False))
+    except Exception:  # noqa: BLE001 - an entry point that fails to load: the reason stays generic
+        neural = False
+    if neural:
+        return (f"model {name!r} is a neural family that fine-tunes for a fixed budget each generation, a retraining "
+                "map with no closed form")
+    return f"model {name!r} has no closed-form law of its retraining map in genloop theory"
+
+
+def _variant_reason(cfg: RunConfig) -> str:
+    """Why the variant laws do not cover the config's model or scheme ('' when they may: the
+    checks that need the data, such as the dimension, come with the law itself)."""
+    from genloop.theory.variant_laws import unsupported_reason
+
+    if cfg.model.name == "gaussian" and cfg.loop.scheme == "replace":
+        return ""
+    return unsupported_reason(cfg.loop.variant, model=cfg.model.name, d=1, scheme=cfg.loop.scheme)
+
+
+def _variant_text(res: VariantTheoryResult, cfg: RunConfig, *, unicode: bool, legend: bool, command: str) -> str:
+    """The text of a loop variant's law (or of "no prediction" rows): header, table, legend."""
+    variant = _variant_description(cfg)
+    lines = [f"theory for {cfg.name or cfg.model.name}: model {cfg.model.name}, data {cfg.data.name} (n = {res.n}), "
+             f"scheme {res.scheme}, {res.generations} generations, seed {cfg.loop.seeds[0]}"
+             + (f"; {variant}" if variant else ""),
+             f"learner: {res.learner}", f"law: {res.law}"]
+    lines += [f"note: {note}" for note in res.notes]
+    rows = [{**r, "verdict": str(r.get("verdict", "")).replace(PROBE_COMMAND, command)} for r in res.rows]
+    table = format_theory_table(rows, compact=True, unicode=unicode, extra=list(res.extra))
+    text = "\n".join(lines) + "\n\n" + table
+    if legend:
+        text += "\n\n" + res.legend.replace(PROBE_COMMAND, command)
+    text += f"\n\n(computed in {res.seconds:.1f} s)"
+    return text if unicode else _ascii(text)
 
 
 def _schedule_only(cfg: RunConfig) -> bool:

@@ -640,7 +640,9 @@ def _ascii(text: str) -> str:
     table = {"ε̂": "eps", "λ": "lambda", "κ": "kappa", "ρ": "rho", "θ": "theta", "α": "alpha", "ε": "eps", "‖": "|",
              "₂": "_2", "ᵗ": "^t", "≥": ">=", "≤": "<=", "−": "-", "μ": "mu", "Σ": "Sigma", "σ": "sigma",
              "·": "*", "⌊": "floor(", "⌋": ")", "δ": "delta", "∞": "inf", "≈": "~", "→": "->", "×": "x",
-             "ᵀ": "^T", "₀": "_0", "∇": "grad ", "²": "^2", "⁻¹": "^-1", "Γ": "Gamma", "ν": "nu", "ξ": "xi"}
+             "ᵀ": "^T", "₀": "_0", "∇": "grad ", "²": "^2", "⁻¹": "^-1", "Γ": "Gamma", "ν": "nu", "ξ": "xi",
+             "γ": "gamma", "τ": "tau", "β": "beta", "χ": "chi", "–": "-", "⁻": "^-", "≠": "!=", "∈": " in ",
+             "←": "<-", "↦": "|->", "±": "+-", "§": "section ", "\u0304": "bar"}
     for k, v in table.items():
         text = text.replace(k, v)
     return text.encode("ascii", "replace").decode("ascii")
