@@ -25,6 +25,8 @@ class DataSource(ABC):
     #: True when the samples are token codes (exact integers 0 … V-1 stored as floats), which
     #: averaging corrections and vector rewards must not be applied to.
     discrete: ClassVar[bool] = False
+    #: True when the samples are vectors of shape (n, d); False for images (n, C, H, W)
+    vector: ClassVar[bool] = True
 
     @abstractmethod
     def sample(self, n: int, *, rng: np.random.Generator) -> np.ndarray:

@@ -51,6 +51,7 @@ def scale_to_signed_unit(arr: np.ndarray, lo: float, hi: float, *, what: str) ->
 class _CachedImages(FiniteDataSource):
     """A finite image set read once by :meth:`_read` and cached."""
 
+    vector = False
     _cache: np.ndarray | None = None
 
     def _read(self) -> np.ndarray:

@@ -67,7 +67,7 @@ def config_theory(cfg: RunConfig, *, progress: bool = False) -> TheoryResult | L
 
         res = no_prediction_result(cfg.model.name, cfg.data.n, [parse_lambda(v) for v in cfg.loop.lambdas], reason,
                                    scheme=cfg.loop.scheme, generations=cfg.loop.generations,
-                                   command=PROBE_COMMAND)
+                                   command=PROBE_COMMAND if _probe_applies(cfg) else "")
         _CACHE[key] = res
         return res
     seed = cfg.loop.seeds[0]
@@ -184,6 +184,17 @@ def theory_text(
 
 #: What a "no prediction" row tells the user to run instead (``theory_text`` names the config file).
 PROBE_COMMAND = "genloop probe CONFIG"
+
+
+def _probe_applies(cfg: RunConfig) -> bool:
+    """Whether ``genloop probe`` can measure the config's rate: it needs vector data (n, d), so
+    not images (their runs have no measured rate either; only the observed verdicts)."""
+    from genloop.data import DATASETS
+
+    try:
+        return bool(getattr(DATASETS.get(cfg.data.name), "vector", True))
+    except Exception:  # noqa: BLE001 - a user's data class that fails to load: let the probe say
+        return True
 
 
 def _no_law_reason(cfg: RunConfig) -> str:

@@ -547,10 +547,15 @@ def no_prediction_result(model_name: str, n: int, lambdas: Sequence[float], reas
             for lam in lambdas]
     return VariantTheoryResult(model_name=model_name, n=n, scheme=scheme, generations=int(generations),
                                learner="no closed-form law for this loop", law=f"none ({reason})", law_title="law at T",
-                               limit_title="limit", rows=rows, legend=NO_PREDICTION_LEGEND)
+                               limit_title="limit", rows=rows,
+                               legend=NO_PREDICTION_LEGEND if command else NO_PREDICTION_LEGEND_IMAGES)
 
 
 NO_PREDICTION_LEGEND = """\
 m             ⌊λn⌋ synthetic samples per generation next to the n real ones (n and no real data for λ = ∞).
 verdict       "no prediction" with the reason; `genloop probe CONFIG` measures the loop's contraction rate per λ
               from a few generations of paired runs (docs/theory.md §8)."""
+NO_PREDICTION_LEGEND_IMAGES = """\
+m             ⌊λn⌋ synthetic samples per generation next to the n real ones (n and no real data for λ = ∞).
+verdict       "no prediction" with the reason; the stability probe (genloop probe) needs vector data, so for images
+              the observed verdicts over seeds (genloop show) are the only answer."""
