@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from genloop.cli import main
+from genloop.errors import ConfigError
 from genloop.report.reproduce import (
     CONFIG_DIR,
     compare_results,
@@ -169,3 +170,24 @@ def test_tables_hold_the_runs_and_a_partial_rerun_keeps_the_others(tmp_path: Pat
     assert main(["reproduce", "--compare", str(moved), "--results", str(results)]) == 1
     out_text = capsys.readouterr().out
     assert "1 value(s) outside" in out_text and "b: in the committed results only" in out_text
+    # each config keeps the time of the call that ran it with its runs: the manifest can be rebuilt
+    kept = {name: json.loads((out / name / "reproduce.json").read_text())["seconds"] for name in ("a", "b")}
+    assert json.loads((results / "manifest.json").read_text())["seconds"] == kept
+    (results / "manifest.json").unlink()
+    assert main(["reproduce", "--configs", str(configs), "--out", str(out), "--results", str(results),
+                 "--tables-only", "-q"]) == 0
+    assert json.loads((results / "manifest.json").read_text())["seconds"] == kept
+
+
+def test_a_config_added_while_the_reproduction_runs_waits_for_its_own_run(tmp_path: Path) -> None:
+    from genloop.report.reproduce import write_results
+
+    configs = _toy_configs(tmp_path / "cfg")
+    out, results = tmp_path / "out", tmp_path / "results"
+    assert main(["reproduce", "--configs", str(configs), "--out", str(out), "--results", str(results),
+                 "--only", "a", "--jobs", "1", "-q"]) == 0
+    # "b" was not among the configs this call loaded: its tables wait, the others' are written
+    write_results(out, results, config_dir=configs, names=["a"])
+    assert "## a" in (results / "README.md").read_text() and "## b" not in (results / "README.md").read_text()
+    with pytest.raises(ConfigError, match="run the reproduction first"):
+        write_results(out, results, config_dir=configs)

@@ -33,7 +33,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     # the committed tables only for the full run of the committed configs; anything else beside its runs
     committed = not args.quick and Path(args.configs) == Path("examples/reproduce")
     results = Path(args.results) if args.results else (Path("docs/reproduction") if committed else out / "results")
-    load_configs(args.configs, only=args.only, quick=args.quick)  # bad input stops here, before a write
+    # bad input stops here, before a write; the configs of this call (one added while it runs waits)
+    names = [c.name for c in load_configs(args.configs, only=args.only, quick=args.quick)]
 
     def progress(exp: Any, folder: Path) -> Any:
         return SweepProgress.for_experiment(exp, folder, resume=True, parallel=args.jobs > 1, quiet=args.quiet,
@@ -48,7 +49,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     else:
         seconds = run_reproduction(out, config_dir=args.configs, only=args.only, quick=args.quick, jobs=args.jobs,
                                    on_config=lambda name: say(f"reproduce: running {name}"), progress=progress)
-    md = write_results(out, results, config_dir=args.configs, only=args.only, quick=args.quick, seconds=seconds)
+    md = write_results(out, results, config_dir=args.configs, only=args.only, quick=args.quick, seconds=seconds,
+                       names=None if args.tables_only else names)
     say(f"runs in {out}; tables and figures in {md.parent} ({md.name}); "
         f"{sum(seconds.values()):.0f} s")
     return 0

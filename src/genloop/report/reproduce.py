@@ -25,7 +25,7 @@ import math
 import platform
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -223,8 +223,31 @@ def run_reproduction(out: str | Path, *, config_dir: str | Path = CONFIG_DIR, on
                 bar.close()
         write_tables(out / c.name)
         seconds[c.name] = time.perf_counter() - start
+        record_seconds(out / c.name, seconds[c.name])
         log.info("reproduce: %s done in %.0f s", c.name, seconds[c.name])
     return seconds
+
+
+#: per config folder: the wall seconds of the call that last ran it (kept with the runs, so a
+#: failure after a config finished never loses its time)
+TIMING = "reproduce.json"
+
+
+def record_seconds(folder: str | Path, seconds: float) -> None:
+    """Record ``seconds`` (the wall time of the call that ran this config) in ``folder/reproduce.json``."""
+    from genloop._fs import atomic_write_text
+
+    atomic_write_text(Path(folder) / TIMING, json.dumps({"seconds": float(seconds), "cpu": cpu_name(),
+                                                        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
+
+
+def recorded_seconds(folder: str | Path) -> float | None:
+    """The seconds :func:`record_seconds` kept for a config folder (None when there are none)."""
+    try:
+        value = json.loads((Path(folder) / TIMING).read_text())["seconds"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) and value >= 0 else None
 
 
 # ---- tables --------------------------------------------------------------------------------------
@@ -449,15 +472,20 @@ def genloop_version() -> str:
 
 
 def write_results(out: str | Path, results: str | Path, *, config_dir: str | Path = CONFIG_DIR,
-                  only: str | None = None, quick: bool = False, seconds: dict[str, float] | None = None) -> Path:
+                  only: str | None = None, quick: bool = False, seconds: dict[str, float] | None = None,
+                  names: Sequence[str] | None = None) -> Path:
     """Write ``results/README.md`` (every config's tables), per-config CSV / JSON / PNG files and
-    ``results/manifest.json`` (what ran, on which CPU, how long); return the markdown's path."""
+    ``results/manifest.json`` (what ran, on which CPU, how long); return the markdown's path.
+
+    Every config that has run is written; one that has not is refused, except outside ``names``
+    (the configs the calling run loaded: a config added to the folder while it ran waits for
+    its own run). Times come from ``seconds``, else from each config's ``reproduce.json``."""
     from genloop._fs import atomic_write_text
 
     __version__ = genloop_version()
     out, results = Path(out), Path(results)
     for c in load_configs(config_dir, only=only, quick=quick):
-        if not (out / c.name).is_dir():
+        if not (out / c.name).is_dir() and (names is None or c.name in names):
             raise ConfigError(f"{out / c.name} does not exist: run the reproduction first")
     # every config that has run (not only ``only``): a partial rerun never drops another's tables
     configs = [c for c in load_configs(config_dir, quick=quick) if (out / c.name).is_dir()]
@@ -468,7 +496,8 @@ def write_results(out: str | Path, results: str | Path, *, config_dir: str | Pat
             previous = json.loads((results / MANIFEST).read_text())
         except (OSError, ValueError):
             previous = {}
-    seconds = {**(previous.get("seconds", {}) if previous.get("quick") == quick else {}), **(seconds or {})}
+    kept = {c.name: t for c in configs if (t := recorded_seconds(out / c.name)) is not None}
+    seconds = {**(previous.get("seconds", {}) if previous.get("quick") == quick else {}), **kept, **(seconds or {})}
     sections = [config_section(c.name, out / c.name, resolved_doc(c, out), results, c.path) for c in configs]
     total = sum(seconds.get(c.name, 0.0) for c in configs)
     head = ["# Reproduction results", "",
