@@ -203,8 +203,10 @@ def test_gaussian_values_are_the_exact_laws() -> None:
     _, V = gaussian_scheme_moments(n, 1.0, np.eye(1), T, estimator="mle")
     assert gaussian_value(1.0, n=n, generations=T, estimator="mle")[1] == pytest.approx(V[-1][0, 0] / V[0][0, 0])
     # evaluation noise: E[k/χ²_k] = k/(k-2) with k = N - 1
-    assert gaussian_value(1.0, n=n, generations=T, n_eval=41)[1] == pytest.approx(
-        V[-1][0, 0] / V[0][0, 0] * 40 / 38)
+    assert gaussian_value(1.0, n=n, generations=T, n_eval=201)[1] == pytest.approx(
+        V[-1][0, 0] / V[0][0, 0] * 200 / 198)
+    # too few evaluation draws for a t-interval on the squared ratio: no value test
+    assert gaussian_value(1.0, n=n, generations=T, n_eval=41) is None
     assert gaussian_value(1.0, n=n, generations=T, scheme="fresh") is None
     # the competing value of a stable λ: λ = ∞'s E[σ_T²]/σ_0² = ((n−1)/n)^T
     assert gaussian_value(1.0, n=n, generations=T, estimator="mle")[2] == pytest.approx(((n - 1) / n) ** T)
@@ -264,10 +266,11 @@ def test_show_prints_the_check_for_an_experiment_the_theory_predicts(tmp_path, m
     assert preds[0.0].kind == "reference" and preds[1.0].kind == "stable" and preds[math.inf].kind == "collapse"
     assert preds[math.inf].value == pytest.approx(log_sigma_moments(n, T, "mle")[0])
     _, V = gaussian_scheme_moments(n, 1.0, np.eye(1), T, estimator="mle")
-    assert preds[1.0].value == pytest.approx(V[-1][0, 0] / V[0][0, 0] * (n - 1) / (n - 3))  # n_eval = n held out
+    assert preds[1.0].value is None  # n_eval = n = 30 held out: too few draws for the value test
+    assert preds[1.0].rate == pytest.approx(0.5)
     assert main(["show", str(tmp_path / "pc")]) == 0
     out = capsys.readouterr().out
     assert "prediction check on mean_drift" in out and "reference (no synthetic data)" in out
-    assert "log(std_ratio_T/std_ratio_0)" in out and "(std_ratio_T/std_ratio_0)^2" in out
+    assert "log(std_ratio_T/std_ratio_0)" in out and "(std_ratio_T/std_ratio_0)^2" not in out
     assert main(["show", str(tmp_path / "pc"), "--no-theory"]) == 0
     assert "prediction check" not in capsys.readouterr().out
