@@ -51,8 +51,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                                    on_config=lambda name: say(f"reproduce: running {name}"), progress=progress)
     md = write_results(out, results, config_dir=args.configs, only=args.only, quick=args.quick, seconds=seconds,
                        names=None if args.tables_only else names)
-    say(f"runs in {out}; tables and figures in {md.parent} ({md.name}); "
-        f"{sum(seconds.values()):.0f} s")
+    if args.tables_only:
+        say(f"tables and figures in {md.parent} ({md.name}) rewritten from the runs in {out}")
+    else:
+        say(f"runs in {out}; tables and figures in {md.parent} ({md.name}); {sum(seconds.values()):.0f} s")
     return 0
 
 

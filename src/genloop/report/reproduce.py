@@ -394,7 +394,8 @@ def config_section(name: str, run_folder: Path, doc: dict[str, Any], results: Pa
             "λ": _lam_text(v.lam), "observed verdict": v.verdict,
             f"gap to λ=0 ({v.metric})": _ci_text(v.gap, v.gap_low, v.gap_high),
             "slope/gen": _ci_text(v.slope, v.slope_low, v.slope_high),
-            "predicted (theory)": t.get("verdict", "-") if theory else "no prediction",
+            "predicted (theory)": (str(t.get("verdict", "-")).replace("genloop probe CONFIG", f"genloop probe {config_path}")
+                                   if theory else "no prediction"),
             "prediction check": _check_cell(checks.get(v.lam)),
             "exact rate": _num(t.get("rate")),
             "Thm 1 condition": {True: "holds", False: "fails"}.get(t.get("paper_condition"), "-"),
