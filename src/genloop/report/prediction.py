@@ -475,8 +475,8 @@ def experiment_predictions(folder: str | Path) -> dict[float, Prediction]:
 
     folder = Path(folder)
     path = folder / "config.yaml"
-    if not path.exists() or (folder / "cells.csv").exists():
-        return {}
+    if not path.exists() or (folder / "cells.csv").exists() or (folder / "status.json").exists():
+        return {}  # no config, a grid, or a single run (one seed: nothing to test)
     try:
         doc = read_yaml(path, what="config")
         if not isinstance(doc, dict) or find_sweeps(doc):
