@@ -292,4 +292,7 @@ def test_report_of_a_variant_run_shows_its_law(tmp_path, capsys) -> None:
     rows = _rows(doc)
     assert "biased sampling (temperature T = 0.8" in html_text
     assert rows[1.0]["verdict"] in html_text and rows[math.inf]["verdict"].split(";")[0] in html_text
+    # the plain loop's trajectory overlays would describe another loop: not drawn
+    assert "no trajectory overlay: this run uses loop variant &#x27;biased&#x27;" in html_text
+    assert "trajectory overlay (mean)" not in html_text and "Mean: ||μ_t − μ*||²" not in html_text
     capsys.readouterr()

@@ -384,7 +384,13 @@ def _section_theory(ctx: _Context) -> str:
     if model not in THEORY_MODELS:
         return _note(f"the theory toolkit does not cover model {model!r} (supported: {', '.join(THEORY_MODELS)})")
     parts = ["<h3>Predicted stability per λ</h3>", _guard("theory table", lambda: _theory_table(ctx))]
-    if model in TRAJECTORY_MODELS:
+    from genloop.theory.config_theory import variant_description
+
+    variant = variant_description(ctx.cfg)
+    if variant and model in TRAJECTORY_MODELS:
+        # the overlays draw the plain loop's trajectory: another loop than the one that ran
+        parts.append(_note(f"no trajectory overlay: this run uses {variant}; the overlays predict the plain loop"))
+    elif model in TRAJECTORY_MODELS:
         parts.append("<h3>Distance of the parameters to θ*: predicted vs observed</h3>")
         if model == "gaussian":
             parts += ["<h4>Mean: ||μ_t − μ*||² (exact prediction)</h4>",
@@ -430,7 +436,7 @@ def _theory_table(ctx: _Context) -> str:
         notes = "".join(f"<p>{html.escape(n)}</p>" for n in res.notes)
         return (html_table(res.rows, [k for k, _ in cols], [t for _, t in cols])
                 + f"<p>Learner: {html.escape(res.learner)}.</p><p>Law: {html.escape(res.law)}.</p>" + notes
-                + "<pre>" + html.escape(LAW_LEGEND) + "</pre>")
+                + "<pre>" + html.escape(getattr(res, "legend", "") or LAW_LEGEND) + "</pre>")
     keys = [k for k, _ in _THEORY_COLUMNS]
     w1 = res.w1
     eps = ("consistent with no misspecification" if w1["eps_consistent"]

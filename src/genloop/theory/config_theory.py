@@ -55,7 +55,7 @@ def config_theory(cfg: RunConfig, *, progress: bool = False) -> TheoryResult | L
     key = _key(cfg)
     if key in _CACHE:
         return _CACHE[key]
-    variant = _variant_description(cfg)
+    variant = variant_description(cfg)
     scheduled = _schedule_only(cfg) and cfg.model.name == "gaussian" and cfg.loop.scheme in ("replace", "fresh")
     reason = _no_law_reason(cfg)
     if not reason and variant and not scheduled:
@@ -229,7 +229,7 @@ def _variant_reason(cfg: RunConfig) -> str:
 
 def _variant_text(res: VariantTheoryResult, cfg: RunConfig, *, unicode: bool, legend: bool, command: str) -> str:
     """The text of a loop variant's law (or of "no prediction" rows): header, table, legend."""
-    variant = _variant_description(cfg)
+    variant = variant_description(cfg)
     lines = [f"theory for {cfg.name or cfg.model.name}: model {cfg.model.name}, data {cfg.data.name} (n = {res.n}), "
              f"scheme {res.scheme}, {res.generations} generations, seed {cfg.loop.seeds[0]}"
              + (f"; {variant}" if variant else ""),
@@ -251,7 +251,7 @@ def _schedule_only(cfg: RunConfig) -> bool:
             and getattr(variant, "lam_schedule", None) is not None)
 
 
-def _variant_description(cfg: RunConfig) -> str:
+def variant_description(cfg: RunConfig) -> str:
     """'' for the paper's plain loop, else a short description of ``loop.variant``."""
     variant = getattr(cfg.loop, "variant", None)
     if variant is None:
