@@ -75,6 +75,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _family_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The family's options (FAMILIES), shrunk to a toy network and sampler with ``--smoke``."""
+    opts = dict(FAMILIES[args.family])
+    if args.smoke:
+        opts["network"] = {**opts["network"], "channels": 32, "channel_mult": [1, 2], "num_res_blocks": 1,
+                           "attn_resolutions": [16]}
+        opts.update({"edm": {"num_steps": 2}, "ddpm": {"sample_steps": 2}, "otcfm": {"solver": "euler", "steps": 2}}[args.family])
+    return opts
+
+
+def _train_options(args: argparse.Namespace, cuda: bool, **extra: Any) -> dict[str, Any]:
+    """The training and sampling options both modes share, plus ``extra``."""
+    return {"samples": args.train_samples, "batch_size": args.batch_size, "ema_halflife_samples": 500_000,
+            "device": "cuda" if cuda else "cpu", "carry_over": ["ema_as_weights"], "compile": args.compile,
+            "channels_last": True, "sample_precision": args.sample_precision, "sample_compile": args.compile, **extra}
+
+
 def _real_images(args: argparse.Namespace) -> np.ndarray:
     if args.images:
         from genloop.data import make_data
@@ -135,15 +152,8 @@ def paper_generation(args: argparse.Namespace) -> dict[str, Any]:
     real = _real_images(args)
     with tempfile.TemporaryDirectory() as tmp:
         weights, random_inception = _inception_weights(args, Path(tmp))
-        opts = dict(FAMILIES[args.family])
-        if args.smoke:
-            opts["network"] = {**opts["network"], "channels": 32, "channel_mult": [1, 2], "num_res_blocks": 1,
-                               "attn_resolutions": [16]}
-            opts.update({"edm": {"num_steps": 2}, "ddpm": {"sample_steps": 2}, "otcfm": {"solver": "euler", "steps": 2}}[args.family])
-        train = {"samples": args.train_samples, "finetune_samples": args.train_samples, "batch_size": args.batch_size,
-                 "lr": 1e-4, "ema_halflife_samples": 500_000, "device": "cuda" if cuda else "cpu",
-                 "carry_over": ["ema_as_weights"], "compile": args.compile, "channels_last": True,
-                 "sample_precision": args.sample_precision, "sample_compile": args.compile}
+        opts = _family_options(args)
+        train = _train_options(args, cuda, finetune_samples=args.train_samples, lr=1e-4)
         init = args.checkpoint or _random_generation(make_model(args.family, **opts, train=train),
                                                      tuple(real.shape[1:]), Path(tmp) / "generation-0")
         model = make_model(args.family, **opts, sample_batch_size=args.sample_batch_size, init=init, train=train)
@@ -200,17 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     real = _real_images(args)
     with tempfile.TemporaryDirectory() as tmp:
         weights, random_inception = _inception_weights(args, Path(tmp))
-        opts = dict(FAMILIES[args.family])
-        if args.smoke:
-            opts["network"] = {**opts["network"], "channels": 32, "channel_mult": [1, 2], "num_res_blocks": 1,
-                               "attn_resolutions": [16]}
-            opts.update({"edm": {"num_steps": 2}, "ddpm": {"sample_steps": 2}, "otcfm": {"solver": "euler", "steps": 2}}[args.family])
+        opts = _family_options(args)
         model = make_model(
             args.family, **opts, sample_batch_size=args.sample_batch_size,
-            train={"samples": args.train_samples, "batch_size": args.batch_size, "lr": 2e-4, "warmup_samples": 0,
-                   "ema_halflife_samples": 500_000, "ema_rampup_ratio": 0.05, "device": "cuda" if cuda else "cpu",
-                   "carry_over": ["ema_as_weights"], "compile": args.compile, "channels_last": True,
-                 "sample_precision": args.sample_precision, "sample_compile": args.compile},
+            train=_train_options(args, cuda, lr=2e-4, warmup_samples=0, ema_rampup_ratio=0.05),
         )
         params = None
         if cuda:
