@@ -2,13 +2,15 @@
 # One prepared GPU session for issue-sized checks: every GPU figure the README quotes, in one
 # script with a time limit per step, its results as JSON under $OUT (default ./gpu-out).
 #
-#   bash benchmarks/gpu_session.sh             # on the GPU machine, from the repository root
-#   SMOKE=1 bash benchmarks/gpu_session.sh     # toy sizes: checks the script on a CPU
+#   bash benchmarks/gpu_session.sh             # on the GPU machine: the ratios and P/R/D/C (one command)
+#   PART=paper bash benchmarks/gpu_session.sh  # then one paper generation (a second command)
+#   SMOKE=1 bash benchmarks/gpu_session.sh; SMOKE=1 PART=paper bash ...   # toy sizes: checks it on a CPU
 #
 # It expects genloop importable from src/ (PYTHONPATH=src; pydantic, POT and zuko installed or
 # on PYTHONPATH) and prints: trainer / bare loop and sampler / bare inference (float32 and
 # bfloat16 sampling), P/R/D/C at N = 50,000, d = 2048 against its all-pairs products, and one
-# paper generation (benchmarks/gpu_check.py --paper-generation). About 8 minutes on an H200.
+# paper generation (benchmarks/gpu_check.py --paper-generation). Each part's limits fit one
+# 10-minute device command (5 minutes, then 9); not yet run on a GPU.
 set -u
 OUT=${OUT:-gpu-out}
 mkdir -p "$OUT"
@@ -27,9 +29,13 @@ else
   TOY=""; N=50000; D=2048; GEN="--paper-generation"
 fi
 $PY -c "import torch; print(torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name(0))"
-step 150 trainer_fp32 $PY benchmarks/bench_trainer_gpu.py $TOY --json "$OUT/trainer_fp32.json"
-step 120 trainer_bf16 $PY benchmarks/bench_trainer_gpu.py $TOY --sample-precision bfloat16 --json "$OUT/trainer_bf16.json"
-step 120 prdc $PY - "$N" "$D" "$OUT/prdc.json" <<'PY'
+if [ "${PART:-ratios}" = paper ]; then
+  step 540 paper_generation $PY benchmarks/gpu_check.py --family edm $GEN --json "$OUT/paper_generation.json"
+  exit 0
+fi
+step 120 trainer_fp32 $PY benchmarks/bench_trainer_gpu.py $TOY --json "$OUT/trainer_fp32.json"
+step 90 trainer_bf16 $PY benchmarks/bench_trainer_gpu.py $TOY --sample-precision bfloat16 --json "$OUT/trainer_bf16.json"
+step 90 prdc $PY - "$N" "$D" "$OUT/prdc.json" <<'PY'
 import json, sys, time
 import numpy as np, torch
 from genloop.metrics.prdc import prdc
@@ -62,4 +68,3 @@ for name, dt, tf32 in (("float32", torch.float32, False), ("tf32", torch.float32
 res["ratio_auto_to_float32_products"] = res["prdc_s_auto"] / res["products_s_float32"]
 print(json.dumps(res, indent=1)); open(out, "w").write(json.dumps(res, indent=1))
 PY
-step 330 paper_generation $PY benchmarks/gpu_check.py --family edm $GEN --json "$OUT/paper_generation.json"

@@ -116,6 +116,8 @@ CASES: dict[str, Case] = {
                                                    "mask_special"),
     "flow sampled in bfloat16": lambda f: (_run(f, cfg(model={"name": "flow", "train": {"sample_precision": "bfloat16"}})),
                                            "not available for flows"),
+    "sample_compile not a boolean": lambda f: (_run(f, cfg(model={"name": "edm", "train": {"sample_compile": "maybe"}})),
+                                               "sample_compile"),
     "sample_precision unknown": lambda f: (_run(f, cfg(model={"name": "edm", "train": {"sample_precision": "fp8"}})),
                                            "sample_precision"),
     "checkpoints every k on a mixture": lambda f: (_run(f, cfg(output={"checkpoints": {"every": 2}},
@@ -184,6 +186,8 @@ CASES: dict[str, Case] = {
          "--out", str(f / "out")], "has no config gen0.yaml"),
     "reproduce invalid config": lambda f: (["reproduce", "--configs", _repro(f, a=GOOD, b=cfg(loop__generations=-1)),
                                             "--out", str(f / "out")], "loop.generations"),
+    "reproduce --tables-only without runs": lambda f: (["reproduce", "--configs", _repro(f, a=GOOD), "--tables-only",
+                                                          "--out", str(f / "out")], "no runs in"),
     "reproduce compare folder missing": lambda f: (["reproduce", "--compare", str(f / "none")], "does not exist"),
     # -- .npz inputs of genloop eval (issue 20) ------------------------------------------------------------
     "npz of random bytes": lambda f: (["eval", _file(f, "a.npz", os.urandom(300)), npy(f, np.ones((50, 3))),

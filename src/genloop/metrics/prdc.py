@@ -84,9 +84,10 @@ _MAX_CHUNK_FRACTION_WIDE = 0.9
 _WIDE_DIM = 768
 #: rows per block when ``batch_size`` is None: 1024 on a CPU (blocks stay in cache); on a GPU,
 #: 8192. Every block costs a few kernel launches and host synchronisations (the screen's
-#: ``nonzero``), ~ms of Python per block, while a 1024 x 2048 x 2048 float32 product takes
-#: ~0.2 ms on an H200-class GPU: at N = 50,000, 1024-row blocks make ~3,700 blocks whose
-#: overhead dominates (5.6 s measured against ~0.5 s of products); 8192-row blocks make ~80.
+#: ``nonzero``), ~ms of Python per block, while a 1024 x 2048 x 2048 float32 product is ~8.6
+#: GFLOP, ~0.2 ms at the ~50 TFLOP/s of float32 on an H200-class GPU: at N = 50,000, 1024-row
+#: blocks make ~3,700 blocks (2 x 1,225 for the radii, 1,225 tiles) whose overhead dominates
+#: (5.6 s measured on an H200 against ~0.5 s of products); 8192-row blocks make ~100.
 _CPU_BATCH = 1024
 _GPU_BATCH = 8192
 #: the k-NN radii keep the blocks of their diagonal band (the bound's window) up to this size
