@@ -220,3 +220,57 @@ def test_mixtures_beyond_two_dimensions_fall_back_to_the_exact_maximiser_and_say
     res = theory_analysis("gmm", {"n_components": 2}, x, [0.5], 300, rng=rng, generations=3)
     assert "exact maximiser" in res.learner and any("d > 2" in note for note in res.notes)
     assert res.rows[0]["rate"] == res.rows[0]["maximiser_rate"] and 0 < res.rows[0]["rate"] < 1
+
+
+def _three_component_data(n: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    comp = rng.choice(3, size=n, p=[0.3, 0.4, 0.3])
+    return (np.array([-2.5, 0.0, 2.0])[comp] + np.array([0.7, 0.8, 0.6])[comp] * rng.normal(size=n))[:, None]
+
+
+@pytest.mark.slow
+def test_tol_stopped_em_contracts_at_the_printed_mean_map_not_at_its_modal_k() -> None:
+    # The default gmm (tol = 1e-3) on a 1-D three-component mixture with GMM(2): EM runs 2 or 3
+    # iterations per generation, depending on how far each warm start is from the new fit.
+    # `genloop theory` prints ρ(J̄), J̄ = Σ share_k J_k with the shares read from the replayed loop.
+    # Common-random-number pairs of the real loop, started from a draw of the stationary spread
+    # ± δv, shrink their mean difference along v by ρ(J̄) per generation; the modal k's J_k is off.
+    from scipy import linalg
+
+    from genloop.theory.em import gmm_model_at
+    from genloop.theory.report import em_mixture_map, theory_analysis
+
+    n, lam, T, seeds, delta = 700, 1.0, 4, 200, 0.03
+    x = _three_component_data(n)
+    res = theory_analysis("gmm", {"n_components": 2}, x, [lam], n, rng=np.random.default_rng(1), generations=20, seed=0)
+    row = res.rows[0]
+    freq = row["em_k_freq"]
+    assert set(freq) == {2, 3} and min(freq.values()) > 0.2, freq  # k really varies here
+    density = GMMDensity(2, 1)
+    theta = torch.as_tensor(res.theta_star)
+    m = math.floor(lam * n)
+    maps = em_learner_map(em_step_derivatives(density, theta, x), m / n, list(freq), m)
+    Jbar, Q, _ = em_mixture_map(maps, freq)
+    assert float(np.max(np.abs(np.linalg.eigvals(Jbar)))) == pytest.approx(row["rate"], rel=1e-9)
+    ev, V = np.linalg.eig(Jbar)
+    v = np.real(V[:, np.argmax(np.abs(ev))])
+    evl, U = np.linalg.eig(Jbar.T)
+    u = np.real(U[:, np.argmax(np.abs(evl))])
+    w, E = np.linalg.eigh(linalg.solve_discrete_lyapunov(Jbar, Q))
+    means = density.unpack(theta)[1].detach().numpy()
+    rng = np.random.default_rng(2)
+    proj = np.empty((seeds, T))
+    for s in range(seeds):
+        centre = res.theta_star + E @ (np.sqrt(np.clip(w, 0, None)) * rng.standard_normal(w.size))
+        paths = []
+        for sign in (1.0, -1.0):
+            recs = run_loop(make_model("gmm", n_components=2), x, lam=lam, generations=T, seed=100 + s,
+                            resume=LoopState(0, gmm_model_at(density, centre + sign * delta * v, {})))
+            paths.append(np.array([gmm_parameter_vector(r.model, means) for r in recs]))
+        proj[s] = (paths[0] - paths[1]) @ u / 2 / (delta * float(u @ v))
+    obs, se = proj.mean(0), proj.std(0, ddof=1) / math.sqrt(seeds)
+    t = np.arange(1, T + 1)
+    assert np.all(np.abs(obs - row["rate"] ** t) < K_SE * se), (obs, row["rate"] ** t, se)
+    for k in freq:  # a single k every generation (the modal one included) is refuted
+        rho_k = float(np.max(np.abs(np.linalg.eigvals(maps[k].J))))
+        assert abs(obs[-1] - rho_k ** T) > K_SE * se[-1], (k, obs, rho_k)

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 Tensor = torch.Tensor
 
-__all__ = ["gmm_parameter_vector", "EMLearnerMap", "EMStepDerivatives", "em_step_derivatives", "em_learner_map", "gmm_em_steps"]
+__all__ = ["gmm_parameter_vector", "gmm_model_at", "EMLearnerMap", "EMStepDerivatives", "em_step_derivatives", "em_learner_map", "gmm_em_steps"]
 
 
 def gmm_parameter_vector(model: Any, reference_means: np.ndarray | None = None) -> np.ndarray:
@@ -59,6 +59,21 @@ def gmm_parameter_vector(model: Any, reference_means: np.ndarray | None = None) 
         w, mu, cov = w[perm], mu[perm], cov[perm]
     density = GMMDensity(len(w), mu.shape[1])
     return density.pack(w / w.sum(), mu, cov).numpy()
+
+
+def gmm_model_at(density: GMMDensity, theta: np.ndarray | Tensor, options: dict[str, Any]) -> Any:
+    """A fitted registered ``gmm`` (full covariances, ``options`` as in the config) whose state is θ
+    (:class:`GMMDensity` coordinates): the start of a replayed loop."""
+    from genloop.models import make_model
+
+    log_w, mu, L = (a.detach().numpy() for a in density.unpack(torch.as_tensor(np.asarray(theta, dtype=np.float64))))
+    cov = np.einsum("kij,klj->kil", L, L)
+    model = make_model("gmm", **{**options, "n_components": density.K, "covariance_type": "full"})
+    prec_chol = np.linalg.inv(np.linalg.cholesky(cov)).transpose(0, 2, 1)
+    w = np.exp(log_w)
+    model.set_state({"weights": w / w.sum(), "means": mu, "covariances": cov, "precisions_cholesky": prec_chol},
+                    {"converged": True, "n_iter": 0, "lower_bound": float("nan")})
+    return model
 
 
 def _jacrev(f: Callable[..., Tensor], *args: Tensor) -> tuple[Tensor, ...]:

@@ -6,9 +6,10 @@ samples (λ_eff = m/n), the config's scheme and estimator, and the learner's own
 * ``gaussian`` — exact finite-sample laws of the registered model (both estimators, schemes
   replace / accumulate / fresh; :func:`genloop.theory.expfam.gaussian_scheme_moments`);
 * ``student_t`` — the registered model is the exact maximiser, so J = λ_eff(A+λ_eff B)⁻¹B;
-* ``gmm`` — k warm-started EM iterations (k read from a probe: the first generations of the
-  run itself, same seed and streams), J_k of :mod:`genloop.theory.em`; the exact maximiser's
-  rate is given next to it.
+* ``gmm`` — k warm-started EM iterations, J_k of :mod:`genloop.theory.em`, with k read from
+  the loop itself (same seed and streams) replayed near its stationary spread; where EM's
+  stopping rule makes k vary, the mean map J̄ = Σ share_k·J_k. The exact maximiser's rate is
+  given next to it.
 
 Columns: the rate (spectral radius of the learner's J: the asymptotic per-generation factor,
 and the one-step factor in the A-norm for the exact maximiser), ‖J‖₂ and max_t ‖Jᵗ‖₂ (Euclidean
@@ -164,13 +165,99 @@ def theorem2_radius_all_generations(a: float, b: float, n: int, delta: float, rh
 
 
 # ---- the learner ---------------------------------------------------------------------------------
-def _probe_em_iterations(options: dict[str, Any], real: np.ndarray, lam: float, seed: int, generations: int = 3):
-    """The first generations of the run itself (same seed, same streams): gen-0 model, EM iterations."""
+#: generations replayed to read the EM iteration counts k, and the first ones not counted
+EM_PROBE_GENERATIONS = 12
+EM_PROBE_BURN_IN = 2
+
+
+def _run_generation0(options: dict[str, Any], real: np.ndarray, seed: int) -> Any:
+    """Generation 0 of the run itself (same seed, same stream): EM from k-means on the real data."""
     from genloop.loop import run_loop
     from genloop.models import make_model
 
-    recs = list(run_loop(make_model("gmm", **options), real, lam=lam, generations=generations, seed=seed))
-    return recs[0].model, [int(r.model.n_iter_) for r in recs[1:]]
+    return next(iter(run_loop(make_model("gmm", **options), real, lam=0.0, generations=0, seed=seed))).model
+
+
+def _replay_em_iterations(options: dict[str, Any], real: np.ndarray, lam: float, seed: int, start: Any,
+                          generations: int) -> list[int]:
+    """EM iterations k_t of generations 1 … ``generations`` of the loop (the run's seed and streams)
+    continued from the fitted ``start``."""
+    from genloop.loop import LoopState, run_loop
+    from genloop.models import make_model
+
+    recs = run_loop(make_model("gmm", **options), real, lam=lam, generations=generations, seed=seed,
+                    resume=LoopState(0, start))
+    return [int(r.model.n_iter_) for r in recs]
+
+
+def _stationary_em_iterations(density: Any, theta: torch.Tensor, deriv: Any, options: dict[str, Any], real: np.ndarray,
+                              lam: float, lam_eff: float, m: int, seed: int, k0: int, fresh: bool) -> list[int]:
+    """k_t of warm EM near its stationary law: the loop replayed from θ* plus one draw of the
+    stationary spread of the k0-step map (N(0, P_∞), P_∞ = J P_∞ Jᵀ + Q), burn-in dropped.
+
+    EM stops when the log-likelihood gains less than ``tol``, so k depends on how far the
+    warm start is from the new fit: started at θ* exactly it runs fewer iterations, started from
+    the run's generation 0 (EM from k-means, off θ*) more, than the loop does once its spread
+    has settled, which is what the asymptotic rate describes."""
+    from scipy import linalg
+
+    from genloop.theory.em import em_learner_map, gmm_model_at
+
+    lm = em_learner_map(deriv, lam_eff, [k0], m)[k0]
+    Q = lm.Q_synth + (lm.Q_real if fresh else 0.0)
+    start = theta.detach().numpy().copy()
+    if float(np.max(np.abs(np.linalg.eigvals(lm.J)))) < 1 and np.any(Q):
+        P = linalg.solve_discrete_lyapunov(lm.J, Q)
+        w, V = np.linalg.eigh(0.5 * (P + P.T))
+        z = np.random.default_rng([int(seed), 0x5EED]).standard_normal(w.size)
+        start = start + V @ (np.sqrt(np.clip(w, 0.0, None)) * z)
+    ks = _replay_em_iterations(options, real, lam, seed, gmm_model_at(density, start, options), EM_PROBE_GENERATIONS)
+    return ks[EM_PROBE_BURN_IN:]
+
+
+def em_step_frequencies(iters: Sequence[int]) -> dict[int, float]:
+    """The share of generations that ran each number k of EM iterations (keys sorted)."""
+    ks, counts = np.unique(np.asarray(iters, dtype=int), return_counts=True)
+    return {int(k): float(c) / float(counts.sum()) for k, c in zip(ks, counts)}
+
+
+def em_mixture_map(maps: dict[int, Any], freq: dict[int, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The mean linear map of warm EM whose iteration count k varies: J̄ = Σ_k f_k J_k and the mean
+    noise covariances Σ_k f_k Q_k (synthetic, real).
+
+    With k drawn afresh each generation (at the run's frequencies f_k) and independent of the
+    current error to first order, E[θ_{t+1} − θ*] = J̄ E[θ_t − θ*], so ρ(J̄) is the rate of the mean
+    error (docs/theory.md §3.2, checked on the real loop by common-random-number pairs)."""
+    J = sum(f * maps[k].J for k, f in freq.items())
+    Q_s = sum(f * maps[k].Q_synth for k, f in freq.items())
+    Q_r = sum(f * maps[k].Q_real for k, f in freq.items())
+    return np.asarray(J), np.asarray(Q_s), np.asarray(Q_r)
+
+
+def _mixture_spread(Js: Sequence[np.ndarray], weights: Sequence[float], Q: np.ndarray, P0: np.ndarray,
+                    e0: np.ndarray, T: int, tail: int = 5000) -> tuple[float, float]:
+    """RMS distance to θ* at T and its limit for θ_{t+1} − θ* = J_k(θ_t − θ*) + noise, k drawn with
+    probabilities ``weights``: E[e_T] = J̄ᵀe_0 and P_{t+1} = Σ_k f_k J_k P_t J_kᵀ + Q (second moment
+    of a random linear recursion); the limit iterates P to convergence (inf when it grows)."""
+    Jbar = sum(w * J for w, J in zip(weights, Js))
+
+    def step(P: np.ndarray) -> np.ndarray:
+        return sum(w * (J @ P @ J.T) for w, J in zip(weights, Js)) + Q
+
+    P, e = P0.copy(), e0.copy()
+    for _ in range(T):
+        P, e = step(P), Jbar @ e
+    sd_T = float(math.sqrt(float(e @ e) + max(float(np.trace(P)), 0.0)))
+    Pl = np.zeros_like(Q)
+    for _ in range(tail):
+        nxt = step(Pl)
+        if not np.all(np.isfinite(nxt)) or np.trace(nxt) > 1e12 * max(np.trace(Q), 1e-300):
+            return sd_T, math.inf
+        done = np.max(np.abs(nxt - Pl)) <= 1e-12 * max(np.max(np.abs(nxt)), 1e-300)
+        Pl = nxt
+        if done:
+            return sd_T, _sd(Pl)
+    return sd_T, math.inf
 
 
 @dataclass
@@ -270,8 +357,8 @@ def theory_analysis(
     """Predictions for the loop of a config, per λ (module docstring).
 
     ``real`` is the real training set (N, d) used to fit θ* and A (the run's own set when
-    N = n); ``n`` the real samples per generation; ``seed`` the run's seed (the ``gmm`` probe
-    replays the run's first generations with it); ``rng`` drives every Monte Carlo part (the
+    N = n); ``n`` the real samples per generation; ``seed`` the run's seed (``gmm`` replays
+    the loop with it to read EM's iteration counts); ``rng`` drives every Monte Carlo part (the
     W₁ draws, the L estimate, Theorem 2's quantiles). Runs single-threaded (:func:`_one_thread`).
     ``retrain="scratch"`` predicts the scratch learner (``gmm``: EM from a fresh start run to its
     tolerance every generation, i.e. the exact maximiser G_λ, not the warm k-step EM map).
@@ -326,15 +413,10 @@ def _theory_analysis(
 
     # θ*: the exact maximum-likelihood fit (gmm: polished from the run's own generation 0)
     e0 = np.zeros(model.n_params)
-    probe: dict[float, list[int]] = {}
     if model_name == "gmm":
         from genloop.theory.em import gmm_parameter_vector
 
-        finite = [lam for lam in lams if math.isfinite(lam)]
-        gen0 = None
-        for lam in finite or [1.0]:
-            gen0, iters = _probe_em_iterations(options, real, lam, seed)
-            probe[lam] = iters
+        gen0 = _run_generation0(options, real, seed)
         theta0 = torch.as_tensor(gmm_parameter_vector(gen0))
         theta = model.fit(real, init=theta0)
         means = model.unpack(theta)[1].detach().numpy()
@@ -379,11 +461,11 @@ def _theory_analysis(
                    f"this mixture has d = {real.shape[1]}; the run's EM stops at tol and contracts more slowly")
         notes.append("rows for the exact maximiser, not the warm-started EM that runs (d > 2)")
     elif model_name == "gmm":
-        ks = sorted({k for v in probe.values() for k in v})
         learner = (f"warm-started EM as the run does it (tol = {options.get('tol', 1e-3):g}, max_iter = "
-                   f"{options.get('max_iter', 200)}): k EM iterations per generation, k read from the run's first "
-                   f"generations (seed {seed}): {', '.join(str(k) for k in ks)}; set tol: 0 and a large max_iter "
-                   "to run the exact maximiser G_λ")
+                   f"{options.get('max_iter', 200)}): k EM iterations per generation (column 'EM k'), read from "
+                   f"{EM_PROBE_GENERATIONS - EM_PROBE_BURN_IN} generations of the loop replayed with seed {seed} "
+                   "near its stationary spread; where k varies, the map is the mean J̄ = Σ share_k·J_k; set tol: 0 "
+                   "and a large max_iter to run the exact maximiser G_λ")
     elif model_name == "gaussian":
         learner = (f"the registered closed-form fit (estimator {estimator}): exact finite-sample laws"
                    if scheme in GAUSSIAN_SCHEMES else "the registered closed-form fit")
@@ -429,14 +511,24 @@ def _theory_analysis(
         maximiser_rate = 1.0 if math.isinf(lam) else float(np.max(np.abs(np.linalg.eigvals(J))))
         row["maximiser_rate"] = maximiser_rate
         row["em_k"] = None
+        em_js: list[np.ndarray] = []
         if deriv is not None and math.isfinite(lam):
             from genloop.theory.em import em_learner_map
 
-            iters = probe.get(lam) or [int(options.get("max_iter", 200))]
-            k = int(np.median(iters))
-            lm = em_learner_map(deriv, lam_eff, [k], m)[k]
-            J, Q_s, Q_r = lm.J, lm.Q_synth, lm.Q_real
-            row["em_k"] = k
+            if m == 0:  # EM continuing on the real data alone, from the run's generation 0
+                iters = _replay_em_iterations(options, real, lam, seed, gen0, EM_PROBE_GENERATIONS)
+            else:
+                run_ks = _replay_em_iterations(options, real, lam, seed, gen0, 1)
+                iters = _stationary_em_iterations(model, theta, deriv, options, real, lam, lam_eff, m, seed,
+                                                  run_ks[0], scheme == "fresh")
+            freq = em_step_frequencies(iters)
+            maps = em_learner_map(deriv, lam_eff, list(freq), m)
+            J, Q_s, Q_r = em_mixture_map(maps, freq)
+            em_js = [maps[k].J for k in freq]
+            row["em_k"] = max(freq, key=lambda k: freq[k])
+            row["em_k_freq"] = freq
+            row["em_steps"] = (str(next(iter(freq))) if len(freq) == 1 else
+                               " ".join(f"{k}:{100 * f:.0f}%" for k, f in freq.items()))
         rate = 1.0 if math.isinf(lam) else float(np.max(np.abs(np.linalg.eigvals(J))))
         norm2 = float(np.linalg.norm(J, 2))
         transient, _ = transient_amplification(J) if math.isfinite(lam) else (1.0, 1)
@@ -470,7 +562,10 @@ def _theory_analysis(
             else:
                 Q = Q_s + (Q_r if scheme == "fresh" else 0.0)
                 P0 = Q_r if scheme == "fresh" else np.zeros_like(A)
-                sd_T, sd_inf = _linear_spread(J, Q, P0, np.zeros_like(e0), T)
+                if len(em_js) > 1:  # warm EM whose k varies: the random linear recursion
+                    sd_T, sd_inf = _mixture_spread(em_js, list(row["em_k_freq"].values()), Q, P0, np.zeros_like(e0), T)
+                else:
+                    sd_T, sd_inf = _linear_spread(J, Q, P0, np.zeros_like(e0), T)
                 row["offset_T"] = float(np.linalg.norm(np.linalg.matrix_power(J, T) @ e0))
             row["spread_of"] = "θ (linearised)"
         else:
@@ -562,6 +657,7 @@ def _columns(unicode: bool) -> list[tuple[str, str]]:
         ("m", "m"),
         ("rate", "rate"),
         ("maximiser_rate", f"G_{lam} rate"),
+        ("em_steps", "EM k"),
         ("norm2", norm),
         ("transient", tr),
         ("sd_T", "sd at T"),
@@ -595,6 +691,8 @@ rate          spectral radius of the learner's Jacobian J at θ* (λ_eff = m/n):
               generation of the distance to θ* (and, for the exact maximiser, the one-step factor in the
               A-norm). Gaussian: m/(n+m) exactly. An accumulating pool has no single rate ("-").
 G_λ rate      the same for the exact maximiser G_λ (differs from "rate" when the learner stops early).
+EM k          EM iterations per generation of the warm-started gmm in the run's first generations (k:share
+              when it varies); the rate is then that of J̄ = Σ_k share_k·J_k, the mean map.
 ‖J‖₂          one-step factor in the Euclidean norm of genloop's parameter coordinates (Theorem 1's norm);
               > 1 means the first generations can move away before contracting.
 max‖Jᵗ‖       worst amplification of a small perturbation over all generations (≥ rate^t always).
