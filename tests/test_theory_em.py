@@ -274,3 +274,43 @@ def test_tol_stopped_em_contracts_at_the_printed_mean_map_not_at_its_modal_k() -
     for k in freq:  # a single k every generation (the modal one included) is refuted
         rho_k = float(np.max(np.abs(np.linalg.eigvals(maps[k].J))))
         assert abs(obs[-1] - rho_k ** T) > K_SE * se[-1], (k, obs, rho_k)
+
+
+@pytest.mark.slow
+def test_scratch_em_contracts_at_the_exact_maximiser_rate_not_the_warm_learner_rate() -> None:
+    # retrain: scratch refits EM from k-means every generation, so nothing of θ' survives but its
+    # samples: to first order the map is the exact maximiser's G_λ, whatever tol stops EM at.
+    # Common-random-number pairs of the real scratch loop started at θ* ± δv (v: top eigenvector
+    # of J) shrink their mean difference by ρ(J)^t; the warm learner's printed rate is refuted.
+    from genloop.theory.em import gmm_model_at
+    from genloop.theory.report import theory_analysis
+
+    n, lam, T, seeds, delta = 300, 1.0, 3, 300, 0.1
+    x = _three_component_data(n)
+    scratch = theory_analysis("gmm", {"n_components": 2}, x, [lam], n, rng=np.random.default_rng(1), generations=20,
+                              seed=0, retrain="scratch")
+    warm = theory_analysis("gmm", {"n_components": 2}, x, [lam], n, rng=np.random.default_rng(1), generations=20, seed=0)
+    rate, warm_rate = scratch.rows[0]["rate"], warm.rows[0]["rate"]
+    assert rate == pytest.approx(scratch.rows[0]["maximiser_rate"]) and warm_rate > rate + 0.1
+    density = GMMDensity(2, 1)
+    theta = torch.as_tensor(scratch.theta_star)
+    m = math.floor(lam * n)
+    J = retraining_jacobian(expected_neg_hessian(density, theta, x), density.fisher(theta), m / n)
+    ev, V = np.linalg.eig(J)
+    v = np.real(V[:, np.argmax(np.abs(ev))])
+    evl, U = np.linalg.eig(J.T)
+    u = np.real(U[:, np.argmax(np.abs(evl))])
+    assert float(np.max(np.abs(ev))) == pytest.approx(rate, rel=1e-6)
+    means = density.unpack(theta)[1].detach().numpy()
+    proj = np.empty((seeds, T))
+    for s in range(seeds):
+        paths = []
+        for sign in (1.0, -1.0):
+            recs = run_loop(make_model("gmm", n_components=2), x, lam=lam, generations=T, seed=100 + s,
+                            retrain="scratch", resume=LoopState(0, gmm_model_at(density, scratch.theta_star + sign * delta * v, {})))
+            paths.append(np.array([gmm_parameter_vector(r.model, means) for r in recs]))
+        proj[s] = (paths[0] - paths[1]) @ u / 2 / (delta * float(u @ v))
+    obs, se = proj.mean(0), proj.std(0, ddof=1) / math.sqrt(seeds)
+    t = np.arange(1, T + 1)
+    assert np.all(np.abs(obs - rate ** t) < K_SE * se), (obs, rate ** t, se)
+    assert abs(obs[-1] - warm_rate ** T) > K_SE * se[-1], (obs, warm_rate ** T, se)

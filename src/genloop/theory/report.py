@@ -360,8 +360,8 @@ def theory_analysis(
     N = n); ``n`` the real samples per generation; ``seed`` the run's seed (``gmm`` replays
     the loop with it to read EM's iteration counts); ``rng`` drives every Monte Carlo part (the
     W₁ draws, the L estimate, Theorem 2's quantiles). Runs single-threaded (:func:`_one_thread`).
-    ``retrain="scratch"`` predicts the scratch learner (``gmm``: EM from a fresh start run to its
-    tolerance every generation, i.e. the exact maximiser G_λ, not the warm k-step EM map).
+    ``retrain="scratch"`` predicts the scratch learner (``gmm``: EM from k-means every generation,
+    to first order the exact maximiser G_λ, not the warm k-step EM map).
     ``data_cov``: the data law's covariance where the source knows it; scheme ``fresh`` draws new
     real data every generation, so its spread comes from the data law, not from one seed's
     sample covariance.
@@ -454,8 +454,9 @@ def _theory_analysis(
 
     notes: list[str] = []
     if model_name == "gmm" and retrain == "scratch":
-        learner = ("EM from a fresh start every generation (retrain: scratch), run to its tolerance: the exact "
-                   "maximiser G_λ (the warm-started k-step EM map does not apply)")
+        learner = ("EM from k-means every generation (retrain: scratch): nothing of the previous model survives "
+                   "but its samples, so to first order the exact maximiser G_λ (docs/theory.md §3.2; the warm-started "
+                   "k-step EM map does not apply)")
     elif model_name == "gmm" and deriv is None:
         learner = ("the exact maximiser G_λ: the map of the EM learner that runs needs a quadrature grid (d <= 2), "
                    f"this mixture has d = {real.shape[1]}; the run's EM stops at tol and contracts more slowly")
