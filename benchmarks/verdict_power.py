@@ -39,10 +39,12 @@ import pandas as pd
 
 from genloop.loop import run_loop
 from genloop.models import make_model
-from genloop.report.prediction import Prediction, gaussian_value, prediction_checks
+from genloop.report.prediction import Prediction, gaussian_pivot, gaussian_value, prediction_checks
 from genloop.results import verdicts
 
 N = 100
+#: the value test's interval from the exact law's pivot (False: Student's t, as before it existed)
+PIVOT = True
 
 
 def _w2(model) -> float:  # noqa: ANN001 - a fitted gaussian model
@@ -78,15 +80,16 @@ def true_prediction(lam: float, generations: int, *, value: bool, n: int = N) ->
     if not value:
         return Prediction(lam=lam, kind=kind, rate=rate)
     transform, v, alt = gaussian_value(lam, n=n, generations=generations, estimator="mle")  # type: ignore[misc]
+    pivot = gaussian_pivot(lam, n=n, generations=generations, estimator="mle", transform=transform, value=v)
     return Prediction(lam=lam, kind=kind, rate=rate, metric="std_ratio", transform=transform, value=v,
-                      alternative=alt)
+                      alternative=alt, pivot=pivot if PIVOT else None)
 
 
 def false_prediction(lam: float, generations: int, n: int = N) -> Prediction:
     """λ = ∞ fed λ = 1's prediction, a finite λ fed λ = ∞'s (the λ stays the run's)."""
     other = true_prediction(1.0 if math.isinf(lam) else math.inf, generations, value=True, n=n)
     return Prediction(lam=lam, kind=other.kind, rate=other.rate, metric=other.metric, transform=other.transform,
-                      value=other.value, alternative=other.alternative)
+                      value=other.value, alternative=other.alternative, pivot=other.pivot)
 
 
 def check_calls(seeds: list[int], generations: int, lams: tuple[float, ...], n: int = N) -> dict[float, dict[str, bool]]:
@@ -119,7 +122,11 @@ def main() -> None:
     parser.add_argument("--generations", type=int, nargs="+", default=[5, 10, 20, 40])
     parser.add_argument("--lams", type=float, nargs="+", default=[0.5, 1.0, math.inf])
     parser.add_argument("--n", type=int, default=N, help="real samples per generation")
+    parser.add_argument("--t-interval", action="store_true",
+                        help="value test with Student's t instead of the exact law's pivot (the old rule)")
     args = parser.parse_args()
+    global PIVOT
+    PIVOT = not args.t_interval
     if args.table == "check":
         keys = ("verdict right", "confirms", "true refuted", "refutes false", "confirms false",
                 "change only: confirmed or consistent", "refutes false (change only)")

@@ -18,7 +18,12 @@ run records, with k seeds Y_1 … Y_k at the last generation T::
     Ȳ ± t_{(1+c)/2, k−1} · s_Y/√k          (c = 0.95, s_Y the sample sd)
 
 *refuted* ("departs from the prediction") when θ* lies outside the interval (a two-sided
-t-test of E[Y] = θ* at level 1 − c). Not refuted, the data must also tell the prediction from
+t-test of E[Y] = θ* at level 1 − c). Where the theory gives Y's whole law (the 1-D Gaussian),
+the t quantiles are replaced by the exact quantiles q_lo, q_hi of the studentised mean
+(Ȳ − θ*)/(s_Y/√k) of k seeds under that law, by exact simulation of the loop's sufficient
+statistics (:func:`gaussian_pivot`), and the interval is [Ȳ − q_hi·s_Y/√k, Ȳ − q_lo·s_Y/√k]:
+per-seed values are skewed ((σ_T/σ_0)² most), and with 3–5 seeds a t-interval refutes a true
+law up to twice as often as its level. Not refuted, the data must also tell the prediction from
 the competing hypothesis, E[Y] = θ_alt (a collapse for a predicted stable λ, no change for a
 predicted collapse): *confirmed* ("stable as predicted", "collapsing as predicted") when θ_alt
 lies outside the interval, "not decided" when inside, and "consistent with …" where the
@@ -30,8 +35,7 @@ theory gives no θ_alt (not refuted, nothing ruled out). The quantities:
   E[log σ_T/σ_0] = (T/2)(ψ((n−1)/2) + log(2/c)) (:func:`genloop.theory.gaussian.log_sigma_moments`),
   and the evaluation draws add log(χ_{N−1}/√(N−1)) at T and at 0 with equal means, so
   θ* = E[Y] = E[log σ_T/σ_0] exactly; θ_alt = 0. (The log, not the ratio: σ_T/σ_0 is a product of T
-  independent factors, strongly skewed, while its log is a sum, close to normal, so the
-  t-interval keeps its level at 3–8 seeds.)
+  independent factors, strongly skewed, while its log is a sum, close to normal.)
 * Gaussian (1-D, same conditions), finite λ, replace / accumulate, no ``reg_covar``:
   Y = (r_T / r_0)². The exact second-moment law (:func:`genloop.theory.expfam.gaussian_scheme_moments`)
   is homogeneous in the real covariance, E[σ_T²] = ρ_T σ_0² with ρ_T = V_T/V_0 the same for every
@@ -70,8 +74,9 @@ Monte Carlo is measured by ``benchmarks/verdict_power.py`` (docs/theory.md, "Ver
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -114,6 +119,9 @@ class Prediction:
     value: float | None = None
     alternative: float | None = None
     law: str = ""
+    #: (k, level) → (q_lo, q_hi), the quantiles of the studentised mean (Ȳ − θ*)/(s_Y/√k) of k
+    #: seeds under the predicted law, where that law is known exactly (else Student's t is used)
+    pivot: Callable[[int, float], tuple[float, float]] | None = field(default=None, compare=False, repr=False)
 
     def quantity(self) -> str:
         """The tested quantity in words, e.g. ``log(std_ratio_T/std_ratio_0)``."""
@@ -181,9 +189,15 @@ def _word(kind: str) -> str:
     return "stable" if kind == "stable" else "collapsing"
 
 
-def _interval(x: np.ndarray, level: float, *, one_sided: bool) -> tuple[float, float, float]:
-    """(mean, low, high): the t-interval at ``level`` (two-sided) or the one-sided bounds."""
+def _interval(x: np.ndarray, level: float, *, one_sided: bool,
+              pivot: Callable[[int, float], tuple[float, float]] | None = None) -> tuple[float, float, float]:
+    """(mean, low, high): the t-interval at ``level`` (two-sided) or the one-sided bounds; with
+    ``pivot`` the two-sided interval [Ȳ − q_hi·se, Ȳ − q_lo·se] from the exact law's quantiles of
+    the studentised mean, which holds its level however skewed the per-seed values are."""
     mean, se = float(x.mean()), float(x.std(ddof=1) / math.sqrt(x.size))
+    if pivot is not None and not one_sided:
+        q_lo, q_hi = pivot(int(x.size), float(level))
+        return mean, mean - q_hi * se, mean - q_lo * se
     q = level if one_sided else 0.5 + level / 2
     half = float(stats.t.ppf(q, x.size - 1)) * se
     return mean, mean - half, mean + half
@@ -238,7 +252,7 @@ def check_prediction(prediction: Prediction, *, values: np.ndarray | None = None
     rules_out = alt_inside = False
     if use_value:
         assert y is not None and prediction.value is not None
-        mean, low, high = _interval(y, level, one_sided=False)
+        mean, low, high = _interval(y, level, one_sided=False, pivot=prediction.pivot)
         expected = float(prediction.value)
         nums.update(quantity=prediction.quantity(), expected=expected, mean=mean, low=low, high=high)
         if not low <= expected <= high:
@@ -372,6 +386,45 @@ def gaussian_value(lam: float, *, n: int, generations: int, estimator: str = "ml
     return "sq_ratio", rho_T * noise, expected_covariance_ratio(n, T, estimator) * noise  # type: ignore[arg-type]
 
 
+#: most scalar draws one pivot computation makes (replicates × seeds × generations), and the
+#: replicates it aims at (the 1.25 % tails of a 97.5 % interval then hold ~250 replicates)
+PIVOT_WORK = 10_000_000
+PIVOT_REPS = 20_000
+
+
+@lru_cache(maxsize=256)
+def _gaussian_pivot_quantiles(lam: float, n: int, generations: int, estimator: str, scheme: str, n_eval: int | None,
+                              transform: str, value: float, k: int, level: float) -> tuple[float, float]:
+    from genloop.theory.expfam import gaussian_variance_ratio_draws
+
+    reps = int(max(2_000, min(PIVOT_REPS, PIVOT_WORK // max(1, k * max(1, generations)))))
+    rng = np.random.default_rng(0x9E7)  # fixed: the same run always gets the same interval
+    ratio = gaussian_variance_ratio_draws(n, lam, generations, reps * k, rng, scheme=scheme,  # type: ignore[arg-type]
+                                          estimator=estimator, n_eval=n_eval)  # type: ignore[arg-type]
+    y = (0.5 * np.log(ratio) if transform == "log_ratio" else ratio).reshape(reps, k)
+    t = (y.mean(1) - value) / (y.std(1, ddof=1) / math.sqrt(k))
+    lo, hi = np.quantile(t[np.isfinite(t)], [0.5 - level / 2, 0.5 + level / 2])
+    return float(lo), float(hi)
+
+
+def gaussian_pivot(lam: float, *, n: int, generations: int, estimator: str = "mle", scheme: str = "replace",
+                   n_eval: int | None = None, transform: str, value: float
+                   ) -> Callable[[int, float], tuple[float, float]]:
+    """The exact quantiles of the studentised mean of k seeds' Y (``transform`` of std_ratio,
+    expected value ``value``) under the 1-D Gaussian loop's law, by exact simulation of the
+    loop's sufficient statistics (:func:`genloop.theory.expfam.gaussian_variance_ratio_draws`;
+    fixed seed, cached): the value test's interval then keeps its level at 3–8 seeds, where the
+    t-interval of skewed per-seed values does not."""
+    law_scheme = "replace" if math.isinf(lam) else scheme  # λ = ∞: fresh and replace are one loop
+
+    def pivot(k: int, level: float) -> tuple[float, float]:
+        return _gaussian_pivot_quantiles(float(lam), int(n), int(generations), str(estimator), law_scheme,
+                                         None if n_eval is None else int(n_eval), transform, float(value),
+                                         int(k), round(float(level), 12))
+
+    return pivot
+
+
 def predictions_from_rows(rows: Sequence[Mapping[str, Any]], *, model: str = "", law_metric: str | None = None,
                           gaussian: Mapping[str, Any] | None = None) -> dict[float, Prediction]:
     """λ → :class:`Prediction` from the theory's per-λ rows (``config_theory(cfg).rows``).
@@ -401,7 +454,8 @@ def predictions_from_rows(rows: Sequence[Mapping[str, Any]], *, model: str = "",
                     transform, value, alternative = got
                     fields = {"metric": "std_ratio", "transform": transform, "value": value, "alternative": alternative,
                                   "law": "E[log σ_T/σ_0] (paper §2.2)" if transform == "log_ratio"
-                                  else "E[σ_T²]/σ_0² (exact second-moment law)"}
+                                  else "E[σ_T²]/σ_0² (exact second-moment law)",
+                                  "pivot": gaussian_pivot(lam, **gaussian, transform=transform, value=value)}
         out[lam] = Prediction(lam=lam, kind=kind, verdict=text, rate=rate, **fields)
     return out
 

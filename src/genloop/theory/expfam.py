@@ -57,6 +57,7 @@ __all__ = [
     "fully_synthetic_mean_covariance",
     "GAUSSIAN_SCHEMES",
     "gaussian_scheme_moments",
+    "gaussian_variance_ratio_draws",
     "mean_offset_factor",
 ]
 
@@ -281,3 +282,64 @@ def mean_offset_factor(n: int, lam: float, generations: int, *, scheme: str = "r
         else:
             f[t] = a * f[:t].mean()
     return f
+
+
+def gaussian_variance_ratio_draws(
+    n: int,
+    lam: float,
+    generations: int,
+    size: int,
+    rng: np.random.Generator,
+    *,
+    scheme: str = "replace",
+    estimator: Estimator = "mle",
+    n_eval: int | None = None,
+) -> np.ndarray:
+    """``size`` independent draws of σ_T²/σ_0² for genloop's 1-D ``gaussian`` loop, exactly
+    (times s²_T/s²_0 of ``n_eval`` evaluation draws from each fit, when given).
+
+    The loop is simulated on its sufficient statistics (sample mean, sum of squares): a set of
+    m draws of N(μ, σ²) has mean μ + σz/√m and sum of squares σ²χ²_{m−1}, and pooled sets add
+    their sums of squares plus n₁n₂/(n₁+n₂)·(difference of means)². The ratio is invariant to
+    the real set's location and scale, so its law is the same for every real set: generation 0
+    fits a real set with mean 0 and sum of squares n, σ_0² = n/c (c = N for the MLE, N − 1
+    unbiased, N the training size). Schemes ``replace`` (n real + m = ⌊λn⌋ synthetic; λ = ∞:
+    n synthetic) and ``accumulate`` (the real set and every synthetic set so far). The mean of
+    the draws is :func:`gaussian_scheme_moments`'s V_T/V_0 (a test checks it)."""
+    from genloop.theory.gaussian import _check_int
+
+    T = _check_int(generations, "generations", 0)
+    n = _check_count(n, "n", 2)
+    lam = _check_lam(lam)
+    if scheme not in ("replace", "accumulate") or (scheme == "accumulate" and math.isinf(lam)):
+        raise ConfigError(f"no exact draws of the variance ratio for scheme {scheme!r} at λ = {lam}")
+    if estimator not in ("mle", "unbiased"):
+        raise ConfigError(f"estimator must be 'mle' or 'unbiased', got {estimator!r}")
+    size = _check_count(size, "size", 1)
+
+    def divisor(N: int) -> int:
+        return N if estimator == "mle" else N - 1
+
+    m = n if math.isinf(lam) else synthetic_count(lam, n)
+    real = 0 if math.isinf(lam) else n  # real points in each training set
+    var0 = n / divisor(n)
+    mu, var = np.zeros(size), np.full(size, var0)
+    pool_n, pool_mu, pool_ss = real, np.zeros(size), np.full(size, float(real))  # accumulate's pool
+    for _ in range(T if m > 0 else 0):
+        ybar = mu + np.sqrt(var / m) * rng.standard_normal(size)
+        ss_new = var * (rng.chisquare(m - 1, size) if m > 1 else 0.0)
+        if scheme == "accumulate":
+            N = pool_n + m
+            ss = pool_ss + ss_new + pool_n * m / N * (pool_mu - ybar) ** 2
+            pool_mu = (pool_n * pool_mu + m * ybar) / N
+            pool_n, pool_ss = N, ss
+            mu, var = pool_mu, ss / divisor(N)
+        else:
+            N = real + m
+            mu = m * ybar / N  # the real set's mean is 0
+            var = (float(real) + ss_new + real * m / N * ybar**2) / divisor(N)
+    ratio = var / var0
+    if n_eval is not None:
+        k = _check_count(n_eval, "n_eval", 2) - 1
+        ratio = ratio * rng.chisquare(k, size) / rng.chisquare(k, size)
+    return ratio
