@@ -314,3 +314,28 @@ def test_scratch_em_contracts_at_the_exact_maximiser_rate_not_the_warm_learner_r
     t = np.arange(1, T + 1)
     assert np.all(np.abs(obs - rate ** t) < K_SE * se), (obs, rate ** t, se)
     assert abs(obs[-1] - warm_rate ** T) > K_SE * se[-1], (obs, warm_rate ** T, se)
+
+
+def test_the_spread_of_a_random_linear_recursion_matches_its_monte_carlo() -> None:
+    # θ_{t+1} = J_k θ_t + ε, k ~ shares, ε ~ N(0, Q): the second-moment recursion of
+    # _mixture_spread against 40,000 simulated paths; one k reduces to the fixed-J law.
+    from genloop.theory.report import _linear_spread, _mixture_spread
+
+    rng = np.random.default_rng(11)
+    p, T, paths = 3, 6, 40_000
+    Js = [0.5 * np.eye(p) + 0.2 * rng.normal(size=(p, p)) for _ in range(2)]
+    shares = [0.3, 0.7]
+    A = rng.normal(size=(p, p))
+    Q = 0.01 * (A @ A.T + np.eye(p))
+    e0 = np.array([3.0, -2.0, 1.0])
+    sd_T, sd_inf = _mixture_spread(Js, shares, Q, np.zeros((p, p)), e0, T)
+    x = np.tile(e0, (paths, 1))
+    L = np.linalg.cholesky(Q)
+    for _ in range(T):
+        k = rng.random(paths) < shares[0]
+        x = np.where(k[:, None], x @ Js[0].T, x @ Js[1].T) + rng.normal(size=(paths, p)) @ L.T
+    msq = (x * x).sum(1)
+    assert abs(math.sqrt(msq.mean()) - sd_T) < 4 * msq.std() / math.sqrt(paths) / (2 * sd_T)
+    assert math.isfinite(sd_inf) and sd_inf > 0
+    one = _mixture_spread([Js[0]], [1.0], Q, np.zeros((p, p)), e0, T)
+    assert one == pytest.approx(_linear_spread(Js[0], Q, np.zeros((p, p)), e0, T), rel=1e-8)

@@ -201,6 +201,7 @@ def _stationary_em_iterations(density: Any, theta: torch.Tensor, deriv: Any, opt
     has settled, which is what the asymptotic rate describes."""
     from scipy import linalg
 
+    from genloop.rng import stage_rng
     from genloop.theory.em import em_learner_map, gmm_model_at
 
     lm = em_learner_map(deriv, lam_eff, [k0], m)[k0]
@@ -209,7 +210,7 @@ def _stationary_em_iterations(density: Any, theta: torch.Tensor, deriv: Any, opt
     if float(np.max(np.abs(np.linalg.eigvals(lm.J)))) < 1 and np.any(Q):
         P = linalg.solve_discrete_lyapunov(lm.J, Q)
         w, V = np.linalg.eigh(0.5 * (P + P.T))
-        z = np.random.default_rng([int(seed), 0x5EED]).standard_normal(w.size)
+        z = stage_rng(int(seed), 0, "theory-em-start").standard_normal(w.size)
         start = start + V @ (np.sqrt(np.clip(w, 0.0, None)) * z)
     ks = _replay_em_iterations(options, real, lam, seed, gmm_model_at(density, start, options), EM_PROBE_GENERATIONS)
     return ks[EM_PROBE_BURN_IN:]
@@ -236,18 +237,18 @@ def em_mixture_map(maps: dict[int, Any], freq: dict[int, float]) -> tuple[np.nda
 
 def _mixture_spread(Js: Sequence[np.ndarray], weights: Sequence[float], Q: np.ndarray, P0: np.ndarray,
                     e0: np.ndarray, T: int, tail: int = 5000) -> tuple[float, float]:
-    """RMS distance to θ* at T and its limit for θ_{t+1} − θ* = J_k(θ_t − θ*) + noise, k drawn with
-    probabilities ``weights``: E[e_T] = J̄ᵀe_0 and P_{t+1} = Σ_k f_k J_k P_t J_kᵀ + Q (second moment
-    of a random linear recursion); the limit iterates P to convergence (inf when it grows)."""
-    Jbar = sum(w * J for w, J in zip(weights, Js))
+    """RMS distance to θ* at T and its limit for e_{t+1} = J_k e_t + noise (Cov Q), k drawn afresh
+    each generation with probabilities ``weights``: the second moment M_t = E[e_t e_tᵀ] obeys
+    M_{t+1} = Σ_k f_k J_k M_t J_kᵀ + Q from M_0 = P0 + e_0e_0ᵀ, so the distance at T is sqrt(tr M_T);
+    the limit iterates from 0 to convergence (inf when it grows)."""
 
     def step(P: np.ndarray) -> np.ndarray:
         return sum(w * (J @ P @ J.T) for w, J in zip(weights, Js)) + Q
 
-    P, e = P0.copy(), e0.copy()
+    M = P0 + np.outer(e0, e0)
     for _ in range(T):
-        P, e = step(P), Jbar @ e
-    sd_T = float(math.sqrt(float(e @ e) + max(float(np.trace(P)), 0.0)))
+        M = step(M)
+    sd_T = float(math.sqrt(max(float(np.trace(M)), 0.0)))
     Pl = np.zeros_like(Q)
     for _ in range(tail):
         nxt = step(Pl)
