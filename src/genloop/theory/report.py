@@ -517,7 +517,9 @@ def _theory_analysis(
         if deriv is not None and math.isfinite(lam):
             from genloop.theory.em import em_learner_map
 
-            if m == 0:  # EM continuing on the real data alone, from the run's generation 0
+            if not float(options.get("tol", 1e-3)) > 0:  # tol 0: EM runs exactly max_iter iterations
+                iters = [int(options.get("max_iter", 200))]
+            elif m == 0:  # EM continuing on the real data alone, from the run's generation 0
                 iters = _replay_em_iterations(options, real, lam, seed, gen0, EM_PROBE_GENERATIONS)
             else:
                 run_ks = _replay_em_iterations(options, real, lam, seed, gen0, 1)
