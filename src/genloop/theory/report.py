@@ -165,9 +165,12 @@ def theorem2_radius_all_generations(a: float, b: float, n: int, delta: float, rh
 
 
 # ---- the learner ---------------------------------------------------------------------------------
-#: generations replayed to read the EM iteration counts k, and the first ones not counted
-EM_PROBE_GENERATIONS = 12
+#: generations replayed to read the EM iteration counts k: the first ones are not counted, then
+#: 10 are, and 14 more when k varied among them (a share's sd ≤ 0.1 with 24)
 EM_PROBE_BURN_IN = 2
+EM_PROBE_COUNT = 10
+EM_PROBE_COUNT_VARYING = 24
+EM_PROBE_GENERATIONS = EM_PROBE_BURN_IN + EM_PROBE_COUNT
 
 
 def _run_generation0(options: dict[str, Any], real: np.ndarray, seed: int) -> Any:
@@ -179,21 +182,29 @@ def _run_generation0(options: dict[str, Any], real: np.ndarray, seed: int) -> An
 
 
 def _replay_em_iterations(options: dict[str, Any], real: np.ndarray, lam: float, seed: int, start: Any,
-                          generations: int) -> list[int]:
+                          generations: int, *, skip: int = 0, until_varying: int | None = None) -> list[int]:
     """EM iterations k_t of generations 1 … ``generations`` of the loop (the run's seed and streams)
-    continued from the fitted ``start``."""
+    continued from the fitted ``start``, the first ``skip`` left out; with ``until_varying``, the
+    replay goes on to that many counted generations when k varied among the first ones."""
     from genloop.loop import LoopState, run_loop
     from genloop.models import make_model
 
-    recs = run_loop(make_model("gmm", **options), real, lam=lam, generations=generations, seed=seed,
-                    resume=LoopState(0, start))
-    return [int(r.model.n_iter_) for r in recs]
+    total = max(generations, skip + (until_varying or 0))
+    ks: list[int] = []
+    for rec in run_loop(make_model("gmm", **options), real, lam=lam, generations=total, seed=seed,
+                        resume=LoopState(0, start)):
+        if rec.generation > skip:
+            ks.append(int(rec.model.n_iter_))
+        if rec.generation >= generations and (until_varying is None or len(set(ks)) <= 1):
+            break
+    return ks
 
 
 def _stationary_em_iterations(density: Any, theta: torch.Tensor, deriv: Any, options: dict[str, Any], real: np.ndarray,
                               lam: float, lam_eff: float, m: int, seed: int, k0: int, fresh: bool) -> list[int]:
     """k_t of warm EM near its stationary law: the loop replayed from θ* plus one draw of the
-    stationary spread of the k0-step map (N(0, P_∞), P_∞ = J P_∞ Jᵀ + Q), burn-in dropped.
+    stationary spread of the k0-step map (N(0, P_∞), P_∞ = J P_∞ Jᵀ + Q; k0 the fewest
+    iterations EM runs, whose spread is the widest), burn-in dropped.
 
     EM stops when the log-likelihood gains less than ``tol``, so k depends on how far the
     warm start is from the new fit: started at θ* exactly it runs fewer iterations, started from
@@ -212,8 +223,8 @@ def _stationary_em_iterations(density: Any, theta: torch.Tensor, deriv: Any, opt
         w, V = np.linalg.eigh(0.5 * (P + P.T))
         z = stage_rng(int(seed), 0, "theory-em-start").standard_normal(w.size)
         start = start + V @ (np.sqrt(np.clip(w, 0.0, None)) * z)
-    ks = _replay_em_iterations(options, real, lam, seed, gmm_model_at(density, start, options), EM_PROBE_GENERATIONS)
-    return ks[EM_PROBE_BURN_IN:]
+    return _replay_em_iterations(options, real, lam, seed, gmm_model_at(density, start, options), EM_PROBE_GENERATIONS,
+                                 skip=EM_PROBE_BURN_IN, until_varying=EM_PROBE_COUNT_VARYING)
 
 
 def em_step_frequencies(iters: Sequence[int]) -> dict[int, float]:
@@ -465,7 +476,7 @@ def _theory_analysis(
     elif model_name == "gmm":
         learner = (f"warm-started EM as the run does it (tol = {options.get('tol', 1e-3):g}, max_iter = "
                    f"{options.get('max_iter', 200)}): k EM iterations per generation (column 'EM k'), read from "
-                   f"{EM_PROBE_GENERATIONS - EM_PROBE_BURN_IN} generations of the loop replayed with seed {seed} "
+                   f"{EM_PROBE_COUNT} generations ({EM_PROBE_COUNT_VARYING} when k varies) of the loop replayed with seed {seed} "
                    "near its stationary spread; where k varies, the map is the mean J̄ = Σ share_k·J_k; set tol: 0 "
                    "and a large max_iter to run the exact maximiser G_λ")
     elif model_name == "gaussian":
@@ -520,11 +531,12 @@ def _theory_analysis(
             if not float(options.get("tol", 1e-3)) > 0:  # tol 0: EM runs exactly max_iter iterations
                 iters = [int(options.get("max_iter", 200))]
             elif m == 0:  # EM continuing on the real data alone, from the run's generation 0
-                iters = _replay_em_iterations(options, real, lam, seed, gen0, EM_PROBE_GENERATIONS)
+                iters = _replay_em_iterations(options, real, lam, seed, gen0, EM_PROBE_COUNT)
             else:
-                run_ks = _replay_em_iterations(options, real, lam, seed, gen0, 1)
+                # warm EM with tol > 0 runs at least 2 iterations (the first gain is measured from -inf)
+                k_min = min(2, int(options.get("max_iter", 200)))
                 iters = _stationary_em_iterations(model, theta, deriv, options, real, lam, lam_eff, m, seed,
-                                                  run_ks[0], scheme == "fresh")
+                                                  k_min, scheme == "fresh")
             freq = em_step_frequencies(iters)
             maps = em_learner_map(deriv, lam_eff, list(freq), m)
             J, Q_s, Q_r = em_mixture_map(maps, freq)
