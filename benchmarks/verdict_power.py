@@ -43,8 +43,6 @@ from genloop.report.prediction import Prediction, gaussian_pivot, gaussian_value
 from genloop.results import verdicts
 
 N = 100
-#: the value test's interval from the exact law's pivot (False: Student's t, as before it existed)
-PIVOT = True
 
 
 def _w2(model) -> float:  # noqa: ANN001 - a fitted gaussian model
@@ -70,8 +68,9 @@ def experiment(seeds: list[int], generations: int, n: int = N) -> dict[float, st
     return {v.lam: v.verdict for v in verdicts(table(seeds, generations, (0.0, 0.5, math.inf), n), "w2")}
 
 
-def true_prediction(lam: float, generations: int, *, value: bool, n: int = N) -> Prediction:
-    """The theory's prediction at λ for this loop (with the exact std_ratio value when ``value``)."""
+def true_prediction(lam: float, generations: int, *, value: bool, n: int = N, exact_pivot: bool = True) -> Prediction:
+    """The theory's prediction at λ for this loop (with the exact std_ratio value when ``value``; its
+    interval from the exact law's pivot when ``exact_pivot``, else Student's t)."""
     if lam == 0:
         return Prediction(lam=lam, kind="reference")
     kind = "collapse" if math.isinf(lam) else "stable"
@@ -82,23 +81,25 @@ def true_prediction(lam: float, generations: int, *, value: bool, n: int = N) ->
     transform, v, alt = gaussian_value(lam, n=n, generations=generations, estimator="mle")  # type: ignore[misc]
     pivot = gaussian_pivot(lam, n=n, generations=generations, estimator="mle", transform=transform, value=v)
     return Prediction(lam=lam, kind=kind, rate=rate, metric="std_ratio", transform=transform, value=v,
-                      alternative=alt, pivot=pivot if PIVOT else None)
+                      alternative=alt, pivot=pivot if exact_pivot else None)
 
 
-def false_prediction(lam: float, generations: int, n: int = N) -> Prediction:
+def false_prediction(lam: float, generations: int, n: int = N, exact_pivot: bool = True) -> Prediction:
     """λ = ∞ fed λ = 1's prediction, a finite λ fed λ = ∞'s (the λ stays the run's)."""
-    other = true_prediction(1.0 if math.isinf(lam) else math.inf, generations, value=True, n=n)
+    other = true_prediction(1.0 if math.isinf(lam) else math.inf, generations, value=True, n=n,
+                            exact_pivot=exact_pivot)
     return Prediction(lam=lam, kind=other.kind, rate=other.rate, metric=other.metric, transform=other.transform,
                       value=other.value, alternative=other.alternative, pivot=other.pivot)
 
 
-def check_calls(seeds: list[int], generations: int, lams: tuple[float, ...], n: int = N) -> dict[float, dict[str, bool]]:
+def check_calls(seeds: list[int], generations: int, lams: tuple[float, ...], n: int = N,
+                exact_pivot: bool = True) -> dict[float, dict[str, bool]]:
     """Per λ: whether the verdict is right, the check confirms the truth (value+change; change
     only) and refutes the false prediction (value+change; change only)."""
     data = table(seeds, generations, (0.0, *lams), n)
-    truth = {lam: true_prediction(lam, generations, value=True, n=n) for lam in (0.0, *lams)}
+    truth = {lam: true_prediction(lam, generations, value=True, n=n, exact_pivot=exact_pivot) for lam in (0.0, *lams)}
     rate_only = {lam: true_prediction(lam, generations, value=False, n=n) for lam in (0.0, *lams)}
-    wrong = {0.0: truth[0.0], **{lam: false_prediction(lam, generations, n) for lam in lams}}
+    wrong = {0.0: truth[0.0], **{lam: false_prediction(lam, generations, n, exact_pivot) for lam in lams}}
     wrong_rate = {lam: Prediction(lam=lam, kind=p.kind, rate=p.rate) for lam, p in wrong.items()}
     outcome = {name: {c.lam: c.outcome for c in prediction_checks(data, preds, "w2")}
                for name, preds in (("true", truth), ("true_rate", rate_only), ("false", wrong),
@@ -125,8 +126,6 @@ def main() -> None:
     parser.add_argument("--t-interval", action="store_true",
                         help="value test with Student's t instead of the exact law's pivot (the old rule)")
     args = parser.parse_args()
-    global PIVOT
-    PIVOT = not args.t_interval
     if args.table == "check":
         keys = ("verdict right", "confirms", "true refuted", "refutes false", "confirms false",
                 "change only: confirmed or consistent", "refutes false (change only)")
@@ -134,7 +133,7 @@ def main() -> None:
         print("|---|---|---|" + "---|" * len(keys))
         for k in args.seeds:
             for G in args.generations:
-                calls = [check_calls(list(range(r * k, (r + 1) * k)), G, tuple(args.lams), args.n)
+                calls = [check_calls(list(range(r * k, (r + 1) * k)), G, tuple(args.lams), args.n, not args.t_interval)
                          for r in range(args.reps)]
                 for lam in args.lams:
                     frac = [sum(c[lam][key] for c in calls) / args.reps for key in keys]

@@ -12,7 +12,12 @@ from sklearn.mixture import GaussianMixture
 from genloop.loop import LoopState, run_loop
 from genloop.models import make_model
 from genloop.report.trajectory import gmm_parameter_vector
-from genloop.theory.em import em_learner_map, em_step_derivatives, gmm_em_steps
+from genloop.theory.em import (
+    em_learner_map,
+    em_step_derivatives,
+    gmm_em_steps,
+    gmm_model_at,
+)
 from genloop.theory.jacobian import (
     GaussianDensity,
     GMMDensity,
@@ -28,17 +33,6 @@ K_SE = 4.5
 
 def _mixture(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.concatenate([rng.normal(-1.5, 0.6, n // 2), rng.normal(1.0, 0.8, n - n // 2)])[:, None]
-
-
-def _gmm_model(density: GMMDensity, theta: np.ndarray, **options: object):
-    """A registered gmm whose state is θ (GMMDensity coordinates)."""
-    lw, mu, L = (a.detach().numpy() for a in density.unpack(torch.as_tensor(theta)))
-    cov = np.einsum("kij,klj->kil", L, L)
-    model = make_model("gmm", n_components=density.K, **options)
-    prec_chol = np.linalg.inv(np.linalg.cholesky(cov)).transpose(0, 2, 1)
-    model.set_state({"weights": np.exp(lw), "means": mu, "covariances": cov, "precisions_cholesky": prec_chol},
-                    {"converged": True, "n_iter": 0, "lower_bound": 0.0})
-    return model
 
 
 def test_em_steps_match_scikit_learn() -> None:
@@ -98,7 +92,7 @@ def test_em_learner_prediction_matches_the_real_loop_and_the_maximiser_does_not(
     for s in range(seeds):
         paths = []
         for sign in (1.0, -1.0):
-            start = _gmm_model(density, theta.numpy() + sign * delta * v, tol=0.0, max_iter=k)
+            start = gmm_model_at(density, theta.numpy() + sign * delta * v, {"tol": 0.0, "max_iter": k})
             recs = run_loop(make_model("gmm", n_components=2, tol=0.0, max_iter=k), x, lam=lam, generations=T,
                             seed=s, resume=LoopState(0, start))
             paths.append(np.array([gmm_parameter_vector(r.model, means) for r in recs]))
@@ -196,7 +190,7 @@ def test_transient_growth_predicted_by_the_learner_map_happens_in_the_real_loop(
     for s in range(seeds):
         paths = []
         for sign in (1.0, -1.0):
-            start = _gmm_model(density, theta.numpy() + sign * delta * v, tol=0.0, max_iter=k)
+            start = gmm_model_at(density, theta.numpy() + sign * delta * v, {"tol": 0.0, "max_iter": k})
             recs = run_loop(make_model("gmm", n_components=K, tol=0.0, max_iter=k), x, lam=lam, generations=T,
                             seed=s, resume=LoopState(0, start))
             paths.append(np.array([gmm_parameter_vector(r.model, means) for r in recs]))
@@ -237,7 +231,6 @@ def test_tol_stopped_em_contracts_at_the_printed_mean_map_not_at_its_modal_k() -
     # ± δv, shrink their mean difference along v by ρ(J̄) per generation; the modal k's J_k is off.
     from scipy import linalg
 
-    from genloop.theory.em import gmm_model_at
     from genloop.theory.report import em_mixture_map, theory_analysis
 
     n, lam, T, seeds, delta = 700, 1.0, 4, 200, 0.03
@@ -282,7 +275,6 @@ def test_scratch_em_contracts_at_the_exact_maximiser_rate_not_the_warm_learner_r
     # samples: to first order the map is the exact maximiser's G_λ, whatever tol stops EM at.
     # Common-random-number pairs of the real scratch loop started at θ* ± δv (v: top eigenvector
     # of J) shrink their mean difference by ρ(J)^t; the warm learner's printed rate is refuted.
-    from genloop.theory.em import gmm_model_at
     from genloop.theory.report import theory_analysis
 
     n, lam, T, seeds, delta = 300, 1.0, 3, 300, 0.1
